@@ -1,0 +1,11 @@
+# The two commands of the README. Both work on a fresh machine: they create .venv first.
+.PHONY: setup demo test lint
+
+setup:
+	./scripts/setup_venv.sh
+
+demo: setup
+	.venv/bin/llava-drive demo
+
+test: setup
+	./scripts/run_tests.sh

@@ -1,0 +1,49 @@
+"""The ``llava-drive`` command: one entry point, one subcommand per job.
+
+Each area registers its own subcommands in a small ``cli_*`` module, so this file only lists
+them. Registration modules import nothing heavy (torch, rclpy) at module level: ``--help``
+stays fast and works without the optional parts installed.
+"""
+import argparse
+import importlib
+import sys
+
+# Modules providing ``register(subparsers)``; each parser sets ``func(args) -> int``.
+COMMAND_MODULES = [
+    'llava_drive.cli_record',
+    'llava_drive.bag.cli',
+    'llava_drive.features.cli',
+    'llava_drive.learning.cli',
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog='llava-drive',
+        description='Record, review, extract LLaVA features, train and drive (llava_drive).')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and name.startswith(error.name):
+                continue  # that area is not part of this build yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

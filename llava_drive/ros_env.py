@@ -1,0 +1,58 @@
+"""Environment defaults that keep the embedded stack's DDS traffic on this machine.
+
+Set before ``rclpy.init()`` (DDS reads them when the context starts). A value the user
+exported wins: a real CARLA deployment across machines keeps its own settings.
+"""
+import os
+from pathlib import Path
+import sys
+
+
+def config_path(name: str) -> Path:
+    """Return an installed config file: source tree, pip's ``share/`` or the ROS share dir.
+
+    :param name: file name inside ``config/`` (e.g. ``recorder.yaml``).
+    """
+    candidates = [
+        Path(__file__).resolve().parents[1] / 'config' / name,  # source / editable install
+        Path(sys.prefix) / 'share' / 'llava_drive' / 'config' / name,  # pip data_files
+    ]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory('llava_drive')) / 'config' / name)
+    except Exception:  # noqa: B902 - ament index missing or package not installed
+        pass
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f'config/{name} not found; looked in: '
+                            + ', '.join(str(p) for p in candidates))
+
+
+def fastdds_profile_path() -> Path:
+    """Return the shipped FastDDS profile (large-sample shared memory, DESIGN.md 3)."""
+    return config_path('fastdds_shm.xml')
+
+
+def local_ros_environment(base=None) -> dict:
+    """Return ``base`` (default ``os.environ``) plus loopback-only DDS defaults.
+
+    :param base: environment mapping to extend; it is not modified.
+    :return: a new dict suitable for ``subprocess`` or ``os.environ.update``.
+    """
+    env = dict(os.environ if base is None else base)
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE; newer distros warn on LOCALHOST_ONLY.
+    if env.get('ROS_DISTRO') == 'humble':
+        env.setdefault('ROS_LOCALHOST_ONLY', '1')
+    if 'FASTDDS_DEFAULT_PROFILES_FILE' not in env:
+        try:
+            env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile_path())
+        except FileNotFoundError:
+            pass
+    return env
+
+
+def apply_local_ros_environment() -> None:
+    """Apply :func:`local_ros_environment` to this process (call before ``rclpy.init``)."""
+    os.environ.update(local_ros_environment())

@@ -1,0 +1,86 @@
+"""ament_python package that also installs with pip into a plain virtualenv."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'llava_drive'
+
+# The ROS 2 Python wheels from PyPI (Kilted): a working rclpy graph without a ROS install.
+ROS_WHEELS = [
+    'ros-rclpy[fastrtps]==9.1.2',
+    'ros-builtin-interfaces==2.3.0',
+    'ros-std-msgs==5.5.1',
+    'ros-std-srvs==5.5.1',
+    'ros-sensor-msgs==5.5.1',
+    'ros-geometry-msgs==5.5.1',
+    'ros-nav-msgs==5.5.1',
+    'ros-rosgraph-msgs==2.3.0',
+    'ros-diagnostic-msgs==5.5.1',
+    'ros-visualization-msgs==5.5.1',
+    'ros-ament-index-python==1.11.0',
+]
+
+TEST = [
+    'pytest',
+    'ros-ament-flake8==0.19.2',
+    'ros-ament-pep257==0.19.2',
+    'flake8',
+    'flake8-quotes',
+    'flake8-import-order',
+    'flake8-docstrings',
+    'flake8-builtins',
+    'flake8-comprehensions',
+    # colcon builds the package in a test; colcon-core needs setuptools < 80.
+    'colcon-core',
+    'colcon-ros',
+    'colcon-python-setup-py',
+    'setuptools<80',
+]
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'benchmarks']),
+    package_data={PACKAGE: ['msg/*.msg']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.xml')
+         + glob('config/*.rviz')),
+    ],
+    python_requires='>=3.10',
+    install_requires=[
+        'setuptools',
+        'numpy',
+        'opencv-python-headless',
+        'pyyaml',
+        'rosbags==0.11.9',
+        'mcap>=1.2',
+        'matplotlib',
+        'tqdm',
+        'torch==2.13.0',
+        'transformers>=5.0,<6',
+        'safetensors',
+        'tokenizers',
+        'tensorboard',
+    ],
+    extras_require={
+        'standalone': ROS_WHEELS,
+        'test': TEST,
+    },
+    zip_safe=True,
+    maintainer='llava_drive developers',
+    maintainer_email='llava-drive@example.com',
+    description='Imitation-learned driving from LLaVA features, with a simulator and recorder.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'llava-drive = llava_drive.cli:main',
+            'sim_bridge = llava_drive.nodes.sim_bridge:main',
+            'expert = llava_drive.nodes.expert:main',
+            'recorder = llava_drive.nodes.recorder:main',
+        ],
+    },
+)
