@@ -1,0 +1,1 @@
+"""LLaVA feature extraction: feature specification, store, extractor and the extract command."""
