@@ -1,0 +1,287 @@
+"""
+Train an action head on feature files: seeded, early-stopped, logged, checkpointed.
+
+``train(feature_paths, out_dir, config)`` writes into ``out_dir``:
+
+- the checkpoint (``model.safetensors``, ``config.json``, ``train_config.json``) holding the
+  weights of the epoch with the lowest validation loss,
+- ``loss_curves.png`` and ``history.json`` (loss per epoch),
+- ``logs/``: TensorBoard event files (``tensorboard --logdir out_dir/logs``).
+"""
+from dataclasses import asdict, dataclass, field
+import json
+import math
+from pathlib import Path
+import time
+
+from llava_drive.learning import ACTION_NAMES
+from llava_drive.learning.checkpoint import save_checkpoint
+from llava_drive.learning.dataset import (build_windows, DEFAULT_MAX_GAP_FACTOR,
+                                          load_feature_files, resolve_feature_paths,
+                                          SPLIT_KEYS, split_windows)
+from llava_drive.learning.evaluate_offline import predict_windows
+from llava_drive.learning.heads import build_head, HEAD_TYPES, HeadConfig
+from llava_drive.learning.metrics import action_metrics, format_table, prefixed
+import matplotlib
+import numpy as np
+import torch
+from tqdm import tqdm
+
+matplotlib.use('Agg')
+from matplotlib import pyplot  # noqa: E402, I100, I202 (after selecting the headless backend)
+
+
+@dataclass
+class TrainConfig:
+    """
+    How to train a head; stored as ``train_config.json`` in the checkpoint.
+
+    :param head: head type (``mlp``, ``gru``, ``transformer``).
+    :param window: K, consecutive frames per sample (1 for the original MLP).
+    :param hidden_size: hidden width of the head.
+    :param num_layers: GRU / transformer layers.
+    :param num_heads: transformer attention heads.
+    :param dropout: dropout inside the head.
+    :param use_speed: feed the vehicle speed to the head as an extra input.
+    :param epochs: maximum number of epochs.
+    :param batch_size: windows per optimizer step.
+    :param lr: AdamW learning rate.
+    :param weight_decay: AdamW weight decay.
+    :param seed: seed of the split, the initialization and the batch order.
+    :param val_fraction: share of bags (or episodes) held out for validation.
+    :param split_by: ``'bag'``, ``'episode'`` or ``'auto'`` (bag when >= 2 bags).
+    :param patience: stop after this many epochs without a better validation loss
+        (0 = never stop early); the best epoch's weights are kept either way.
+    :param loss_weights: weights of the steer, throttle and brake squared errors.
+    :param device: torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``...).
+    :param max_gap_factor: a stamp step above this many median steps breaks a window.
+    """
+
+    head: str = 'mlp'
+    window: int = 1
+    hidden_size: int = 512
+    num_layers: int = 1
+    num_heads: int = 4
+    dropout: float = 0.0
+    use_speed: bool = False
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.2
+    split_by: str = 'auto'
+    patience: int = 10
+    loss_weights: tuple = field(default=(1.0, 1.0, 1.0))
+    device: str = 'cpu'
+    max_gap_factor: float = DEFAULT_MAX_GAP_FACTOR
+
+    def __post_init__(self):
+        """Check every field; errors name the bad value."""
+        if self.head not in HEAD_TYPES:
+            raise ValueError(f'head must be one of {sorted(HEAD_TYPES)}, got {self.head!r}')
+        for name in ('window', 'hidden_size', 'num_layers', 'num_heads', 'epochs',
+                     'batch_size'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'{name} must be a positive integer, got {value!r}')
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
+                or self.patience < 0:
+            raise ValueError(f'patience must be an integer >= 0, got {self.patience!r}')
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f'seed must be an integer, got {self.seed!r}')
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f'lr must be a positive number, got {self.lr!r}')
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f'weight_decay must be >= 0, got {self.weight_decay!r}')
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f'val_fraction must be in (0, 1), got {self.val_fraction!r}')
+        if self.split_by not in SPLIT_KEYS:
+            raise ValueError(f'split_by must be one of {SPLIT_KEYS}, got {self.split_by!r}')
+        weights = tuple(float(w) for w in self.loss_weights)
+        if len(weights) != len(ACTION_NAMES) or any(not w >= 0 for w in weights) \
+                or sum(weights) <= 0:
+            raise ValueError(f'loss_weights must be {len(ACTION_NAMES)} numbers >= 0 '
+                             f'({", ".join(ACTION_NAMES)}), not all 0, got {self.loss_weights!r}')
+        self.loss_weights = weights
+        if not self.max_gap_factor > 1.0:
+            raise ValueError(f'max_gap_factor must be > 1, got {self.max_gap_factor!r}')
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f'device is not a torch device: {self.device!r}') from None
+        # Architecture checks (e.g. num_heads dividing hidden_size) live in HeadConfig.
+        self.head_config(feature_dim=1)
+
+    def head_config(self, feature_dim: int) -> HeadConfig:
+        """
+        Return the head architecture for features of size ``feature_dim``.
+
+        :param feature_dim: D of the training features.
+        """
+        return HeadConfig(kind=self.head, feature_dim=feature_dim, window=self.window,
+                          use_speed=self.use_speed, hidden_size=self.hidden_size,
+                          num_layers=self.num_layers, num_heads=self.num_heads,
+                          dropout=self.dropout)
+
+    def to_dict(self) -> dict:
+        """Return the configuration as a JSON-ready dict."""
+        result = asdict(self)
+        result['loss_weights'] = list(self.loss_weights)
+        return result
+
+
+def _normalization(train_windows):
+    """Return feature mean/std and speed mean/std over the frames the training windows use."""
+    frames = train_windows.frame_indices()
+    features = train_windows.features[frames].astype(np.float64)
+    speed = train_windows.speed[frames].astype(np.float64)
+    return features.mean(0), features.std(0), float(speed.mean()), float(speed.std())
+
+
+def _weighted_loss(predicted, target, weights):
+    """Weighted mean squared error over actions, normalized by the sum of weights."""
+    return (((predicted - target) ** 2).mean(0) * weights).sum() / weights.sum()
+
+
+def _tensors(windows, rows, device):
+    """Return one batch of windows as torch tensors on ``device``."""
+    features, speed, actions = windows.batch(rows)
+    return (torch.from_numpy(features).to(device), torch.from_numpy(speed).to(device),
+            torch.from_numpy(actions).to(device))
+
+
+def _evaluate_loss(head, windows, weights, batch_size, device) -> float:
+    """Return the weighted loss of ``head`` over all ``windows`` (eval mode, no gradients)."""
+    head.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(windows)))
+            features, speed, actions = _tensors(windows, rows, device)
+            total += float(_weighted_loss(head(features, speed), actions, weights)) * len(rows)
+    return total / len(windows)
+
+
+def plot_loss_curves(path, history: dict, best_epoch: int):
+    """
+    Save a PNG of the train and validation loss per epoch, marking the best epoch.
+
+    :param path: the PNG file.
+    :param history: ``{'epoch': [...], 'train_loss': [...], 'val_loss': [...]}``.
+    :param best_epoch: the epoch whose weights were kept.
+    """
+    figure, axis = pyplot.subplots(figsize=(7, 4))
+    axis.plot(history['epoch'], history['train_loss'], label='train')
+    axis.plot(history['epoch'], history['val_loss'], label='validation')
+    axis.axvline(best_epoch, color='grey', linestyle='--', label=f'best (epoch {best_epoch})')
+    axis.set_xlabel('epoch')
+    axis.set_ylabel('weighted MSE')
+    axis.set_yscale('log')
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+
+
+def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
+          log=print) -> dict:
+    """
+    Train a head on feature files and write the checkpoint directory; return its metrics.
+
+    :param feature_paths: feature files or directories; their feature specs must be equal.
+    :param out_dir: the checkpoint directory (created).
+    :param config: the training configuration (defaults when None).
+    :param progress: show a tqdm progress bar over epochs.
+    :param log: where the summary lines go (``print`` by default; None for silence).
+    :returns: flat metrics: ``train_*`` / ``val_*`` MAE, RMSE and R^2 per action,
+        ``best_epoch``, ``epochs_run``, ``stopped_early``, ``train_loss``, ``val_loss``,
+        ``train_windows``, ``val_windows``, ``train_seconds``.
+    :raises DatasetError: mixed feature specs, too few bags/episodes to split, no windows.
+    """
+    config = config or TrainConfig()
+    log = log or (lambda *_: None)
+    out_dir = Path(out_dir)
+    started = time.monotonic()
+    paths = resolve_feature_paths(feature_paths)
+    files = load_feature_files(paths)
+    spec = files[0].spec
+    train_set, val_set = split_windows(
+        build_windows(files, config.window, config.max_gap_factor),
+        config.split_by, config.val_fraction, config.seed)
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device(config.device)
+    head = build_head(config.head_config(spec.feature_dim))
+    head.set_normalization(*_normalization(train_set))
+    head.to(device)
+    weights = torch.tensor(config.loss_weights, dtype=torch.float32, device=device)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+
+    from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
+    writer = SummaryWriter(log_dir=str(out_dir / 'logs'))
+    history = {'epoch': [], 'train_loss': [], 'val_loss': []}
+    best = {'loss': math.inf, 'epoch': 0, 'state': None}
+    epochs = tqdm(range(1, config.epochs + 1), desc='training', unit='epoch',
+                  disable=not progress, leave=False)
+    for epoch in epochs:
+        head.train()
+        order = rng.permutation(len(train_set))
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start:start + config.batch_size]
+            features, speed, actions = _tensors(train_set, rows, device)
+            loss = _weighted_loss(head(features, speed), actions, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        train_loss = total / len(order)
+        val_loss = _evaluate_loss(head, val_set, weights, config.batch_size, device)
+        history['epoch'].append(epoch)
+        history['train_loss'].append(train_loss)
+        history['val_loss'].append(val_loss)
+        writer.add_scalar('loss/train', train_loss, epoch)
+        writer.add_scalar('loss/val', val_loss, epoch)
+        epochs.set_postfix(train=f'{train_loss:.4g}', val=f'{val_loss:.4g}')
+        if val_loss < best['loss']:
+            best = {'loss': val_loss, 'epoch': epoch,
+                    'state': {k: v.detach().clone() for k, v in head.state_dict().items()}}
+        elif config.patience and epoch - best['epoch'] >= config.patience:
+            break
+    epochs.close()
+    head.load_state_dict(best['state'])
+
+    train_metrics = action_metrics(predict_windows(head, train_set), train_set.targets())
+    val_metrics = action_metrics(predict_windows(head, val_set), val_set.targets())
+    metrics = {**prefixed(train_metrics, 'train'), **prefixed(val_metrics, 'val')}
+    metrics.update(
+        train_loss=history['train_loss'][best['epoch'] - 1], val_loss=best['loss'],
+        best_epoch=best['epoch'], epochs_run=len(history['epoch']),
+        stopped_early=len(history['epoch']) < config.epochs,
+        train_windows=len(train_set), val_windows=len(val_set),
+        train_seconds=round(time.monotonic() - started, 2))
+    for name, value in metrics.items():
+        if name.startswith('val_') and isinstance(value, float) and math.isfinite(value):
+            writer.add_scalar(f'best/{name}', value, best['epoch'])
+    writer.close()
+
+    split = {'split_by': config.split_by, 'train_bags': sorted(set(train_set.bags)),
+             'val_bags': sorted(set(val_set.bags)),
+             'val_episodes': sorted({f'{b}#{e}' for b, e in zip(val_set.bags,
+                                                                val_set.episodes)})}
+    save_checkpoint(out_dir, head.cpu(), spec, metrics, dict(
+        config.to_dict(), feature_files=[str(p) for p in paths], split=split))
+    (out_dir / 'history.json').write_text(json.dumps(history, indent=2) + '\n')
+    plot_loss_curves(out_dir / 'loss_curves.png', history, best['epoch'])
+
+    log(f'{config.head} head on {len(paths)} feature file(s), {spec.mode} features '
+        f'(D={spec.feature_dim}): {len(train_set)} train / {len(val_set)} validation windows, '
+        f'validation bags {split["val_bags"]}')
+    log(f'best epoch {best["epoch"]} of {len(history["epoch"])} '
+        f'(validation loss {best["loss"]:.4g}); checkpoint in {out_dir}')
+    log(format_table({'train': train_metrics, 'validation': val_metrics}))
+    return metrics
