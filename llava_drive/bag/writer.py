@@ -1,0 +1,528 @@
+"""
+Crash-safe writer of bag format v1: image/control pairs into a rosbag2 MCAP directory.
+
+The default storage backend writes MCAP with the ``mcap`` library and flushes a chunk every
+``flush_interval_s`` (from a small background thread, so a SIGKILL loses at most that interval
+even when pairs stop arriving); ``metadata.yaml`` is written on :meth:`BagWriter.close`.
+Where ``rosbag2_py`` is importable (a sourced ROS 2 install) it is used instead, as DESIGN.md
+section 4 asks; both get the same CDR bytes from :mod:`llava_drive.bag.format`.
+"""
+from dataclasses import dataclass
+import importlib
+import json
+import logging
+import os
+from pathlib import Path
+import threading
+from typing import Dict, Optional
+
+import cv2
+from llava_drive import __version__
+from llava_drive.bag import format as bagfmt
+from llava_drive.control import Control
+from llava_drive.image_codec import CHANNELS, ImageError, to_bgr
+from mcap.writer import CompressionType, Writer
+import numpy as np
+import yaml
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_FORMATS = ('jpeg', 'raw')
+BACKENDS = ('auto', 'mcap', 'rosbag2_py')
+CHUNK_COMPRESSIONS = ('none', 'zstd', 'lz4')
+
+
+class BagWriteError(OSError):
+    """Writing to the bag failed at the OS level (disk full, file too large, unwritable)."""
+
+    def __init__(self, path, error: OSError):
+        super().__init__(error.errno, f'cannot write bag {path}: {error.strerror or error}')
+        self.path = Path(path)
+        self.os_error = error
+
+
+class SampleRejected(ValueError):
+    """A pair not written because it is unusable; ``reason`` is a counter key."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f'{reason}: {detail}')
+        self.reason = reason
+
+
+@dataclass
+class BagWriterConfig:
+    """
+    Where and how to write one bag.
+
+    :param path: bag directory to create (``bags/<run>``).
+    :param image_format: ``jpeg`` (CompressedImage on ``<image_topic>/compressed``) or ``raw``.
+    :param jpeg_quality: cv2 JPEG quality, 1..100.
+    :param image_topic: raw image topic base.
+    :param role_name: CARLA role name for the speedometer and odometry topics.
+    :param flush_interval_s: close the open MCAP chunk and flush at least this often.
+    :param fsync: also ``os.fsync`` after each flush (survives power loss, costs I/O).
+    :param backend: ``auto`` (rosbag2_py when importable), ``mcap`` or ``rosbag2_py``.
+    :param chunk_compression: MCAP chunk compression for the mcap backend; JPEG frames do not
+        compress further, so ``none`` unless recording raw.
+    :param chunk_size: bytes after which a chunk is closed even between flushes.
+    """
+
+    path: str
+    image_format: str = 'jpeg'
+    jpeg_quality: int = 90
+    image_topic: str = bagfmt.DEFAULT_IMAGE_TOPIC
+    role_name: str = bagfmt.DEFAULT_ROLE_NAME
+    flush_interval_s: float = 0.5
+    fsync: bool = False
+    backend: str = 'auto'
+    chunk_compression: str = 'none'
+    chunk_size: int = 4 * 1024 * 1024
+
+    def __post_init__(self):
+        """Validate every field; errors name the bad value."""
+        self.path = str(self.path)
+        if not self.path:
+            raise ValueError('BagWriterConfig.path is empty')
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f'image_format {self.image_format!r} is not one of {IMAGE_FORMATS}')
+        if not 1 <= int(self.jpeg_quality) <= 100:
+            raise ValueError(f'jpeg_quality {self.jpeg_quality!r} is not in 1..100')
+        if not self.image_topic.startswith('/'):
+            raise ValueError(f'image_topic {self.image_topic!r} must be absolute (start with /)')
+        if not self.role_name or '/' in self.role_name:
+            raise ValueError(f'role_name {self.role_name!r} must be a non-empty name without /')
+        if not self.flush_interval_s > 0:
+            raise ValueError(f'flush_interval_s {self.flush_interval_s!r} must be > 0')
+        if self.backend not in BACKENDS:
+            raise ValueError(f'backend {self.backend!r} is not one of {BACKENDS}')
+        if self.chunk_compression not in CHUNK_COMPRESSIONS:
+            raise ValueError(f'chunk_compression {self.chunk_compression!r} is not one of '
+                             f'{CHUNK_COMPRESSIONS}')
+        if self.chunk_size < 1024:
+            raise ValueError(f'chunk_size {self.chunk_size!r} must be >= 1024 bytes')
+
+    @property
+    def recorded_image_topic(self) -> str:
+        """Return the topic the images go to (``/compressed`` suffix for JPEG)."""
+        if self.image_format == 'jpeg':
+            return bagfmt.compressed_topic(self.image_topic)
+        return self.image_topic
+
+    def as_dict(self) -> dict:
+        """Return the configuration as recorded in ``recording_info``."""
+        return {'image_format': self.image_format, 'jpeg_quality': self.jpeg_quality,
+                'image_topic': self.recorded_image_topic, 'role_name': self.role_name,
+                'flush_interval_s': self.flush_interval_s, 'fsync': self.fsync,
+                'chunk_compression': self.chunk_compression}
+
+
+def rosbag2_py_module():
+    """Return the ``rosbag2_py`` module, or None when it is not importable here."""
+    try:
+        return importlib.import_module('rosbag2_py')
+    except ImportError:
+        return None
+
+
+class _McapBackend:
+    """Storage through ``mcap.writer.Writer`` with periodic chunk flushes."""
+
+    name = 'mcap'
+
+    def __init__(self, file_path: Path, config: BagWriterConfig):
+        self._file_path = file_path
+        self._stream = open(file_path, 'xb')
+        compression = {'none': CompressionType.NONE, 'zstd': CompressionType.ZSTD,
+                       'lz4': CompressionType.LZ4}[config.chunk_compression]
+        self._writer = Writer(self._stream, chunk_size=config.chunk_size,
+                              compression=compression)
+        self._writer.start(profile='ros2', library=f'llava_drive-{__version__}')
+        self._schemas: Dict[str, int] = {}
+        self._fsync = config.fsync
+
+    def add_topic(self, topic: str, msgtype: str, qos_yaml: str) -> int:
+        if msgtype not in self._schemas:
+            text, _ = bagfmt.message_definition(msgtype)
+            self._schemas[msgtype] = self._writer.register_schema(
+                name=msgtype, encoding='ros2msg', data=text.encode())
+        _, rihs01 = bagfmt.message_definition(msgtype)
+        return self._writer.register_channel(
+            topic=topic, message_encoding='cdr', schema_id=self._schemas[msgtype],
+            metadata={'offered_qos_profiles': qos_yaml, 'topic_type_hash': rihs01})
+
+    def write(self, channel: int, topic: str, stamp_ns: int, data: bytes) -> None:
+        self._writer.add_message(channel_id=channel, log_time=stamp_ns, data=data,
+                                 publish_time=stamp_ns)
+
+    def flush(self) -> None:
+        self._writer.flush()
+        if self._fsync:
+            os.fsync(self._stream.fileno())
+
+    def finish(self, metadata_yaml: str) -> None:
+        # The same 'rosbag2' metadata record rosbag2 (Iron+) and rosbags embed in the MCAP.
+        self._writer.add_metadata('rosbag2', {'serialized_metadata': metadata_yaml})
+        self._writer.finish()
+        self._stream.flush()
+        if self._fsync:
+            os.fsync(self._stream.fileno())
+        self._stream.close()
+
+    def abandon(self) -> None:
+        """Close the file without a summary after an OS error (recover rebuilds it)."""
+        try:
+            self._stream.close()
+        except OSError:
+            pass  # the buffered tail cannot reach the disk either
+
+
+class _Rosbag2PyBackend:
+    """Storage through ``rosbag2_py.SequentialWriter`` (storage ``mcap``)."""
+
+    name = 'rosbag2_py'
+
+    def __init__(self, bag_dir: Path, module):
+        self._module = module
+        self._writer = module.SequentialWriter()
+        self._writer.open(module.StorageOptions(uri=str(bag_dir), storage_id='mcap'),
+                          module.ConverterOptions('', ''))
+        self._topics = []
+
+    def add_topic(self, topic: str, msgtype: str, qos_yaml: str) -> int:
+        # Keywords only: the positional layout differs between Humble and Jazzy.
+        self._writer.create_topic(self._module.TopicMetadata(
+            name=topic, type=msgtype, serialization_format='cdr'))
+        self._topics.append(topic)
+        return len(self._topics)
+
+    def write(self, channel: int, topic: str, stamp_ns: int, data: bytes) -> None:
+        self._writer.write(topic, data, stamp_ns)
+
+    def flush(self) -> None:
+        pass  # rosbag2's MCAP plugin closes chunks on its own
+
+    def finish(self, metadata_yaml: str) -> None:
+        close = getattr(self._writer, 'close', None)
+        if close is not None:
+            close()
+        # Humble has no close(): dropping the last reference closes the bag.
+        self._writer = None
+
+    def abandon(self) -> None:
+        self._writer = None
+
+
+class BagWriter:
+    """
+    Write image/control pairs, episode markers and recording info to a new bag.
+
+    Thread-safe; use as a context manager or call :meth:`close` (idempotent).
+
+    :param config: a :class:`BagWriterConfig`.
+    """
+
+    def __init__(self, config: BagWriterConfig):
+        self.config = config
+        self.path = Path(config.path)
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise FileExistsError(
+                f'bag directory {self.path} already exists and is not empty; '
+                'choose a new run name (bags are never overwritten)')
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BagWriteError(self.path, error) from error
+        self.file_path = self.path / f'{self.path.name}_0.mcap'
+        self._lock = threading.RLock()
+        self._channels: Dict[str, int] = {}
+        self._types: Dict[str, str] = {}
+        self.counts: Dict[str, int] = {}
+        self.rejected: Dict[str, int] = {}
+        self.pairs_written = 0
+        self._start_ns: Optional[int] = None
+        self._end_ns: Optional[int] = None
+        self._recording_info: Optional[dict] = None
+        self._pending_info = False
+        self._failed: Optional[BagWriteError] = None
+        self._closed = False
+        self._dirty = False
+        self._backend = self._open_backend()
+        LOG.info('recording to %s (%s backend, %s images)', self.path, self._backend.name,
+                 config.image_format)
+        self._stop_flusher = threading.Event()
+        self._flusher = None
+        if self._backend.name == 'mcap':
+            self._flusher = threading.Thread(target=self._flush_loop, name='bag-flush',
+                                             daemon=True)
+            self._flusher.start()
+
+    @property
+    def backend(self) -> str:
+        """Return the storage backend in use (``mcap`` or ``rosbag2_py``)."""
+        return self._backend.name
+
+    def _open_backend(self):
+        module = None
+        if self.config.backend in ('auto', 'rosbag2_py'):
+            module = rosbag2_py_module()
+            if module is None and self.config.backend == 'rosbag2_py':
+                raise RuntimeError('backend rosbag2_py requested but rosbag2_py is not '
+                                   'importable (source a ROS 2 install, or use backend mcap)')
+            if module is None:
+                LOG.info('rosbag2_py not importable: writing MCAP with the mcap library')
+        try:
+            if module is not None:
+                return _Rosbag2PyBackend(self.path, module)
+            return _McapBackend(self.file_path, self.config)
+        except OSError as error:
+            raise BagWriteError(self.path, error) from error
+
+    def _flush_loop(self):
+        while not self._stop_flusher.wait(self.config.flush_interval_s):
+            try:
+                self.flush()
+            except BagWriteError:
+                return  # reported to the caller by the next write_pair
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError(f'bag {self.path} is closed')
+        if self._failed is not None:
+            raise self._failed
+
+    def _write(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+        try:
+            channel = self._channels.get(topic)
+            if channel is None:
+                channel = self._backend.add_topic(topic, msgtype, bagfmt.topic_qos_yaml(topic))
+                self._channels[topic] = channel
+                self._types[topic] = msgtype
+                self.counts[topic] = 0
+            self._backend.write(channel, topic, stamp_ns, data)
+        except OSError as error:
+            self._failed = BagWriteError(self.file_path, error)
+            raise self._failed from error
+        self.counts[topic] += 1
+        self._dirty = True
+        self._start_ns = stamp_ns if self._start_ns is None else min(self._start_ns, stamp_ns)
+        self._end_ns = stamp_ns if self._end_ns is None else max(self._end_ns, stamp_ns)
+
+    def _reject(self, reason: str, detail: str):
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        raise SampleRejected(reason, detail)
+
+    def _encode_image(self, stamp_ns: int, image: np.ndarray, encoding: str,
+                      frame_id: str) -> bytes:
+        channels = CHANNELS.get(encoding)
+        if channels is None:
+            self._reject('unsupported_encoding', f'{encoding!r} (supported: {sorted(CHANNELS)})')
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            self._reject('bad_image', f'need a uint8 numpy array, got {type(image).__name__} '
+                         f'{getattr(image, "dtype", "")}')
+        shape_ok = image.ndim == 3 and image.shape[2] == channels or (
+            channels == 1 and image.ndim == 2)
+        if not shape_ok or image.size == 0:
+            self._reject('bad_image', f'shape {image.shape} does not fit {encoding}')
+        if self.config.image_format == 'raw':
+            return bagfmt.serialize_image(stamp_ns, image, encoding, frame_id)
+        try:
+            bgr = image if channels == 1 else to_bgr(image, encoding)
+        except ImageError as error:
+            self._reject(error.reason, str(error))
+        ok, encoded = cv2.imencode('.jpg', bgr,
+                                   [cv2.IMWRITE_JPEG_QUALITY, int(self.config.jpeg_quality)])
+        if not ok:
+            self._reject('jpeg_encode_failed', f'cv2.imencode failed for shape {image.shape}')
+        return bagfmt.serialize_compressed_image(stamp_ns, encoded.tobytes(), 'jpeg', frame_id)
+
+    def write_pair(self, stamp_ns: int, image: np.ndarray, encoding: str, control: Control,
+                   speed: float, odometry: Optional[bagfmt.OdometrySample] = None,
+                   frame_id: str = 'ego_vehicle/rgb_front') -> None:
+        """
+        Write one image/control pair (plus speed and optional odometry) at ``stamp_ns``.
+
+        Every message of the pair gets ``stamp_ns`` as header stamp and log time.
+
+        :param stamp_ns: the image's header stamp in nanoseconds.
+        :param image: ``H x W x C`` uint8 pixels in ``encoding``.
+        :param encoding: ``bgra8``, ``bgr8``, ``rgb8``, ``rgba8`` or ``mono8``.
+        :param control: the control in effect for this image.
+        :param speed: vehicle speed in m/s.
+        :param odometry: optional odometry sample.
+        :param frame_id: camera frame id of the image header.
+        :raises SampleRejected: the pair is unusable (counted in :attr:`rejected`).
+        :raises BagWriteError: the OS refused the write (disk full, file too large ...).
+        """
+        stamp_ns = int(stamp_ns)
+        problem = control.problem()
+        if problem is not None:
+            self._reject(problem, f'{control.as_array()}')
+        if not np.isfinite(speed):
+            self._reject('nan_speed', f'speed {speed!r}')
+        # Encode outside the lock: JPEG encoding is the expensive part.
+        image_data = self._encode_image(stamp_ns, image, encoding, frame_id)
+        control_data = bagfmt.serialize_control(stamp_ns, control, frame_id)
+        speed_data = bagfmt.serialize_float32(speed)
+        odometry_data = None
+        if odometry is not None:
+            odometry_data = bagfmt.serialize_odometry(stamp_ns, odometry)
+        image_type = bagfmt.IMAGE_TYPE if self.config.image_format == 'raw' else (
+            bagfmt.COMPRESSED_IMAGE_TYPE)
+        with self._lock:
+            self._check_open()
+            self._write_pending_info(stamp_ns)
+            self._write(self.config.recorded_image_topic, image_type, stamp_ns, image_data)
+            self._write(bagfmt.CONTROL_TOPIC, bagfmt.CONTROL_TYPE, stamp_ns, control_data)
+            self._write(bagfmt.speed_topic(self.config.role_name), bagfmt.FLOAT32_TYPE,
+                        stamp_ns, speed_data)
+            if odometry_data is not None:
+                self._write(bagfmt.odometry_topic(self.config.role_name), bagfmt.ODOMETRY_TYPE,
+                            stamp_ns, odometry_data)
+            self.pairs_written += 1
+
+    def write_episode_marker(self, stamp_ns: int, info: dict) -> None:
+        """
+        Write an episode boundary, e.g. ``{'event': 'start', 'episode': 3, 'route_seed': 7}``.
+
+        :param stamp_ns: log time (the stamp of the first/last image of the episode).
+        :param info: JSON-serializable dict with ``event`` (``start``/``end``) and ``episode``.
+        """
+        if info.get('event') not in ('start', 'end'):
+            raise ValueError(f'episode marker event {info.get("event")!r} is not start or end')
+        if not isinstance(info.get('episode'), int):
+            raise ValueError(f'episode marker episode {info.get("episode")!r} is not an int')
+        data = bagfmt.serialize_json_string(info)
+        with self._lock:
+            self._check_open()
+            self._write(bagfmt.EPISODE_TOPIC, bagfmt.STRING_TYPE, int(stamp_ns), data)
+
+    def set_recording_info(self, info: dict) -> None:
+        """
+        Record the recording configuration (written before the next message and on close).
+
+        :param info: JSON-serializable dict (simulator, expert, route, rates ...).
+        """
+        json.dumps(info)  # fail now, not at close
+        with self._lock:
+            self._recording_info = {'event': 'config', 'bag_format': bagfmt.BAG_FORMAT_VERSION,
+                                    'writer': self.config.as_dict(), **info}
+            self._pending_info = True
+
+    def _write_pending_info(self, stamp_ns: int) -> None:
+        if self._pending_info:
+            self._write(bagfmt.RECORDING_INFO_TOPIC, bagfmt.STRING_TYPE, stamp_ns,
+                        bagfmt.serialize_json_string(self._recording_info))
+            self._pending_info = False
+
+    def flush(self) -> None:
+        """Close the open chunk and flush it to the OS (and fsync if configured)."""
+        with self._lock:
+            if self._closed or self._failed is not None or not self._dirty:
+                return
+            try:
+                self._backend.flush()
+            except OSError as error:
+                self._failed = BagWriteError(self.file_path, error)
+                raise self._failed from error
+            self._dirty = False
+
+    def summary(self, extra: Optional[dict] = None) -> dict:
+        """
+        Return the closing summary: pairs written, rejected counts merged with ``extra``.
+
+        :param extra: the caller's own summary (its ``rejected`` counts are added).
+        """
+        extra = dict(extra or {})
+        rejected = dict(self.rejected)
+        for reason, count in (extra.pop('rejected', None) or {}).items():
+            rejected[reason] = rejected.get(reason, 0) + int(count)
+        return {'event': 'summary', 'pairs_written': self.pairs_written, 'rejected': rejected,
+                **extra}
+
+    def close(self, summary: Optional[dict] = None) -> None:
+        """
+        Write the summary, finish the MCAP and write ``metadata.yaml``; idempotent.
+
+        After a :class:`BagWriteError` the MCAP is left as it reached the disk, without
+        ``metadata.yaml``; ``llava-drive bag recover PATH`` rebuilds it.
+
+        :param summary: the recorder's summary (e.g. ``{'rejected': {'nan_control': 1}}``).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop_flusher.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        with self._lock:
+            if self._failed is not None:
+                self._backend.abandon()
+                LOG.error('bag %s was not finished after a write error (%s); run '
+                          '`llava-drive bag recover %s`', self.path, self._failed, self.path)
+                return
+            final = self.summary(summary)
+            try:
+                if self._end_ns is not None:
+                    self._write_pending_info(self._end_ns)
+                    self._write(bagfmt.RECORDING_INFO_TOPIC, bagfmt.STRING_TYPE, self._end_ns,
+                                bagfmt.serialize_json_string(final))
+                metadata = self._metadata(final)
+                self._backend.finish(yaml_text(metadata['rosbag2_bagfile_information']))
+                if self._backend.name == 'rosbag2_py':
+                    metadata = self._merge_rosbag2_metadata(metadata)
+                bagfmt.write_metadata(self.path, metadata)
+            except OSError as error:
+                self._failed = BagWriteError(self.file_path, error)
+                self._backend.abandon()
+                raise self._failed from error
+        LOG.info('closed bag %s: %d pairs', self.path, self.pairs_written)
+
+    def _custom_data(self, final: dict) -> Dict[str, str]:
+        custom = {bagfmt.CUSTOM_FORMAT_KEY: str(bagfmt.BAG_FORMAT_VERSION),
+                  bagfmt.CUSTOM_SUMMARY_KEY: json.dumps(final, sort_keys=True)}
+        if self._recording_info is not None:
+            custom[bagfmt.CUSTOM_RECORDING_INFO_KEY] = json.dumps(self._recording_info,
+                                                                  sort_keys=True)
+        return custom
+
+    def _metadata(self, final: dict) -> dict:
+        topics = [bagfmt.TopicCount(topic, self._types[topic], self.counts[topic],
+                                    bagfmt.topic_qos_yaml(topic))
+                  for topic in self._channels]
+        return bagfmt.build_metadata(self.file_path.name, topics, self._start_ns or 0,
+                                     self._end_ns or 0, self._custom_data(final))
+
+    def _merge_rosbag2_metadata(self, ours: dict) -> dict:
+        """Keep rosbag2's own metadata.yaml (its file names) and add our custom_data."""
+        theirs = bagfmt.read_metadata(self.path)
+        if theirs is None:
+            return ours
+        custom = dict(theirs.get('custom_data') or {})
+        custom.update(ours['rosbag2_bagfile_information']['custom_data'])
+        theirs['custom_data'] = custom
+        return {'rosbag2_bagfile_information': theirs}
+
+    def __enter__(self):
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc):
+        """Close and keep the data, whatever the exception (unlike rosbags' writer)."""
+        self.close()
+        return False
+
+    def __del__(self):
+        """Stop the flush thread of a writer that was never closed."""
+        stop = getattr(self, '_stop_flusher', None)
+        if stop is not None:
+            stop.set()
+
+
+def yaml_text(mapping: dict) -> str:
+    """
+    Return a mapping as block-style YAML text.
+
+    :param mapping: the mapping.
+    """
+    return yaml.safe_dump(mapping, default_flow_style=False, sort_keys=False).strip()
