@@ -43,13 +43,16 @@ class Pairer:
 
     Reasons: ``duplicate_stamp``, ``backwards_stamp`` (frames), ``nan_control``,
     ``control_out_of_range``, ``backwards_control_stamp`` (controls), ``no_control``,
-    ``control_too_old`` (frames without a usable label), ``queue_overflow``.
+    ``control_too_old``, ``invalid_label`` (frames without a usable label), ``queue_overflow``.
+    A rejected control still marks its stamp: the frames it was in effect for have no valid
+    label, and are not paired with an older one.
     """
 
     def __init__(self, config: PairingConfig = PairingConfig()):
         self.config = config
         self.rejected = Counter()
-        self._controls = deque(maxlen=config.control_history)  # (stamp_ns, Control), sorted
+        # (stamp_ns, Control or None for a rejected one), sorted by stamp
+        self._controls = deque(maxlen=config.control_history)
         self._pending = deque()  # (stamp_ns, frame), sorted
         self._last_frame_stamp = None
 
@@ -69,13 +72,13 @@ class Pairer:
 
     def add_control(self, stamp_ns: int, control: Control) -> List[Paired]:
         """Record a control; return the pairs that are complete now."""
-        problem = control.problem()
-        if problem is not None:
-            self._reject(problem)
-            return []
         if self._controls and stamp_ns < self._controls[-1][0]:
             self._reject('backwards_control_stamp')
             return []
+        problem = control.problem()
+        if problem is not None:
+            self._reject(problem)
+            control = None
         self._controls.append((stamp_ns, control))
         return self._resolve()
 
@@ -113,12 +116,15 @@ class Pairer:
             self._reject('no_control')
             return []
         control_stamp, control = found
+        if control is None:
+            self._reject('invalid_label')
+            return []
         if stamp_ns - control_stamp > self.config.max_control_age_ns:
             self._reject('control_too_old')
             return []
         return [Paired(stamp_ns, frame, control)]
 
-    def _control_at(self, stamp_ns: int) -> Optional[Tuple[int, Control]]:
+    def _control_at(self, stamp_ns: int) -> Optional[Tuple[int, Optional[Control]]]:
         for control_stamp, control in reversed(self._controls):
             if control_stamp <= stamp_ns:
                 return control_stamp, control

@@ -11,3 +11,17 @@ os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 from llava_drive.ros_env import apply_local_ros_environment  # noqa: E402
 
 apply_local_ros_environment()
+
+import pytest  # noqa: E402
+
+from ros_helpers import RosGraph  # noqa: E402
+
+
+@pytest.fixture
+def ros_graph():
+    """Yield a :class:`RosGraph`; every node in it is destroyed afterwards."""
+    graph = RosGraph()
+    try:
+        yield graph
+    finally:
+        graph.close()

@@ -1,0 +1,77 @@
+"""``llava-drive record``: the recording stack without ``ros2 launch`` (same nodes and YAML)."""
+import argparse
+import json
+from pathlib import Path
+import shutil
+import sys
+import tempfile
+import time
+
+BACKENDS = ('sim', 'carla')
+
+
+def seed_list(text: str):
+    """Parse ``3`` or ``1,2,5`` into a list of route seeds."""
+    try:
+        seeds = [int(part) for part in text.split(',') if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'route seeds must be integers like 3 or 1,2,5: {text!r}')
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f'route seeds must be >= 0: {text!r}')
+    return seeds
+
+
+def register(subparsers):
+    """Add the ``record`` subcommand."""
+    parser = subparsers.add_parser(
+        'record', help='record image/control pairs from the simulator or CARLA',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description='Run sim_bridge (or expect carla_ros_bridge), the expert and the recorder '
+                    'as ROS 2 nodes with the parameters of config/*.yaml, record for DURATION '
+                    'seconds of simulated time, close the bag and print its summary. In the '
+                    'simulator the stack runs in synchronous mode, faster than real time.')
+    parser.add_argument('--backend', choices=BACKENDS, default='sim',
+                        help='sim: embedded simulator; carla: a running carla_ros_bridge')
+    parser.add_argument('--duration', type=float, default=60.0,
+                        help='seconds of recorded (simulated) time')
+    parser.add_argument('--seed', '--seeds', dest='seeds', type=seed_list, default=[1],
+                        help='route seed(s), e.g. 3 or 1,2,5 (1-100: training routes)')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='bag directory (default bags/<backend>_<time>)')
+    parser.add_argument('--image-format', choices=('jpeg', 'raw'), default='jpeg')
+    parser.add_argument('--width', type=int, default=800, help='camera width (sim)')
+    parser.add_argument('--height', type=int, default=600, help='camera height (sim)')
+    parser.add_argument('--noise', type=float, default=0.0,
+                        help='expert steering noise std on the executed command (labels stay '
+                             'clean): recovery data')
+    parser.add_argument('--realtime', action='store_true',
+                        help='sim: step in real time instead of synchronous mode')
+    parser.add_argument('--no-randomize', dest='randomize', action='store_false',
+                        help='sim: fixed lighting, colours and camera')
+    parser.add_argument('--timeout', type=float, default=None,
+                        help='wall-clock limit in seconds (default: 10 x duration + 60)')
+    parser.add_argument('--log-dir', type=Path, default=None,
+                        help='node logs (default: a temporary directory, kept on failure)')
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run the recording stack and return an exit code."""
+    from llava_drive.recording import RecordingOptions, record
+    out = args.out or Path('bags') / time.strftime(f'{args.backend}_%Y%m%d_%H%M%S')
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_record_'))
+    options = RecordingOptions(
+        backend=args.backend, duration=args.duration, route_seeds=args.seeds, out=out,
+        image_format=args.image_format, width=args.width, height=args.height,
+        noise_steer_std=args.noise, synchronous=not args.realtime,
+        randomize=args.randomize, timeout=args.timeout, log_dir=log_dir)
+    try:
+        result = record(options, progress=True)
+    except (RuntimeError, ValueError, FileExistsError) as error:
+        print(f'llava-drive record: {error}', file=sys.stderr)
+        print(f'node logs: {log_dir}', file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    if args.log_dir is None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return 0

@@ -1,0 +1,74 @@
+"""Wiring shared by every node: declared parameters, QoS profiles, and ``main()``."""
+import signal
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+# Camera subscribers: best-effort depth 1 matches reliable and best-effort publishers.
+CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                        reliability=ReliabilityPolicy.BEST_EFFORT)
+# Control: reliable, like carla_ros_bridge's subscription.
+CONTROL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE)
+# Latched info (waypoints, camera_info): late joiners still get the last message.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def reliable_qos(depth: int) -> QoSProfile:
+    """Return a reliable keep-last profile of ``depth`` (sensor streams that must not drop)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE)
+
+
+def declare(node, name: str, default, description: str, low=None, high=None, step=None):
+    """Declare a parameter with a descriptor (and range) and return its value.
+
+    An override outside the range makes rclpy refuse it at start-up, naming the parameter.
+    """
+    descriptor = ParameterDescriptor(description=description)
+    if low is not None:
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            raise TypeError(f'a range only applies to numbers, not {name}={default!r}')
+        if isinstance(default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high),
+                                                     step=int(step or 0))]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(low), to_value=float(high), step=float(step or 0.0))]
+    return node.declare_parameter(name, default, descriptor).value
+
+
+def topic_or_default(value: str, default: str) -> str:
+    """Return ``value`` unless it is empty (parameters use '' for 'derive from role_name')."""
+    return value if value else default
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_node(node_class, args=None) -> None:
+    """Init, spin ``node_class()``, and always clean up (DESIGN.md section 8).
+
+    SIGTERM is turned into the same clean shutdown as Ctrl-C: Humble's rclpy does not handle
+    it, and a recorder killed without ``destroy_node`` would leave an unfinished bag.
+    """
+    rclpy.init(args=args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    node = None
+    try:
+        node = node_class()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        # A second Ctrl-C must not interrupt a recorder closing its bag.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

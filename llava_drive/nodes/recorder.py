@@ -1,0 +1,326 @@
+"""Recorder node: pairs camera frames with the control in effect and writes bag format v1.
+
+Services (std_srvs/Trigger): ``~/start``, ``~/stop`` (closes the bag), ``~/split`` (closes
+the bag and continues in the next one). Status as JSON on ``~/status`` once a second.
+Nothing bad on the wire crashes it: each rejected frame or control is counted by reason,
+logged (throttled), and written into the bag's recording summary.
+"""
+from collections import Counter
+import json
+import math
+from pathlib import Path
+
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, String
+from std_srvs.srv import Trigger
+
+from llava_drive.bag.format import OdometrySample
+from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
+from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
+from llava_drive.image_codec import decode_raw, ImageError
+from llava_drive.nodes.common import declare, reliable_qos, run_node, topic_or_default
+from llava_drive.pairing import Pairer, PairingConfig
+
+
+class Recorder(Node):
+    """Writes image/control pairs to rosbag2 bags (DESIGN.md section 4)."""
+
+    def __init__(self, **node_options):
+        super().__init__('recorder', **node_options)
+        self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
+        prefix = f'/carla/{self.role}'
+        self.image_topic = topic_or_default(
+            declare(self, 'image_topic', '', 'sensor_msgs/Image topic; "" = '
+                    '/carla/<role_name>/rgb_front/image'), f'{prefix}/rgb_front/image')
+        label_topic = declare(
+            self, 'label_topic', '/llava_drive/expert/control',
+            'control topic whose commands are the labels: the expert\'s clean command; use '
+            '/carla/<role_name>/vehicle_control_cmd to record whatever drives the car')
+        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
+        self.bag_path = Path(declare(self, 'bag_path', 'bags/run',
+                                     'output bag directory (must not exist or be empty)'))
+        self.image_format = declare(self, 'image_format', 'jpeg', 'jpeg or raw')
+        if self.image_format not in ('jpeg', 'raw'):
+            raise ValueError(f'image_format must be "jpeg" or "raw", got {self.image_format!r}')
+        self.jpeg_quality = declare(self, 'jpeg_quality', 90, 'JPEG quality', 1, 100)
+        self.max_control_age = declare(
+            self, 'max_control_age', 0.1,
+            'seconds (stamp time): a frame whose newest earlier control is older is not written',
+            0.0, 10.0)
+        self.max_duration = declare(self, 'max_duration', 0.0,
+                                    'stop after this many seconds of stamps; 0 = no limit',
+                                    0.0, 1e6)
+        self.flush_interval = declare(self, 'flush_interval', 0.5,
+                                      'seconds between flushes to disk (SIGKILL loses at most '
+                                      'this much)', 0.05, 60.0)
+        self.fsync = declare(self, 'fsync', False, 'fsync on every flush (power-loss safety)')
+        depth = declare(self, 'image_queue_depth', 30,
+                        'reliable image subscription depth (frames buffered while writing)',
+                        1, 1000)
+        autostart = declare(self, 'autostart', True, 'start recording at once')
+        status_period = declare(self, 'status_period', 1.0, 'seconds between ~/status messages',
+                                0.01, 60.0)
+
+        self.codec = ControlCodec(wire)
+        self.pairer = None
+        self.writer = None
+        self.bag_index = 0
+        self.rejected = Counter()  # reasons seen before the pairer (decode, wire errors)
+        self.pairs_written = 0
+        self.first_stamp = None
+        self.last_stamp = None
+        self.newest_frame_stamp = None
+        self.stopping = False
+        self.speed = math.nan
+        self.odometry = None
+        self.error = None
+        self._written_bags = []
+        self.last_summary = None
+
+        qos = reliable_qos(depth)
+        self.create_subscription(Image, self.image_topic, self.on_image, qos)
+        self.create_subscription(self.codec.msg_type, label_topic, self.on_control, qos)
+        self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, qos)
+        self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, qos)
+        self.create_subscription(String, '/llava_drive/sim/episode', self.on_episode, 10)
+        self.status_pub = self.create_publisher(String, '~/status', 10)
+        self.create_service(Trigger, '~/start', self.srv_start)
+        self.create_service(Trigger, '~/stop', self.srv_stop)
+        self.create_service(Trigger, '~/split', self.srv_split)
+        self.create_timer(status_period, self.publish_status)
+        self.create_timer(0.1, self.expire_pending)
+        self.get_logger().info(
+            f'recording {self.image_topic} + {label_topic} ({self.codec.name}) '
+            f'as {self.image_format} to {self.bag_path}')
+        if autostart:
+            self.start()
+
+    # -- recording lifecycle -------------------------------------------------------------
+    def current_path(self) -> Path:
+        """Return the bag directory for the current split index."""
+        if self.bag_index == 0:
+            return self.bag_path
+        return self.bag_path.with_name(f'{self.bag_path.name}_{self.bag_index:03d}')
+
+    def start(self) -> str:
+        """Open a bag and start pairing; return a message for the caller."""
+        if self.writer is not None:
+            return f'already recording to {self.writer.config.path}'
+        config = BagWriterConfig(
+            path=self.current_path(), image_format=self.image_format,
+            jpeg_quality=self.jpeg_quality, image_topic=self.image_topic,
+            role_name=self.role, flush_interval_s=self.flush_interval, fsync=self.fsync)
+        try:
+            self.writer = BagWriter(config)
+        except (BagWriteError, OSError, ValueError) as error:
+            self.error = str(error)
+            self.get_logger().error(f'cannot start recording: {error}')
+            return f'cannot start: {error}'
+        self.writer.set_recording_info(self.recording_info())
+        self.pairer = Pairer(PairingConfig(
+            max_control_age_ns=int(self.max_control_age * 1e9)))
+        self.first_stamp = self.last_stamp = self.newest_frame_stamp = None
+        self.pairs_written = 0
+        self.rejected.clear()
+        self.error = None
+        self.get_logger().info(f'recording to {config.path}')
+        return f'recording to {config.path}'
+
+    def stop(self) -> str:
+        """Write what can still be paired, close the bag, and return a summary line."""
+        if self.writer is None or self.stopping:
+            return 'not recording'
+        self.stopping = True
+        for pair in self.pairer.flush():
+            if self.writer is not None:
+                self.write(pair)
+        summary = self.summary()
+        final = self.summary(include_writer=True)
+        path = self.writer.config.path
+        try:
+            self.writer.close(summary)
+        except (BagWriteError, OSError) as error:
+            self.get_logger().error(f'closing {path} failed: {error}; run '
+                                    f'"llava-drive bag recover {path}" to restore it')
+        self.writer = None
+        self.stopping = False
+        self._written_bags.append(str(path))
+        self.last_summary = final
+        message = (f'closed {path}: {final["pairs_written"]} pairs, '
+                   f'rejected {final["rejected"] or "none"}')
+        self.get_logger().info(message)
+        return message
+
+    def summary(self, include_writer: bool = False) -> dict:
+        """Return pairs written and rejections by reason (the writer adds its own on close).
+
+        :param include_writer: also count what the bag writer rejected (for the status).
+        """
+        rejected = Counter(self.rejected)
+        if self.pairer is not None:
+            rejected.update(self.pairer.rejected)
+        if include_writer and self.writer is not None:
+            rejected.update(self.writer.rejected)
+        return {'pairs_written': self.pairs_written, 'rejected': dict(sorted(rejected.items())),
+                'error': self.error}
+
+    def recording_info(self) -> dict:
+        """Return the recording configuration written at the start of each bag."""
+        return {'node': self.get_fully_qualified_name(),
+                'parameters': {name: param.value for name, param in self._parameters.items()},
+                'control_wire': self.codec.name}
+
+    # -- callbacks -----------------------------------------------------------------------
+    def on_image(self, msg: Image):
+        """Validate a frame and queue it for pairing."""
+        if self.writer is None:
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        try:
+            image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        except ImageError as error:
+            self.reject(error.reason, str(error))
+            return
+        frame = (image, msg.encoding, self.speed, self.odometry, msg.header.frame_id)
+        self.newest_frame_stamp = max(stamp_ns, self.newest_frame_stamp or stamp_ns)
+        self.write_all(self.pairer.add_frame(stamp_ns, frame))
+
+    def on_control(self, msg):
+        """Decode a label and complete the frames waiting for it."""
+        if self.writer is None:
+            return
+        try:
+            stamp_ns, control = self.codec.decode(msg)
+        except ValueError as error:
+            self.reject('malformed_control', str(error))
+            return
+        before = sum(self.pairer.rejected.values())
+        self.write_all(self.pairer.add_control(stamp_ns, control))
+        if sum(self.pairer.rejected.values()) > before:
+            self.get_logger().warning(f'control rejected at {stamp_ns} ns: {control}',
+                                      throttle_duration_sec=2.0)
+
+    def on_speed(self, msg: Float32):
+        """Remember the newest speed (m/s); it is written with the next frame."""
+        self.speed = float(msg.data)
+
+    def on_odometry(self, msg: Odometry):
+        """Remember the newest odometry; it is written with the next frame."""
+        pose, twist = msg.pose.pose, msg.twist.twist
+        self.odometry = OdometrySample(
+            position=(pose.position.x, pose.position.y, pose.position.z),
+            orientation=(pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                         pose.orientation.w),
+            linear_velocity=(twist.linear.x, twist.linear.y, twist.linear.z),
+            angular_velocity=(twist.angular.x, twist.angular.y, twist.angular.z),
+            frame_id=msg.header.frame_id, child_frame_id=msg.child_frame_id)
+
+    def on_episode(self, msg: String):
+        """Write a simulator episode marker into the bag."""
+        if self.writer is None:
+            return
+        try:
+            info = json.loads(msg.data)
+            stamp_ns = int(info.get('stamp_ns', self.last_stamp or 0))
+            self.writer.write_episode_marker(stamp_ns, info)
+        except (ValueError, TypeError) as error:
+            self.reject('malformed_episode_marker', str(error))
+        except (BagWriteError, OSError) as error:
+            self.fail(error)
+
+    def expire_pending(self):
+        """Settle frames whose control never came (a stalled or silent driver)."""
+        if self.writer is not None and self.newest_frame_stamp is not None:
+            self.write_all(self.pairer.expire(self.newest_frame_stamp))
+
+    def write_all(self, pairs):
+        """Write each completed pair, stopping cleanly on a storage error."""
+        for pair in pairs:
+            if self.writer is None:
+                return
+            self.write(pair)
+
+    def write(self, pair):
+        """Write one pair; a storage error stops the recording, keeping what is on disk."""
+        image, encoding, speed, odometry, frame_id = pair.frame
+        try:
+            self.writer.write_pair(pair.stamp_ns, image, encoding, pair.control, speed,
+                                   odometry=odometry, frame_id=frame_id)
+        except SampleRejected as error:  # counted by the writer, reported at close
+            self.get_logger().warning(f'pair not written: {error}', throttle_duration_sec=2.0)
+            return
+        except (BagWriteError, OSError) as error:
+            self.fail(error)
+            return
+        self.pairs_written += 1
+        if self.first_stamp is None:
+            self.first_stamp = pair.stamp_ns
+        self.last_stamp = pair.stamp_ns
+        span_ns = self.last_stamp - self.first_stamp
+        if not self.stopping and self.max_duration and span_ns >= self.max_duration * 1e9:
+            self.get_logger().info(f'max_duration {self.max_duration} s reached')
+            self.stop()
+
+    def fail(self, error):
+        """Stop recording after a storage error (full disk, unwritable path)."""
+        self.error = str(error)
+        self.get_logger().error(f'recording stopped: {error}. What was written stays '
+                                f'readable (run "llava-drive bag recover" if it is not).')
+        self.stop()
+
+    def reject(self, reason: str, detail: str):
+        """Count and log (throttled) one rejected input."""
+        self.rejected[reason] += 1
+        self.get_logger().warning(f'rejected ({reason}): {detail}', throttle_duration_sec=2.0)
+
+    # -- services and status -------------------------------------------------------------
+    def srv_start(self, request, response):
+        """Handle ``~/start``."""
+        response.message = self.start()
+        response.success = self.writer is not None
+        return response
+
+    def srv_stop(self, request, response):
+        """Handle ``~/stop``."""
+        response.message = self.stop()
+        response.success = True
+        return response
+
+    def srv_split(self, request, response):
+        """Handle ``~/split``: close this bag and continue in the next one."""
+        if self.writer is None:
+            response.success, response.message = False, 'not recording'
+            return response
+        closed = self.stop()
+        self.bag_index += 1
+        response.message = f'{closed}; {self.start()}'
+        response.success = self.writer is not None
+        return response
+
+    def publish_status(self):
+        """Publish the recording status as JSON (used by ``llava-drive record``)."""
+        span = 0.0
+        if self.first_stamp is not None:
+            span = (self.last_stamp - self.first_stamp) / 1e9
+        status = dict(self.last_summary if self.writer is None and self.last_summary
+                      else self.summary(include_writer=True), recording=self.writer is not None,
+                      bag=str(self.current_path()), span_s=span, last_stamp_ns=self.last_stamp,
+                      pending=self.pairer.pending if self.pairer else 0,
+                      closed_bags=self._written_bags)
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+    def destroy_node(self):
+        """Close the bag before the node goes away (Ctrl-C, SIGTERM, shutdown)."""
+        self.stop()
+        super().destroy_node()
+
+
+def main(args=None):
+    """Run the recorder node."""
+    run_node(Recorder, args)
+
+
+if __name__ == '__main__':
+    main()

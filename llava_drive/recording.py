@@ -1,0 +1,128 @@
+"""Run the recording stack (sim_bridge or CARLA, expert, recorder) and watch it to the end."""
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+import time
+from typing import List, Optional
+
+from llava_drive.ros_env import config_path, local_ros_environment
+from llava_drive.stack import NodeSpec, Stack
+
+RECORDER_STATUS = '/recorder/status'
+
+
+@dataclass
+class RecordingOptions:
+    """What to record; validated so a bad value fails before any node starts."""
+
+    backend: str = 'sim'
+    duration: float = 60.0
+    route_seeds: List[int] = field(default_factory=lambda: [1])
+    out: Path = Path('bags/run')
+    image_format: str = 'jpeg'
+    width: int = 800
+    height: int = 600
+    noise_steer_std: float = 0.0
+    synchronous: bool = True
+    randomize: bool = True
+    timeout: Optional[float] = None
+    log_dir: Optional[Path] = None
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.backend not in ('sim', 'carla'):
+            raise ValueError(f'backend must be "sim" or "carla", got {self.backend!r}')
+        if not self.duration > 0:
+            raise ValueError(f'duration must be > 0 s, got {self.duration}')
+        if not self.route_seeds:
+            raise ValueError('route_seeds must name at least one route')
+        if self.image_format not in ('jpeg', 'raw'):
+            raise ValueError(f'image_format must be jpeg or raw, got {self.image_format!r}')
+        if self.out.exists() and any(self.out.iterdir()):
+            raise FileExistsError(f'{self.out} exists and is not empty; choose another --out')
+        if self.timeout is None:
+            self.timeout = 10.0 * self.duration + 60.0
+
+    def node_specs(self) -> List[NodeSpec]:
+        """Return the nodes to start, with the installed YAML and these overrides."""
+        specs = []
+        if self.backend == 'sim':
+            specs.append(NodeSpec('sim_bridge', 'llava_drive.nodes.sim_bridge',
+                                  config_path('sim_bridge.yaml'), {
+                                      'route_seeds': list(self.route_seeds),
+                                      'image_width': self.width, 'image_height': self.height,
+                                      'synchronous_mode': self.synchronous,
+                                      'randomize': self.randomize,
+                                      'wait_for_image_subscribers': 1}))
+        specs.append(NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'),
+                              {'noise_steer_std': float(self.noise_steer_std)}))
+        specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
+                              config_path('recorder.yaml'), {
+                                  'bag_path': str(self.out), 'image_format': self.image_format,
+                                  'max_duration': float(self.duration)}))
+        return specs
+
+
+def record(options: RecordingOptions, progress: bool = True) -> dict:
+    """Record until ``options.duration`` seconds of stamps are in the bag; return a summary.
+
+    :raises RuntimeError: a node died, no data arrived, or the wall-clock limit passed.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+    from tqdm import tqdm
+
+    env = local_ros_environment()
+    if options.backend == 'carla':  # across machines the user's DDS settings stand
+        for key in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY'):
+            env.pop(key, None)
+    os.environ.update(env)  # the monitor node below must see the same DDS settings
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('llava_drive_record_monitor', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    latest = {}
+    node.create_subscription(String, RECORDER_STATUS,
+                             lambda msg: latest.update(json.loads(msg.data)), 10)
+    stack = Stack(options.node_specs(), env=env, log_dir=options.log_dir)
+    bar = tqdm(total=round(options.duration, 1), unit='s', desc=f'recording {options.out}',
+               disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total} s sim '
+                                                '[{elapsed}<{remaining}] {postfix}')
+    start = time.monotonic()
+    try:
+        stack.start()
+        while True:
+            executor.spin_once(timeout_sec=0.1)
+            died = stack.failed()
+            if died:
+                raise RuntimeError(f'node(s) exited early: {died}; see {options.log_dir}')
+            if latest:
+                bar.n = round(min(latest.get('span_s', 0.0), options.duration), 1)
+                bar.set_postfix_str(f'{latest.get("pairs_written", 0)} pairs')
+                if latest.get('closed_bags'):
+                    break
+                if latest.get('error'):
+                    raise RuntimeError(f'recorder error: {latest["error"]}')
+            elapsed = time.monotonic() - start
+            if elapsed > options.timeout:
+                raise RuntimeError(f'no complete recording after {elapsed:.0f} s wall time '
+                                   f'({latest.get("pairs_written", 0)} pairs so far)')
+            if options.backend == 'carla' and elapsed > 30 and not latest.get('pairs_written'):
+                raise RuntimeError('no camera frames from carla_ros_bridge after 30 s: start '
+                                   'CARLA and the bridge (ros2 launch llava_drive '
+                                   'record.launch.py backend:=carla) or check role_name')
+        bar.n = bar.total
+        bar.refresh()
+    finally:
+        bar.close()
+        stack.stop(order=['recorder'])
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    wall = time.monotonic() - start
+    span = latest.get('span_s', 0.0)
+    return {'bag': str(options.out), 'pairs': latest.get('pairs_written', 0),
+            'rejected': latest.get('rejected', {}), 'sim_seconds': round(span, 2),
+            'wall_seconds': round(wall, 2), 'realtime_factor': round(span / wall, 2)}
