@@ -1,0 +1,86 @@
+"""Checkpoints: safetensors + JSON only, identical predictions after reload, spec checks."""
+import json
+
+from learning_data import synthetic_spec
+from llava_drive.learning.checkpoint import (check_feature_spec, CheckpointError,
+                                             FeatureSpecMismatch, load_checkpoint,
+                                             save_checkpoint)
+from llava_drive.learning.heads import build_head
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+import torch
+
+
+def trained_like_head(kind):
+    """Return a head with random weights and non-trivial normalization statistics."""
+    torch.manual_seed(1)
+    head = build_head({'kind': kind, 'feature_dim': 16, 'window': 2, 'use_speed': True,
+                       'hidden_size': 8, 'num_heads': 2})
+    rng = np.random.default_rng(0)
+    head.set_normalization(rng.normal(size=16), rng.uniform(0.5, 2.0, 16), 6.0, 2.5)
+    return head.eval()
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'gru', 'transformer'])
+def test_save_and_load_give_identical_predictions(tmp_path, kind):
+    head = trained_like_head(kind)
+    save_checkpoint(tmp_path, head, synthetic_spec(), {'val_steer_mae': 0.1},
+                    {'head': kind})
+    loaded, config = load_checkpoint(tmp_path)
+    features = torch.randn(10, 2, 16) * 3
+    speed = torch.rand(10, 2) * 10
+    assert torch.equal(loaded(features, speed), head(features, speed))
+    assert config['head']['kind'] == kind
+    assert not loaded.training
+
+
+def test_checkpoint_holds_only_safetensors_and_json(tmp_path):
+    head = trained_like_head('mlp')
+    save_checkpoint(tmp_path, head, synthetic_spec(),
+                    {'val_steer_mae': 0.1, 'val_steer_r2': float('nan')}, {'lr': 0.001})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'config.json', 'model.safetensors', 'train_config.json']
+    for path in tmp_path.iterdir():
+        assert not path.read_bytes().startswith(b'\x80')  # pickle protocol 2+ magic
+    weights = load_file(str(tmp_path / 'model.safetensors'))
+    assert set(weights) == set(head.state_dict())
+    config = json.loads((tmp_path / 'config.json').read_text())
+    assert config['feature_spec'] == synthetic_spec().to_dict()
+    assert config['metrics'] == {'val_steer_mae': 0.1, 'val_steer_r2': None}
+    np.testing.assert_allclose(config['normalization']['feature_mean'],
+                               head.feature_mean.numpy(), rtol=1e-6)
+    assert config['normalization']['speed_mean'] == 6.0
+    assert config['output_ranges']['steer'] == [-1.0, 1.0]
+    assert json.loads((tmp_path / 'train_config.json').read_text()) == {'lr': 0.001}
+
+
+def test_mismatched_feature_spec_is_refused_naming_every_difference(tmp_path):
+    save_checkpoint(tmp_path, trained_like_head('mlp'), synthetic_spec())
+    _, config = load_checkpoint(tmp_path)
+    check_feature_spec(config, synthetic_spec(package_version='9.9.9'))  # version is ignored
+    check_feature_spec(config, synthetic_spec().to_dict())
+    with pytest.raises(FeatureSpecMismatch) as error:
+        check_feature_spec(config, synthetic_spec(layer=7, preprocessing='resize'))
+    message = str(error.value)
+    assert 'layer: checkpoint 2, extractor 7' in message
+    assert 'preprocessing: checkpoint "pad", extractor "resize"' in message
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    save_checkpoint(tmp_path, trained_like_head('mlp'), synthetic_spec())
+    config = json.loads((tmp_path / 'config.json').read_text())
+    config['head']['hidden_size'] = 32
+    (tmp_path / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match='does not fit'):
+        load_checkpoint(tmp_path)
+    (tmp_path / 'model.safetensors').unlink()
+    with pytest.raises(CheckpointError, match='no model.safetensors'):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match='not a checkpoint directory'):
+        load_checkpoint(tmp_path / 'missing')
+
+
+def test_feature_dim_of_head_and_spec_must_agree(tmp_path):
+    with pytest.raises(CheckpointError, match='feature_dim 32'):
+        save_checkpoint(tmp_path, trained_like_head('mlp'), synthetic_spec(feature_dim=32))

@@ -1,0 +1,95 @@
+"""Training: learns a learnable problem, stops early keeping the best weights, writes logs."""
+import json
+
+from learning_data import synthetic_spec, write_synthetic_bag, write_synthetic_bags
+from llava_drive.learning.checkpoint import load_checkpoint
+from llava_drive.learning.dataset import build_windows, DatasetError, load_feature_files
+from llava_drive.learning.evaluate_offline import predict_windows
+from llava_drive.learning.train import train, TrainConfig
+import numpy as np
+import pytest
+
+
+def test_training_learns_a_linear_problem_and_writes_everything(tmp_path):
+    write_synthetic_bags(tmp_path / 'features', 5, frames=300)
+    out = tmp_path / 'model'
+    lines = []
+    metrics = train([tmp_path / 'features'], out,
+                    TrainConfig(hidden_size=64, epochs=40, batch_size=64, patience=0),
+                    progress=False, log=lines.append)
+    history = json.loads((out / 'history.json').read_text())
+    assert history['train_loss'][-1] < 0.1 * history['train_loss'][0]
+    assert metrics['val_steer_r2'] > 0.95
+    assert metrics['val_throttle_r2'] > 0.9
+    assert metrics['val_steer_mae'] < 0.05
+    assert metrics['epochs_run'] == 40 and not metrics['stopped_early']
+    assert metrics['train_windows'] == 1200 and metrics['val_windows'] == 300
+    names = {p.name for p in out.iterdir()}
+    assert {'model.safetensors', 'config.json', 'train_config.json', 'loss_curves.png',
+            'history.json', 'logs'} <= names
+    assert (out / 'loss_curves.png').read_bytes().startswith(b'\x89PNG')
+    assert any(p.name.startswith('events.out.tfevents') for p in (out / 'logs').iterdir())
+    config = json.loads((out / 'config.json').read_text())
+    assert config['metrics']['val_steer_r2'] == pytest.approx(metrics['val_steer_r2'])
+    train_config = json.loads((out / 'train_config.json').read_text())
+    assert len(train_config['split']['val_bags']) == 1
+    assert not set(train_config['split']['val_bags']) & set(train_config['split']['train_bags'])
+    table = '\n'.join(lines)
+    assert 'steer' in table and 'validation' in table
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    # Features carry no information: validation loss rises once the head memorises noise.
+    paths = write_synthetic_bags(tmp_path / 'features', 4, frames=120, learnable=False)
+    out = tmp_path / 'model'
+    config = TrainConfig(hidden_size=256, epochs=200, batch_size=32, lr=3e-3,
+                         weight_decay=0.0, patience=3, seed=1)
+    metrics = train(paths, out, config, progress=False, log=None)
+    assert metrics['stopped_early']
+    assert metrics['epochs_run'] == metrics['best_epoch'] + 3 < 200
+    history = json.loads((out / 'history.json').read_text())
+    assert min(history['val_loss']) == pytest.approx(metrics['val_loss'])
+    # The checkpoint holds the best epoch's weights: its validation loss is the minimum.
+    head, saved = load_checkpoint(out)
+    val_bags = json.loads((out / 'train_config.json').read_text())['split']['val_bags']
+    val = build_windows(load_feature_files(
+        [p for p in paths if p.stem in val_bags]), window=1)
+    loss = np.mean((predict_windows(head, val) - val.targets()) ** 2)
+    assert loss == pytest.approx(metrics['val_loss'], rel=1e-4)
+    assert saved['metrics']['best_epoch'] == metrics['best_epoch']
+
+
+def test_gru_with_speed_trains_on_windows(tmp_path):
+    write_synthetic_bags(tmp_path, 3, frames=100)
+    metrics = train([tmp_path], tmp_path / 'gru', TrainConfig(
+        head='gru', window=3, use_speed=True, hidden_size=16, epochs=5, batch_size=64),
+        progress=False, log=None)
+    assert metrics['train_windows'] + metrics['val_windows'] == 3 * 2 * (50 - 2)
+    head, config = load_checkpoint(tmp_path / 'gru')
+    assert head.window == 3 and head.uses_speed and config['head']['kind'] == 'gru'
+
+
+def test_feature_files_with_different_specs_are_refused(tmp_path):
+    write_synthetic_bag(tmp_path / 'a.safetensors')
+    other_spec = synthetic_spec(mode='last_token', grid=None)
+    write_synthetic_bag(tmp_path / 'b.safetensors', spec=other_spec)
+    with pytest.raises(DatasetError, match='mode: a.safetensors "image_grid", '
+                                           'b.safetensors "last_token"'):
+        train([tmp_path], tmp_path / 'model', TrainConfig(epochs=1), progress=False, log=None)
+    assert not (tmp_path / 'model' / 'model.safetensors').exists()
+
+
+@pytest.mark.parametrize('changes, message', [
+    ({'head': 'cnn'}, "head must be one of .* got 'cnn'"),
+    ({'epochs': 0}, 'epochs must be a positive integer, got 0'),
+    ({'lr': -1.0}, 'lr must be a positive number, got -1.0'),
+    ({'val_fraction': 1.0}, r'val_fraction must be in \(0, 1\), got 1.0'),
+    ({'split_by': 'frame'}, "split_by must be one of .* got 'frame'"),
+    ({'loss_weights': (1.0, 1.0)}, r'loss_weights must be 3 numbers'),
+    ({'patience': -1}, 'patience must be an integer >= 0, got -1'),
+    ({'head': 'transformer', 'hidden_size': 30, 'num_heads': 4}, 'hidden_size 30'),
+    ({'device': 'gpu0'}, "device is not a torch device: 'gpu0'"),
+])
+def test_train_config_names_the_bad_value(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes)
