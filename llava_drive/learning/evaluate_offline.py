@@ -116,10 +116,21 @@ def evaluate_offline(checkpoint_dir, feature_paths, out_dir=None, batch_size=512
 
 def summary(report: dict) -> str:
     """
-    Return a text table of an :func:`evaluate_offline` report (all bags, then each bag).
+    Return a text table of an :func:`evaluate_offline` report, then one line per bag.
 
     :param report: the report.
     """
-    columns = {'all': report['metrics']}
-    columns.update(report['per_bag'] if len(report['per_bag']) > 1 else {})
-    return f'{report["windows"]} windows\n' + format_table(columns)
+    lines = [f'{report["windows"]} windows, {len(report["per_bag"])} bag(s)',
+             format_table({'all bags': report['metrics']})]
+    if len(report['per_bag']) > 1:
+        lines.append('per bag:')
+        for bag, metrics in report['per_bag'].items():
+            cells = ', '.join(
+                f'{name} MAE {metrics[f"{name}_mae"]:.4f}' for name in ACTION_NAMES)
+            lines.append(f'  {bag}: {cells}, steer R^2 {_number(metrics["steer_r2"])}')
+    return '\n'.join(lines)
+
+
+def _number(value) -> str:
+    """Format a metric that may be NaN (R^2 of a constant signal)."""
+    return f'{value:.4f}' if np.isfinite(value) else 'n/a'
