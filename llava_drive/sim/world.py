@@ -1,0 +1,441 @@
+"""
+The embedded simulator: one car on a procedural route, fixed-step, with CARLA-style scoring.
+
+Usage::
+
+    sim = Simulator(SimConfig(route_seed=3))
+    sim.reset(seed=3)
+    result = sim.step(Control(throttle=0.5))
+    image = sim.render()          # H x W x 4 uint8, bgra8 like CARLA's camera
+    summary = sim.summary()       # route completion, penalty, driving score, events
+
+Frame: ROS REP-103 ``map`` (x forward at the start, y left, yaw counter-clockwise). The car
+starts at ``s = 0`` in the right lane (``lane_offset_m``, negative = right of the centreline),
+heading along the route. Infractions each step (DESIGN.md section 7):
+
+* ``off_road`` (penalty 0.65): the footprint centre leaves the two lanes (``|lateral| >
+  lane_width``), i.e. it is on the parking shoulder, the sidewalk or grass. One event per
+  excursion.
+* ``collision_static`` (0.65): the footprint overlaps a parked car. One event per contact; the
+  car is put back where it was and stopped, as a solid obstacle would.
+* ``lane_crossing`` (no penalty, counted): the footprint starts touching a lane marking (the
+  dashed centre line or an edge line), like CARLA's lane invasion sensor.
+* ``timeout`` (0.70): simulated time reaches the budget ``time_budget_s`` (default
+  ``route length / timeout_min_speed_mps + timeout_margin_s``). Ends the route.
+* ``blocked``: speed below ``blocked_speed_mps`` for ``blocked_time_s``. Ends the route.
+* ``off_route``: more than ``off_route_distance_m`` from the route. Ends the route.
+* ``route_finished``: the car reached the end (route completion becomes 100).
+
+Route completion is the furthest arc length reached (as a percentage of the route length), so
+it never decreases. After the route has ended the car can still be stepped, but the score and
+the events are frozen.
+"""
+from dataclasses import dataclass, field
+import math
+from typing import List, Optional, Tuple
+
+from llava_drive.control import Control
+from llava_drive.sim.appearance import Appearance
+from llava_drive.sim.obstacles import box_corners, boxes_overlap
+from llava_drive.sim.road import Projection, Route, RouteConfig
+from llava_drive.sim.scoring import EpisodeSummary, Event
+from llava_drive.sim.vehicle import Vehicle, VehicleParams, VehicleState
+import numpy as np
+
+
+@dataclass
+class SimConfig:
+    """
+    Simulator configuration (SI units; angles in degrees).
+
+    :param width: camera image width in pixels
+    :param height: camera image height in pixels
+    :param fov_deg: horizontal field of view of the camera
+    :param dt: fixed simulation step (s)
+    :param route_seed: route used when :meth:`Simulator.reset` gets no seed
+    :param route_length_m: driven route length
+    :param obstacles: place parked cars along the shoulders
+    :param randomize: randomize colours, lighting and camera mount per seed
+    :param lane_offset_m: lateral offset of the driven lane centre (negative: right lane)
+    :param camera_height_m: camera height above the ground
+    :param camera_forward_m: camera position ahead of the rear axle
+    :param camera_pitch_deg: downward camera pitch
+    :param initial_speed_mps: speed at reset
+    :param time_budget_s: fixed time budget; None derives it from the route length
+    :param timeout_min_speed_mps: derived budget = length / this + ``timeout_margin_s``
+    :param timeout_margin_s: see ``timeout_min_speed_mps``
+    :param blocked_speed_mps: slower than this counts as standing still
+    :param blocked_time_s: standing still this long ends the route
+    :param off_route_distance_m: further than this from the route ends it
+    :param finish_tolerance_m: the route is finished this close to its end
+    :param raster_resolution_m: metres per pixel of the top-down world picture
+    :param vehicle: vehicle parameters
+    """
+
+    width: int = 800
+    height: int = 600
+    fov_deg: float = 90.0
+    dt: float = 0.05
+    route_seed: int = 1
+    route_length_m: float = 500.0
+    obstacles: bool = True
+    randomize: bool = True
+    lane_offset_m: float = -1.75
+    camera_height_m: float = 1.6
+    camera_forward_m: float = 1.5
+    camera_pitch_deg: float = 5.0
+    initial_speed_mps: float = 0.0
+    time_budget_s: Optional[float] = None
+    timeout_min_speed_mps: float = 2.0
+    timeout_margin_s: float = 30.0
+    blocked_speed_mps: float = 0.1
+    blocked_time_s: float = 180.0
+    off_route_distance_m: float = 30.0
+    finish_tolerance_m: float = 1.0
+    raster_resolution_m: float = 0.08
+    vehicle: VehicleParams = field(default_factory=VehicleParams)
+
+    def __post_init__(self):
+        """Check every field, naming the bad value."""
+        for name in ('width', 'height'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 8192:
+                raise ValueError(f'SimConfig.{name} must be an integer in [16, 8192], '
+                                 f'got {value!r}')
+        if isinstance(self.route_seed, bool) or not isinstance(self.route_seed, int) or \
+                self.route_seed < 0:
+            raise ValueError(f'SimConfig.route_seed must be a non-negative integer, '
+                             f'got {self.route_seed!r}')
+        checks = {
+            'fov_deg': (1.0, 170.0), 'dt': (1e-4, 1.0), 'route_length_m': (10.0, 1e5),
+            'camera_height_m': (0.5, 5.0), 'camera_forward_m': (-5.0, 5.0),
+            'camera_pitch_deg': (-30.0, 45.0), 'initial_speed_mps': (0.0, 40.0),
+            'timeout_min_speed_mps': (0.01, 100.0), 'timeout_margin_s': (0.0, 1e5),
+            'blocked_speed_mps': (0.0, 10.0), 'blocked_time_s': (0.0, 1e5),
+            'off_route_distance_m': (1.0, 1e4), 'finish_tolerance_m': (0.0, 50.0),
+            'raster_resolution_m': (0.02, 1.0), 'lane_offset_m': (-3.5, 3.5),
+        }
+        for name, (low, high) in checks.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or not low <= value <= high:
+                raise ValueError(f'SimConfig.{name} must be a number in [{low}, {high}], '
+                                 f'got {value!r}')
+        if self.time_budget_s is not None and not (
+                isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
+            raise ValueError(f'SimConfig.time_budget_s must be positive or None, '
+                             f'got {self.time_budget_s!r}')
+        if not isinstance(self.vehicle, VehicleParams):
+            raise ValueError(f'SimConfig.vehicle must be VehicleParams, got {self.vehicle!r}')
+
+    def route_config(self) -> RouteConfig:
+        """Return the route generation parameters implied by this configuration."""
+        return RouteConfig(length_m=float(self.route_length_m), parked_cars=self.obstacles)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """
+    State after a step (or a reset).
+
+    :param time: simulated time (s)
+    :param state: vehicle state (footprint centre, yaw, speed, wheel angle)
+    :param events: events raised during this step
+    :param done: whether the route has ended
+    :param done_reason: why it ended, or None
+    :param route_completion: percentage completed, 0..100, never decreasing
+    :param s: arc length of the vehicle along the route (m)
+    :param lateral_error: offset from the driven lane centre, positive left (m)
+    :param heading_error: vehicle yaw minus route yaw (rad)
+    :param off_road: whether the car is off the lanes now
+    :param in_collision: whether the car touches an obstacle now
+    """
+
+    time: float
+    state: VehicleState
+    events: Tuple[Event, ...]
+    done: bool
+    done_reason: Optional[str]
+    route_completion: float
+    s: float
+    lateral_error: float
+    heading_error: float
+    off_road: bool
+    in_collision: bool
+
+
+class Simulator:
+    """
+    A fixed-step driving simulator with a front camera (see the module docstring).
+
+    :param config: configuration; ``reset`` is called with ``config.route_seed``
+    """
+
+    def __init__(self, config: Optional[SimConfig] = None):
+        """Create the simulator and reset it to ``config.route_seed``."""
+        self.config = config or SimConfig()
+        self._camera = None
+        self._raster = None
+        self.reset()
+
+    # -- episode -------------------------------------------------------------------------
+
+    def reset(self, seed: Optional[int] = None) -> StepResult:
+        """
+        Start a new episode on the route of ``seed`` (also seeds the randomization).
+
+        :param seed: route seed; None uses ``config.route_seed``
+        :return: the initial state (time 0, no events)
+        """
+        seed = self.config.route_seed if seed is None else seed
+        self.route = Route.generate(seed, self.config.route_config())
+        self.seed = int(seed)
+        if self.config.randomize:
+            self.appearance = Appearance.sample(np.random.default_rng([self.seed, 0xA99]))
+        else:
+            self.appearance = Appearance()
+        x, y, yaw = self.route.pose_at(0.0, self.config.lane_offset_m)
+        self.vehicle = Vehicle(self.config.vehicle,
+                               VehicleState(x, y, yaw, float(self.config.initial_speed_mps)))
+        self.time = 0.0
+        self.events: List[Event] = []
+        self.done = False
+        self.done_reason: Optional[str] = None
+        self._max_s = 0.0
+        self._blocked_for = 0.0
+        self._off_road = False
+        self._in_collision = False
+        self._touching = set()
+        self._projection: Projection = self.route.project(x, y)
+        self._camera = None
+        self._raster = None
+        if self.config.time_budget_s is not None:
+            self.time_budget_s = float(self.config.time_budget_s)
+        else:
+            self.time_budget_s = (self.route.length / self.config.timeout_min_speed_mps
+                                  + self.config.timeout_margin_s)
+        self._update_contacts(record=False)
+        return self._result(())
+
+    def teleport(self, x: float, y: float, yaw: float, speed: float = 0.0) -> StepResult:
+        """
+        Move the car to a pose (for tests and tools); scoring continues from there.
+
+        :param x: footprint centre x (m)
+        :param y: footprint centre y (m)
+        :param yaw: heading (rad)
+        :param speed: signed speed (m/s)
+        """
+        self.vehicle.state = VehicleState(float(x), float(y), float(yaw), float(speed))
+        self._projection = self.route.project(x, y)
+        return self._result(())
+
+    def step(self, control: Control) -> StepResult:
+        """
+        Advance one fixed step ``config.dt`` under ``control``; return the new state.
+
+        :param control: the command; NaN or out-of-range values are clamped (NaN = full brake)
+        """
+        dt = self.config.dt
+        before = self.vehicle.state
+        self.vehicle.step(control, dt)
+        self.time += dt
+        hit = self._collides()
+        if hit:
+            # Parked cars are solid: undo the move and stop, then count the contact.
+            self.vehicle.state = VehicleState(before.x, before.y, before.yaw, 0.0,
+                                              self.vehicle.state.steer_angle)
+        state = self.vehicle.state
+        self._projection = self.route.project(state.x, state.y, self._projection.index)
+        if self.done:
+            return self._result(())
+        new_events = self._update_contacts(record=True, hit=hit)
+        new_events += self._update_progress()
+        self.events.extend(new_events)
+        return self._result(tuple(new_events))
+
+    def summary(self) -> EpisodeSummary:
+        """Return route completion, penalty, driving score and events of this episode."""
+        return EpisodeSummary.from_events(self.seed, self.route.length, self.route_completion,
+                                          self.time, self.events, self.done, self.done_reason)
+
+    @property
+    def state(self) -> VehicleState:
+        """Return the current vehicle state."""
+        return self.vehicle.state
+
+    @property
+    def route_completion(self) -> float:
+        """Return the completed percentage of the route, 0..100, never decreasing."""
+        if self.done_reason == 'route_finished':
+            return 100.0
+        return 100.0 * min(1.0, max(0.0, self._max_s / self.route.length))
+
+    # -- route for the ROS side ----------------------------------------------------------------
+
+    def waypoints_ahead(self, n: int = 50, spacing_m: float = 1.0) -> List[Tuple[float, ...]]:
+        """
+        Return ``n`` points ``(x, y, yaw)`` of the lane centre ahead of the car.
+
+        The first point is the lane point at the car's arc length; points continue past the
+        finish into the lead-out, so a follower always has a path.
+
+        :param n: number of points (>= 1)
+        :param spacing_m: distance between points along the route (> 0)
+        """
+        if n < 1 or not spacing_m > 0:
+            raise ValueError(f'waypoints_ahead needs n >= 1 and spacing_m > 0, got {n}, '
+                             f'{spacing_m}')
+        s0 = self._projection.s
+        offset = self.config.lane_offset_m
+        return [self.route.pose_at(s0 + i * spacing_m, offset) for i in range(n)]
+
+    def route_waypoints(self, spacing_m: float = 1.0) -> List[Tuple[float, float, float]]:
+        """
+        Return the whole driven lane ``(x, y, yaw)`` from start to past the finish.
+
+        This is what CARLA's waypoint publisher sends once per route on
+        ``/carla/<role>/waypoints``; the lead-out is included so the path does not end at the
+        finish line.
+
+        :param spacing_m: distance between points (> 0)
+        """
+        if not spacing_m > 0:
+            raise ValueError(f'spacing_m must be positive, got {spacing_m}')
+        end = self.route.length + self.route.config.lead_out_m
+        count = int(end / spacing_m) + 1
+        offset = self.config.lane_offset_m
+        return [self.route.pose_at(i * spacing_m, offset) for i in range(count)]
+
+    # -- camera ------------------------------------------------------------------------------
+
+    def camera_config(self):
+        """Return the :class:`~llava_drive.sim.camera.CameraConfig` of this episode."""
+        from llava_drive.sim.camera import CameraConfig
+        c = self.config
+        return CameraConfig(
+            width=c.width, height=c.height, fov_deg=c.fov_deg,
+            mount_height_m=c.camera_height_m + self.appearance.camera_height_offset_m,
+            mount_forward_m=c.camera_forward_m,
+            pitch_deg=c.camera_pitch_deg + self.appearance.camera_pitch_offset_deg)
+
+    def camera_intrinsics(self) -> Tuple[float, float, float, float]:
+        """Return ``(fx, fy, cx, cy)``: ``fx = fy = W / (2 tan(fov / 2))``, centre ``W/2, H/2``."""
+        return self.camera_config().intrinsics()
+
+    def render(self) -> np.ndarray:
+        """Return the front camera image at the current pose, ``H x W x 4`` uint8 bgra8."""
+        from llava_drive.sim.camera import Camera
+        from llava_drive.sim.raster import TopDownRaster
+        if self._raster is None:
+            # Built lazily: stepping without rendering (expert tests) never pays for it.
+            self._raster = TopDownRaster(self.route, self.appearance,
+                                         self.config.raster_resolution_m)
+            self._camera = Camera(self.camera_config(), self._raster, self.route.parked_cars)
+        rx, ry = self.vehicle.rear_axle()
+        return self._camera.render(rx, ry, self.vehicle.state.yaw)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _footprint(self) -> np.ndarray:
+        st = self.vehicle.state
+        p = self.config.vehicle
+        return box_corners(st.x, st.y, st.yaw, p.length_m, p.width_m)
+
+    def _collides(self) -> bool:
+        cars = self.route.parked_cars
+        if not cars:
+            return False
+        st = self.vehicle.state
+        footprint = None
+        for car in cars:
+            if abs(car.x - st.x) > 6.0 or abs(car.y - st.y) > 6.0:
+                continue
+            footprint = self._footprint() if footprint is None else footprint
+            if boxes_overlap(footprint, car.corners()):
+                return True
+        return False
+
+    def _event(self, kind: str, detail: str = '') -> Event:
+        st = self.vehicle.state
+        return Event(kind, round(self.time, 6), st.x, st.y, self._projection.s, detail)
+
+    def _update_contacts(self, record: bool, hit: bool = False) -> List[Event]:
+        """Update off-road, collision and lane-marking contact; return new events."""
+        events = []
+        proj = self._projection
+        st = self.vehicle.state
+        p = self.config.vehicle
+        lane = self.route.lane_width
+        off_road = abs(proj.lateral) > lane
+        if off_road and not self._off_road and record:
+            events.append(self._event('off_road'))
+        self._off_road = off_road
+        collision = hit or self._touches_obstacle()
+        if collision and not self._in_collision and record:
+            events.append(self._event('collision_static', 'parked car'))
+        self._in_collision = collision
+        # Lateral extent of the footprint around its centre, given the heading error.
+        heading_error = proj.heading_error(st.yaw)
+        half = 0.5 * (p.length_m * abs(math.sin(heading_error))
+                      + p.width_m * abs(math.cos(heading_error)))
+        touching = {name for name, offset in (('right_edge', -lane), ('centre', 0.0),
+                                              ('left_edge', lane))
+                    if proj.lateral - half <= offset <= proj.lateral + half}
+        if record:
+            events.extend(self._event('lane_crossing', name)
+                          for name in sorted(touching - self._touching))
+        self._touching = touching
+        return events
+
+    def _touches_obstacle(self) -> bool:
+        # A stopped car that was pushed back sits right at the obstacle; count contact with
+        # a small margin so pushing against it again is not a new event every step.
+        cars = self.route.parked_cars
+        st = self.vehicle.state
+        p = self.config.vehicle
+        grown = None
+        for car in cars:
+            if abs(car.x - st.x) > 6.0 or abs(car.y - st.y) > 6.0:
+                continue
+            if grown is None:
+                grown = box_corners(st.x, st.y, st.yaw, p.length_m + 0.6, p.width_m + 0.3)
+            if boxes_overlap(grown, car.corners()):
+                return True
+        return False
+
+    def _update_progress(self) -> List[Event]:
+        events = []
+        proj = self._projection
+        st = self.vehicle.state
+        cfg = self.config
+        if proj.distance > cfg.off_route_distance_m:
+            return self._finish('off_route')
+        # The projection searches near its last match, so s follows the road continuously.
+        self._max_s = max(self._max_s, min(proj.s, self.route.length))
+        if self._max_s >= self.route.length - cfg.finish_tolerance_m:
+            return self._finish('route_finished')
+        if abs(st.speed) < cfg.blocked_speed_mps:
+            self._blocked_for += cfg.dt
+        else:
+            self._blocked_for = 0.0
+        if self._blocked_for >= cfg.blocked_time_s - 1e-9:
+            return self._finish('blocked')
+        if self.time >= self.time_budget_s - 1e-9:
+            return self._finish('timeout')
+        return events
+
+    def _finish(self, reason: str) -> List[Event]:
+        self.done = True
+        self.done_reason = reason
+        return [self._event(reason)]
+
+    def _result(self, events) -> StepResult:
+        proj = self._projection
+        st = self.vehicle.state
+        return StepResult(
+            time=self.time, state=st, events=tuple(events), done=self.done,
+            done_reason=self.done_reason, route_completion=self.route_completion, s=proj.s,
+            lateral_error=proj.lateral - self.config.lane_offset_m,
+            heading_error=proj.heading_error(st.yaw), off_road=self._off_road,
+            in_collision=self._in_collision)
