@@ -60,12 +60,12 @@ def run(args) -> int:
     from llava_drive.recording import RecordingOptions, record
     out = args.out or Path('bags') / time.strftime(f'{args.backend}_%Y%m%d_%H%M%S')
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_record_'))
-    options = RecordingOptions(
-        backend=args.backend, duration=args.duration, route_seeds=args.seeds, out=out,
-        image_format=args.image_format, width=args.width, height=args.height,
-        noise_steer_std=args.noise, synchronous=not args.realtime,
-        randomize=args.randomize, timeout=args.timeout, log_dir=log_dir)
     try:
+        options = RecordingOptions(
+            backend=args.backend, duration=args.duration, route_seeds=args.seeds, out=out,
+            image_format=args.image_format, width=args.width, height=args.height,
+            noise_steer_std=args.noise, synchronous=not args.realtime,
+            randomize=args.randomize, timeout=args.timeout, log_dir=log_dir)
         result = record(options, progress=True)
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive record: {error}', file=sys.stderr)

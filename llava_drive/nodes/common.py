@@ -1,8 +1,10 @@
 """Wiring shared by every node: declared parameters, QoS profiles, and ``main()``."""
 import signal
+import sys
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -60,11 +62,15 @@ def run_node(node_class, args=None) -> None:
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     node = None
+    exit_code = 0
     try:
         node = node_class()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ParameterException, ValueError) as error:  # a bad parameter: say which, no trace
+        print(f'[{node_class.__name__}] refused to start: {error}', file=sys.stderr)
+        exit_code = 2
     finally:
         # A second Ctrl-C must not interrupt a recorder closing its bag.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -72,3 +78,5 @@ def run_node(node_class, args=None) -> None:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if exit_code:
+        sys.exit(exit_code)

@@ -7,17 +7,32 @@ odometry it was computed from. Works unchanged against carla_ros_bridge's topics
 """
 import math
 
+from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
+from llava_drive.expert_driver import ExpertConfig, ExpertDriver
+from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
-
-from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
-from llava_drive.expert_driver import ExpertConfig, ExpertDriver, SteeringNoise
-from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
 
 
 def quaternion_to_yaw(q) -> float:
     """Return the yaw (rad) of a geometry_msgs/Quaternion."""
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+# (parameter, ExpertConfig field, description, min, max)
+EXPERT_PARAMETERS = [
+    ('target_speed', 'target_speed_mps', 'cruise speed on straights (m/s)', 0.5, 40.0),
+    ('max_lateral_accel', 'max_lateral_accel_mps2',
+     'curve speed limit: sqrt(max_lateral_accel / curvature) (m/s^2)', 0.1, 20.0),
+    ('max_steer_deg', 'max_steer_deg',
+     'wheel angle at |steer| = 1: 35 in the embedded simulator, about 70 for CARLA cars',
+     5.0, 90.0),
+    ('wheelbase', 'wheelbase_m', 'wheelbase of the driven vehicle (m)', 1.0, 10.0),
+    ('lookahead_time', 'lookahead_time_s', 'pure pursuit lookahead grows by this x speed (s)',
+     0.0, 5.0),
+    ('min_lookahead', 'min_lookahead_m', 'smallest lookahead distance (m)', 0.5, 50.0),
+    ('max_lookahead', 'max_lookahead_m', 'largest lookahead distance (m)', 1.0, 100.0),
+]
 
 
 class Expert(Node):
@@ -27,10 +42,9 @@ class Expert(Node):
         super().__init__('expert', **node_options)
         role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
         defaults = ExpertConfig()
-        config = ExpertConfig(
-            target_speed=declare(self, 'target_speed', defaults.target_speed,
-                                 'cruise speed on straights (m/s)', 0.5, 40.0),
-        )
+        config = ExpertConfig(**{
+            field: declare(self, name, getattr(defaults, field), description, low, high)
+            for name, field, description, low, high in EXPERT_PARAMETERS})
         self.drive = declare(self, 'drive', True,
                              'publish on vehicle_control_cmd (false: only labels, for DAgger)')
         label_topic = declare(self, 'label_topic', '/llava_drive/expert/control',
@@ -42,9 +56,13 @@ class Expert(Node):
         wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
 
         self.driver = ExpertDriver(config)
-        self.noise = SteeringNoise(std=noise_std, seed=noise_seed) if noise_std > 0 else None
+        self.noise = None
+        if noise_std > 0:
+            from llava_drive.expert_driver import SteeringNoise
+            self.noise = SteeringNoise(std=noise_std, seed=noise_seed)
         self.codec = ControlCodec(wire)
         self.waypoints = []
+        self.last_stamp = None
         prefix = f'/carla/{role}'
         self.label_pub = self.create_publisher(self.codec.msg_type, label_topic, CONTROL_QOS)
         self.drive_pub = self.create_publisher(self.codec.msg_type,
@@ -52,13 +70,14 @@ class Expert(Node):
         self.create_subscription(Path, f'{prefix}/waypoints', self.on_path, LATCHED_QOS)
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry,
                                  reliable_qos(10))
-        self.get_logger().info(f'expert on {prefix}, target {config.target_speed} m/s, '
+        self.get_logger().info(f'expert on {prefix}, target {config.target_speed_mps} m/s, '
                                f'noise std {noise_std}, drive={self.drive}')
 
     def on_path(self, msg: Path):
         """Take a new route (map frame)."""
         self.waypoints = [(p.pose.position.x, p.pose.position.y) for p in msg.poses]
         self.driver.reset()
+        self.last_stamp = None
 
     def on_odometry(self, msg: Odometry):
         """Compute and publish the command for this odometry sample."""
@@ -67,8 +86,12 @@ class Expert(Node):
         pose = msg.pose.pose
         speed = math.hypot(msg.twist.twist.linear.x, msg.twist.twist.linear.y)
         stamp_ns = stamp_to_ns(msg.header.stamp)
+        # The PID integrates over stamp time, so synchronous mode behaves like real time.
+        dt = 0.05 if self.last_stamp is None else (stamp_ns - self.last_stamp) / 1e9
+        self.last_stamp = stamp_ns
         control = self.driver.control(pose.position.x, pose.position.y,
-                                      quaternion_to_yaw(pose.orientation), speed, self.waypoints)
+                                      quaternion_to_yaw(pose.orientation), speed, self.waypoints,
+                                      dt=min(max(dt, 0.001), 0.5))
         self.label_pub.publish(self.codec.encode(control, stamp_ns))
         if self.drive:
             executed = self.noise.perturb(control) if self.noise else control

@@ -10,18 +10,17 @@ import json
 import math
 from pathlib import Path
 
-from nav_msgs.msg import Odometry
-from rclpy.node import Node
-from sensor_msgs.msg import Image
-from std_msgs.msg import Float32, String
-from std_srvs.srv import Trigger
-
 from llava_drive.bag.format import OdometrySample
 from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
 from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import decode_raw, ImageError
 from llava_drive.nodes.common import declare, reliable_qos, run_node, topic_or_default
 from llava_drive.pairing import Pairer, PairingConfig
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, String
+from std_srvs.srv import Trigger
 
 
 class Recorder(Node):
@@ -36,7 +35,7 @@ class Recorder(Node):
                     '/carla/<role_name>/rgb_front/image'), f'{prefix}/rgb_front/image')
         label_topic = declare(
             self, 'label_topic', '/llava_drive/expert/control',
-            'control topic whose commands are the labels: the expert\'s clean command; use '
+            "control topic whose commands are the labels: the expert's clean command; use "
             '/carla/<role_name>/vehicle_control_cmd to record whatever drives the car')
         wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
         self.bag_path = Path(declare(self, 'bag_path', 'bags/run',
@@ -196,11 +195,11 @@ class Recorder(Node):
         except ValueError as error:
             self.reject('malformed_control', str(error))
             return
-        before = sum(self.pairer.rejected.values())
-        self.write_all(self.pairer.add_control(stamp_ns, control))
-        if sum(self.pairer.rejected.values()) > before:
-            self.get_logger().warning(f'control rejected at {stamp_ns} ns: {control}',
+        problem = control.problem()
+        if problem is not None:
+            self.get_logger().warning(f'label rejected ({problem}) at {stamp_ns} ns: {control}',
                                       throttle_duration_sec=2.0)
+        self.write_all(self.pairer.add_control(stamp_ns, control))
 
     def on_speed(self, msg: Float32):
         """Remember the newest speed (m/s); it is written with the next frame."""

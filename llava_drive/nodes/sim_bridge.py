@@ -12,18 +12,17 @@ import math
 import time
 
 from geometry_msgs.msg import PoseStamped
-from nav_msgs.msg import Odometry, Path
-from rclpy.node import Node
-from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float32, String
-
 from llava_drive.control import FULL_BRAKE
 from llava_drive.control_codec import ControlCodec, ns_to_stamp, WIRE_TYPES
 from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import (CONTROL_QOS, declare, LATCHED_QOS, reliable_qos,
                                       run_node)
 from llava_drive.sim.world import SimConfig, Simulator
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32, String
 
 EPISODE_TOPIC = '/llava_drive/sim/episode'
 STATUS_TOPIC = '/llava_drive/sim/status'
@@ -91,11 +90,12 @@ class SimBridge(Node):
                                  CONTROL_QOS)
 
         self.control = FULL_BRAKE
-        self.sim_time_ns = 0
+        self.sim_time_ns = int(round(self.dt * 1e9))  # a zero stamp reads as "unset" in ROS
         self.episode = -1
         self.route_index = -1
         self.awaiting_stamp = None
         self.awaiting_since = 0.0
+        self.last_frame_stamp = 0
         self.control_timeouts = 0
         self.started = False
         self.finished = False
@@ -103,7 +103,8 @@ class SimBridge(Node):
         self.create_timer(period, self.on_timer)
         self.get_logger().info(
             f'{width}x{height} camera, dt {self.dt} s, '
-            f'{"synchronous" if self.synchronous else "real-time"} mode, routes {self.route_seeds}, '
+            f'{"synchronous" if self.synchronous else "real-time"} mode, '
+            f'routes {self.route_seeds}, '
             f'control {self.codec.name}')
 
     # -- episodes ------------------------------------------------------------------------
@@ -129,9 +130,11 @@ class SimBridge(Node):
 
     def publish_episode(self, event: str):
         """Publish an episode marker (JSON) for recorders and evaluators."""
+        # An episode ends at its last frame and the next starts at its first: readers
+        # assign frames to episodes by these stamps.
+        stamp_ns = self.last_frame_stamp if event == 'end' else self.sim_time_ns
         info = {'event': event, 'episode': self.episode,
-                'route_seed': int(self.route_seeds[self.route_index]),
-                'stamp_ns': self.sim_time_ns}
+                'route_seed': int(self.route_seeds[self.route_index]), 'stamp_ns': stamp_ns}
         if event == 'end':
             info['summary'] = self.sim.summary().to_dict()
         self.episode_pub.publish(String(data=json.dumps(info)))
@@ -238,6 +241,7 @@ class SimBridge(Node):
         image.encoding = 'bgra8'
         image.height, image.width, image.step, image.data = raw_fields(self.sim.render())
         self.image_pub.publish(image)
+        self.last_frame_stamp = stamp_ns
         self.awaiting_stamp = stamp_ns
         self.awaiting_since = time.monotonic()
 
