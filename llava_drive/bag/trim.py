@@ -47,6 +47,10 @@ class Exclusion:
             raise ValueError(f'exclusion {self.spec!r}: end {self.end_ns} is before start '
                              f'{self.start_ns}')
 
+    def key(self):
+        """Return what the exclusion covers, ignoring spec text and reason."""
+        return (self.start_ns, self.end_ns, self.episode)
+
     def excludes(self, stamp_ns: int, episode: int) -> bool:
         """
         Return True if a pair with this stamp and episode is excluded.
@@ -198,7 +202,11 @@ def add_exclusions(bag_dir, specs: List[str], reason: str = '') -> Exclusions:
     start = bag_start_ns(bag_dir)
     exclusions = load_exclusions(bag_dir)
     new = [parse_exclusion(spec, start, reason) for spec in specs]  # all valid, or none added
-    exclusions.items.extend(item for item in new if item not in exclusions.items)
+    known = {item.key() for item in exclusions.items}
+    for item in new:
+        if item.key() not in known:  # the same range twice is stored once
+            exclusions.items.append(item)
+            known.add(item.key())
     save_exclusions(bag_dir, exclusions)
     return exclusions
 
