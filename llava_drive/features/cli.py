@@ -1,0 +1,122 @@
+"""
+``llava-drive extract`` and ``llava-drive model init-tiny``.
+
+Nothing heavy is imported at module level: torch and transformers load inside the commands,
+so ``llava-drive --help`` stays fast.
+"""
+import logging
+import sys
+
+from llava_drive.features.spec import DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, DTYPES
+from llava_drive.features.spec import FeatureMode, PREPROCESSING_POLICIES
+
+DEFAULT_TINY_DIR = 'models/llava-tiny'
+
+
+def register(subparsers) -> None:
+    """
+    Add the ``extract`` and ``model`` subcommands.
+
+    :param subparsers: the ``llava-drive`` subparsers object.
+    """
+    extract = subparsers.add_parser(
+        'extract', help='extract LLaVA features from bags into the feature store',
+        description='Extract one feature file per bag (safetensors + JSON metadata). '
+                    'Resumable: bags whose features match the spec are skipped. Unreadable '
+                    'bags are logged and skipped; the exit code is 1 if any bag failed.')
+    extract.add_argument('bags', nargs='+', metavar='BAG', help='rosbag2 bag directories')
+    extract.add_argument('--model', required=True, metavar='DIR',
+                         help='local Hugging Face LLaVA directory (e.g. %s)' % DEFAULT_TINY_DIR)
+    extract.add_argument('--out', default='features', metavar='DIR',
+                         help='feature directory (default: features)')
+    extract.add_argument('--mode', default=DEFAULT_MODE.value,
+                         choices=[m.value for m in FeatureMode],
+                         help='feature mode (default: %(default)s)')
+    extract.add_argument('--layer', type=int, default=None,
+                         help='decoder layer L for decoder modes (default: half the depth; '
+                              'token0 uses the last layer)')
+    extract.add_argument('--grid', type=int, default=DEFAULT_GRID,
+                         help='k of the k x k pooling for grid modes (default: %(default)s)')
+    extract.add_argument('--prompt', default=DEFAULT_PROMPT,
+                         help='user text in the chat template (default: %(default)r)')
+    extract.add_argument('--batch-size', type=int, default=8,
+                         help='frames per forward pass (default: %(default)s)')
+    extract.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+    extract.add_argument('--dtype', default='float32', choices=DTYPES,
+                         help='model dtype (default: %(default)s; bfloat16 on GPUs)')
+    extract.add_argument('--preprocessing', default='pad', choices=PREPROCESSING_POLICIES,
+                         help='keep the whole frame: pad (letterbox) or resize (squash)')
+    extract.add_argument('--shard', default='0/1', metavar='I/N',
+                         help='take bags whose sorted index is I modulo N (one per GPU)')
+    extract.add_argument('--overwrite', action='store_true',
+                         help='re-extract bags whose features are up to date')
+    extract.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    extract.set_defaults(func=run_extract)
+
+    model = subparsers.add_parser('model', help='create or inspect local models')
+    model_commands = model.add_subparsers(dest='model_command', metavar='MODEL_COMMAND')
+    model_commands.required = True
+    tiny = model_commands.add_parser(
+        'init-tiny', help='write a small random-weight LLaVA (demo and tests)',
+        description='Write a small random-weight LLaVA (CLIP vision tower, Llama decoder, '
+                    'real tokenizer and processor) in Hugging Face format; deterministic.')
+    tiny.add_argument('--out', default=DEFAULT_TINY_DIR, metavar='DIR',
+                      help='destination directory (default: %(default)s)')
+    tiny.add_argument('--seed', type=int, default=0, help='weight seed (default: 0)')
+    tiny.set_defaults(func=run_init_tiny)
+
+
+def run_extract(args) -> int:
+    """
+    Run ``llava-drive extract``; return 0, 1 (some bags failed) or 2 (bad arguments/model).
+
+    :param args: parsed arguments.
+    """
+    from llava_drive.features.extract_bags import extract_bags, parse_shard
+    from llava_drive.features.extractor import ExtractorError, LlavaFeatureExtractor
+
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    try:
+        shard = parse_shard(args.shard)
+        extractor = LlavaFeatureExtractor(
+            args.model, mode=args.mode, layer=args.layer, grid=args.grid, prompt=args.prompt,
+            device=args.device, dtype=args.dtype, preprocessing=args.preprocessing)
+        results = extract_bags(extractor, args.bags, args.out, batch_size=args.batch_size,
+                               shard=shard, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+    except (ExtractorError, ValueError, OSError) as error:
+        print('llava-drive extract: error: %s' % error, file=sys.stderr)
+        return 2
+    spec = extractor.spec
+    print('spec: mode=%s layer=%s grid=%s D=%d model=%s (%s)' % (
+        spec.mode, spec.layer, spec.grid, spec.feature_dim, spec.model_name,
+        spec.model_hash[:12]))
+    for result in results:
+        line = '%-8s %s -> %s' % (result.status, result.bag, result.output)
+        if result.status == 'written':
+            line += ' (%d frames, %.1f frames/s, %d undecodable skipped)' % (
+                result.frames, result.frames / max(result.seconds, 1e-9),
+                sum(result.stats.get('undecodable', {}).values()))
+        elif result.status == 'failed':
+            line += ': ' + result.error
+        print(line)
+    failed = [r for r in results if r.status == 'failed']
+    if failed:
+        print('%d of %d bags failed' % (len(failed), len(results)), file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_init_tiny(args) -> int:
+    """
+    Run ``llava-drive model init-tiny``.
+
+    :param args: parsed arguments.
+    """
+    from llava_drive.features.spec import model_content_hash
+    from llava_drive.features.tiny_model import create_tiny_llava
+
+    path = create_tiny_llava(args.out, seed=args.seed)
+    print('tiny LLaVA written to %s (seed %d, content hash %s)'
+          % (path, args.seed, model_content_hash(path)[:12]))
+    return 0

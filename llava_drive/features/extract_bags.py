@@ -1,0 +1,221 @@
+"""
+Extract LLaVA features from bags into the feature store (the work behind ``llava-drive extract``).
+
+One feature file per bag, written atomically when the whole bag is done. Rules:
+
+- Resumable: a bag whose finished feature file has the same feature spec and the same bag
+  fingerprint (``metadata.yaml`` and ``exclusions.yaml``) is skipped; temporary files of an
+  interrupted run never count. ``overwrite`` re-extracts anyway.
+- Sharding: with ``shard=(i, n)`` this process takes the bags whose index in the sorted,
+  de-duplicated bag list is ``i`` modulo ``n``, so ``n`` processes (one per GPU) split the
+  work without talking to each other.
+- Broken bags: a bag that cannot be read (missing, no metadata, corrupt MCAP) or yields no
+  usable frame is logged and skipped; the other bags are still extracted and the command
+  exits non-zero at the end, naming the failed bags. Frames that do not decode are skipped
+  and counted in the feature file's metadata.
+"""
+from dataclasses import dataclass, field
+import hashlib
+import logging
+from pathlib import Path
+import time
+from typing import Optional
+
+from llava_drive.bag import format as bagfmt
+from llava_drive.bag.reader import BagReadError, count_pairs, read_pairs, ReadStats
+from llava_drive.bag.trim import exclusions_path
+from llava_drive.features.spec import FeatureSpec
+from llava_drive.features.store import (
+    feature_file_for_bag, FeatureStoreError, read_feature_metadata, write_feature_file)
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+
+def parse_shard(text: str):
+    """
+    Parse ``'i/n'`` into ``(i, n)`` with ``0 <= i < n``.
+
+    :param text: e.g. ``'2/4'``.
+    """
+    try:
+        index, count = (int(part) for part in text.split('/'))
+    except ValueError:
+        raise ValueError('shard must look like i/n (e.g. 0/4), got %r' % text) from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError('shard %r: need 0 <= i < n' % text)
+    return index, count
+
+
+def select_shard(bags, index: int, count: int) -> list:
+    """
+    Return this shard's bags: sorted unique paths whose position is ``index`` modulo ``count``.
+
+    :param bags: bag paths.
+    :param index: shard index i.
+    :param count: number of shards n.
+    """
+    unique = sorted({str(Path(bag)) for bag in bags})
+    return [Path(bag) for position, bag in enumerate(unique) if position % count == index]
+
+
+def bag_fingerprint(bag_path) -> str:
+    """
+    Return a hash of a bag's ``metadata.yaml`` and ``exclusions.yaml`` (absent files count).
+
+    A re-recorded, recovered or re-trimmed bag gets a new fingerprint, so its features are
+    extracted again.
+
+    :param bag_path: bag directory.
+    """
+    digest = hashlib.sha256()
+    for path in (Path(bag_path) / bagfmt.METADATA_FILE, exclusions_path(bag_path)):
+        digest.update(path.name.encode() + b'\0')
+        digest.update(path.read_bytes() if path.is_file() else b'<absent>')
+        digest.update(b'\0')
+    return digest.hexdigest()
+
+
+def is_up_to_date(feature_path, spec: FeatureSpec, fingerprint: str) -> bool:
+    """
+    Return True when a finished feature file matches the spec and the bag fingerprint.
+
+    :param feature_path: the feature file.
+    :param spec: the extractor's spec.
+    :param fingerprint: :func:`bag_fingerprint` of the bag.
+    """
+    try:
+        document = read_feature_metadata(feature_path)
+        stored = FeatureSpec.from_dict(document['spec'])
+    except (FeatureStoreError, KeyError, TypeError, ValueError):
+        return False
+    same_bag = document.get('meta', {}).get('bag_fingerprint') == fingerprint
+    return same_bag and not stored.differences(spec)
+
+
+@dataclass
+class BagResult:
+    """
+    What happened to one bag.
+
+    :param bag: the bag path.
+    :param status: ``'written'``, ``'skipped'`` (up to date) or ``'failed'``.
+    :param output: the feature file path.
+    :param frames: frames written.
+    :param seconds: wall time spent on the bag.
+    :param error: the reason for ``'failed'``.
+    :param stats: the reader's counts (pairs, excluded, undecodable...).
+    """
+
+    bag: Path
+    status: str
+    output: Path
+    frames: int = 0
+    seconds: float = 0.0
+    error: str = ''
+    stats: dict = field(default_factory=dict)
+
+
+def _batches(pairs, batch_size: int):
+    """Group pairs into lists of at most ``batch_size`` frames of one image size."""
+    batch = []
+    for pair in pairs:
+        if batch and (len(batch) == batch_size
+                      or pair.image_rgb.shape != batch[0].image_rgb.shape):
+            yield batch
+            batch = []
+        batch.append(pair)
+    if batch:
+        yield batch
+
+
+def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
+                progress: bool = True) -> BagResult:
+    """
+    Extract one bag into one feature file; raise :class:`BagReadError` for unreadable bags.
+
+    :param extractor: a :class:`~llava_drive.features.extractor.LlavaFeatureExtractor`.
+    :param bag_path: bag directory.
+    :param out_path: destination feature file.
+    :param batch_size: frames per forward pass.
+    :param progress: show a tqdm bar (frames/s).
+    """
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    bag_path = Path(bag_path)
+    fingerprint = bag_fingerprint(bag_path)
+    total = count_pairs(bag_path, honour_exclusions=True)
+    stats = ReadStats()
+    features, actions, stamps, speed, episode = [], [], [], [], []
+    with tqdm(total=total, unit='frame', desc=bag_path.name, disable=not progress,
+              dynamic_ncols=True) as bar:
+        for batch in _batches(read_pairs(bag_path, honour_exclusions=True, stats=stats),
+                              batch_size):
+            features.append(extractor.extract([p.image_rgb for p in batch]).cpu().numpy())
+            actions.extend(p.control.as_array() for p in batch)
+            stamps.extend(p.stamp_ns for p in batch)
+            speed.extend(p.speed for p in batch)
+            episode.extend(p.episode for p in batch)
+            bar.update(len(batch))
+    if not stamps:
+        raise BagReadError('bag %s has no usable frames (%s)' % (bag_path, stats.as_dict()))
+    seconds = time.monotonic() - start
+    meta = {'source_bag': str(bag_path.resolve()), 'bag_fingerprint': fingerprint,
+            'frames': len(stamps), 'frames_skipped_undecodable': stats.skipped,
+            'frames_excluded': stats.excluded, 'read_stats': stats.as_dict(),
+            'extraction_seconds': round(seconds, 3),
+            'batch_size': batch_size, 'device': str(extractor.device)}
+    write_feature_file(out_path, np.concatenate(features), np.asarray(actions, np.float32),
+                       np.asarray(stamps, np.int64), np.asarray(speed, np.float32),
+                       np.asarray(episode, np.int64), extractor.spec, meta)
+    return BagResult(bag=bag_path, status='written', output=Path(out_path), frames=len(stamps),
+                     seconds=seconds, stats=stats.as_dict())
+
+
+def extract_bags(extractor, bags, out_dir, batch_size: int = 8, shard=(0, 1),
+                 overwrite: bool = False, progress: bool = True) -> list:
+    """
+    Extract this shard's bags; return one :class:`BagResult` per bag, failures included.
+
+    :param extractor: a loaded extractor (its spec names the features).
+    :param bags: bag directories.
+    :param out_dir: feature directory.
+    :param batch_size: frames per forward pass.
+    :param shard: ``(i, n)``, see :func:`select_shard`.
+    :param overwrite: re-extract bags whose feature file is up to date.
+    :param progress: show progress bars.
+    """
+    if batch_size < 1:
+        raise ValueError('batch_size must be >= 1, got %r' % batch_size)
+    selected = select_shard(bags, *shard)
+    outputs = {}
+    for bag in selected:
+        output = feature_file_for_bag(out_dir, bag)
+        if output in outputs:
+            raise ValueError('bags %s and %s would both write %s; rename one'
+                             % (outputs[output], bag, output))
+        outputs[output] = bag
+    results = []
+    for output, bag in outputs.items():
+        results.append(_extract_one(extractor, bag, output, batch_size, overwrite, progress))
+    return results
+
+
+def _extract_one(extractor, bag, output, batch_size, overwrite, progress) -> BagResult:
+    """Extract or skip one bag, turning an unreadable bag into a failed result."""
+    try:
+        fingerprint: Optional[str] = bag_fingerprint(bag)
+    except OSError:
+        fingerprint = None  # unreadable: extract_bag reports why
+    if not overwrite and fingerprint and is_up_to_date(output, extractor.spec, fingerprint):
+        LOG.info('%s: up to date in %s, skipped', bag, output)
+        return BagResult(bag=Path(bag), status='skipped', output=output)
+    try:
+        result = extract_bag(extractor, bag, output, batch_size, progress)
+    except (BagReadError, OSError) as error:
+        LOG.error('%s: skipped, cannot extract: %s', bag, error)
+        return BagResult(bag=Path(bag), status='failed', output=output, error=str(error))
+    LOG.info('%s: %d frames -> %s (%.1f frames/s)', bag, result.frames, output,
+             result.frames / max(result.seconds, 1e-9))
+    return result
