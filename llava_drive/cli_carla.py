@@ -1,0 +1,57 @@
+"""``llava-drive carla-setup``: prepare a running CARLA server (town, step, weather, traffic)."""
+import argparse
+import json
+import sys
+import time
+
+
+def register(subparsers):
+    """Add the ``carla-setup`` subcommand.
+
+    :param subparsers: the ``add_subparsers()`` result of the ``llava-drive`` parser.
+    """
+    parser = subparsers.add_parser(
+        'carla-setup', help='prepare a running CARLA server: town, time step, weather, traffic',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description='Load the town (unless loaded), apply synchronous mode and the fixed time '
+                    'step, set the weather and spawn autopilot traffic. Run it after '
+                    '"ros2 launch llava_drive record.launch.py backend:=carla" is up (the '
+                    'bridge reloads the town when it starts). With --traffic it keeps running '
+                    'to serve the traffic manager; Ctrl-C removes the traffic.')
+    parser.add_argument('--host', default='localhost', help='CARLA server host')
+    parser.add_argument('--port', type=int, default=2000, help='CARLA server RPC port')
+    parser.add_argument('--town', default='Town01', help='map to load, e.g. Town02')
+    parser.add_argument('--asynchronous', dest='synchronous', action='store_false',
+                        help='asynchronous mode (default: synchronous, the bridge ticks)')
+    parser.add_argument('--fixed-delta', type=float, default=0.05,
+                        help='simulation step in seconds (at most 0.1)')
+    parser.add_argument('--weather', default='ClearNoon',
+                        help='carla.WeatherParameters preset, e.g. WetCloudySunset')
+    parser.add_argument('--traffic', type=int, default=0, help='autopilot vehicles to spawn')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the traffic')
+    parser.add_argument('--timeout', type=float, default=10.0,
+                        help='seconds to wait for the server')
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Set up the world, print what was applied, and serve the traffic until Ctrl-C."""
+    from llava_drive.carla_world import CarlaUnavailable, setup_world
+    try:
+        world = setup_world(args.host, args.port, args.town, synchronous=args.synchronous,
+                            fixed_delta=args.fixed_delta, weather=args.weather,
+                            traffic=args.traffic, seed=args.seed, timeout=args.timeout)
+    except (CarlaUnavailable, ValueError) as error:
+        print(f'llava-drive carla-setup: {error}', file=sys.stderr)
+        return 1
+    print(json.dumps(world.summary(), indent=2))
+    if not world.vehicles:
+        return 0
+    print(f'serving the traffic manager for {len(world.vehicles)} vehicles; Ctrl-C removes '
+          'them', file=sys.stderr)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print(f'removed {world.destroy_traffic()} vehicles', file=sys.stderr)
+    return 0
