@@ -104,8 +104,8 @@ def test_trim_specs_and_reader(recorded):
     content = (bag / 'exclusions.yaml').read_text()
     assert 'curb' in content and 'episode: 1' in content
     # The recording is untouched.
-    assert sorted(p.name for p in bag.iterdir()) == ['exclusions.yaml', 'metadata.yaml',
-                                                      'run_7_0.mcap']
+    names = sorted(p.name for p in bag.iterdir())
+    assert names == ['exclusions.yaml', 'metadata.yaml', 'run_7_0.mcap']
 
 
 def test_review_writes_plots_sheet_and_video(recorded, tmp_path):

@@ -17,7 +17,8 @@ def _fail(error) -> int:
 
 
 def run_info(args) -> int:
-    """Print ``bag info`` for each bag; return 1 if any could not be read.
+    """
+    Print ``bag info`` for each bag; return 1 if any could not be read.
 
     :param args: parsed arguments.
     """
@@ -39,7 +40,8 @@ def run_info(args) -> int:
 
 
 def run_review(args) -> int:
-    """Write review plots, contact sheet and video.
+    """
+    Write review plots, contact sheet and video.
 
     :param args: parsed arguments.
     """
@@ -58,7 +60,8 @@ def run_review(args) -> int:
 
 
 def run_trim(args) -> int:
-    """Add, list or clear exclusions of a bag.
+    """
+    Add, list or clear exclusions of a bag.
 
     :param args: parsed arguments.
     """
@@ -85,7 +88,8 @@ def run_trim(args) -> int:
 
 
 def run_recover(args) -> int:
-    """Recover each bag; return 1 if any failed.
+    """
+    Recover each bag; return 1 if any failed.
 
     :param args: parsed arguments.
     """
@@ -106,7 +110,8 @@ def run_recover(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add the ``bag`` command and its subcommands.
+    """
+    Add the ``bag`` command and its subcommands.
 
     :param subparsers: the top-level ``add_subparsers()`` object.
     """

@@ -27,7 +27,8 @@ def _stats(values: np.ndarray) -> Dict[str, float]:
 
 
 def gap_report(stamps_ns: np.ndarray) -> dict:
-    """Return the median period, the largest gaps and how many gaps exceed 2x the median.
+    """
+    Return the median period, the largest gaps and how many gaps exceed 2x the median.
 
     :param stamps_ns: sorted pair stamps.
     """
@@ -67,7 +68,8 @@ def _episodes(markers, episodes: np.ndarray, start_ns: int) -> List[dict]:
 
 
 def bag_info(path, check_images: bool = False) -> dict:
-    """Return everything ``llava-drive bag info`` reports, as a JSON-ready dict.
+    """
+    Return everything ``llava-drive bag info`` reports, as a JSON-ready dict.
 
     :param path: bag directory.
     :param check_images: decode every frame to count undecodable ones (slower).
@@ -154,7 +156,8 @@ def _number(value) -> str:
 
 
 def format_info(info: dict) -> str:
-    """Return the human-readable report of :func:`bag_info`.
+    """
+    Return the human-readable report of :func:`bag_info`.
 
     :param info: result of :func:`bag_info`.
     """

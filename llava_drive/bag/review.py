@@ -23,7 +23,8 @@ MIN_OVERLAY_WIDTH = 320  # small frames are upscaled so the overlay text stays l
 
 @dataclass
 class ReviewConfig:
-    """What ``bag review`` produces.
+    """
+    What ``bag review`` produces.
 
     :param out_dir: output directory (created).
     :param sheet_frames: frames on the contact sheet.
@@ -52,7 +53,8 @@ class ReviewConfig:
 
 def draw_overlay(image_rgb: np.ndarray, control: Control, speed: float, time_s: float,
                  episode: int, excluded: bool = False) -> np.ndarray:
-    """Return a BGR copy of a frame with the control drawn on it.
+    """
+    Return a BGR copy of a frame with the control drawn on it.
 
     A steering arrow from the bottom centre (full lock = 60 degrees) and a steer bar, a green
     throttle bar on the right, a red brake bar on the left, and a text line.
@@ -126,7 +128,8 @@ def _series(path):
 
 def plot_controls(series: Dict[str, np.ndarray], shaded, out_path: Path,
                   title: str = '') -> Path:
-    """Plot steer, throttle, brake and speed over time, excluded ranges shaded.
+    """
+    Plot steer, throttle, brake and speed over time, excluded ranges shaded.
 
     :param series: result of reading the bag (stamps, actions, speed, episode).
     :param shaded: ``(start_s, end_s)`` ranges to shade.
@@ -160,7 +163,8 @@ def plot_controls(series: Dict[str, np.ndarray], shaded, out_path: Path,
 
 
 def plot_histograms(series: Dict[str, np.ndarray], out_path: Path) -> Path:
-    """Plot histograms of steer, throttle, brake and speed.
+    """
+    Plot histograms of steer, throttle, brake and speed.
 
     :param series: result of reading the bag.
     :param out_path: PNG to write.
@@ -182,7 +186,8 @@ def plot_histograms(series: Dict[str, np.ndarray], out_path: Path) -> Path:
 
 
 def contact_sheet(frames: List[np.ndarray], columns: Optional[int] = None) -> np.ndarray:
-    """Tile BGR frames of equal size into one image (row-major, black padding).
+    """
+    Tile BGR frames of equal size into one image (row-major, black padding).
 
     :param frames: BGR frames.
     :param columns: tiles per row (default: about square).
@@ -205,7 +210,8 @@ def _evenly(count: int, total: int) -> List[int]:
 
 
 def review_bag(path, config: ReviewConfig) -> Dict[str, str]:
-    """Write the review outputs of a bag; return their paths by kind.
+    """
+    Write the review outputs of a bag; return their paths by kind.
 
     :param path: bag directory.
     :param config: what to write.
