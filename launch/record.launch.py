@@ -1,4 +1,5 @@
-"""Record image/control pairs: embedded simulator or CARLA, the expert and the recorder.
+"""
+Record image/control pairs: embedded simulator or CARLA, the expert and the recorder.
 
 Examples::
 
@@ -80,7 +81,8 @@ def truthy(text: str, name: str) -> bool:
 
 
 def local_dds_environment(context) -> List[SetEnvironmentVariable]:
-    """Validate ``backend`` and keep DDS on this host / use the shipped FastDDS profile.
+    """
+    Validate ``backend`` and keep DDS on this host / use the shipped FastDDS profile.
 
     A value the user exported wins (a CARLA deployment across machines keeps its own).
 

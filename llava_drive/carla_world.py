@@ -1,4 +1,5 @@
-"""Prepare a running CARLA server for recording or evaluation: town, time step, weather, traffic.
+"""
+Prepare a running CARLA server for recording or evaluation: town, time step, weather, traffic.
 
 Uses the ``carla`` Python package (``pip install carla==<server version>``), imported only
 when called. Run it after ``record.launch.py backend:=carla`` is up: carla_ros_bridge reloads
@@ -80,7 +81,8 @@ def import_carla():
 
 
 def connect(host: str, port: int, timeout: float = 10.0):
-    """Return a connected ``carla.Client`` and the server version.
+    """
+    Return a connected ``carla.Client`` and the server version.
 
     :param host: CARLA server host.
     :param port: CARLA server RPC port (2000 by default).
@@ -146,7 +148,8 @@ def setup_world(host: str = 'localhost', port: int = 2000, town: str = 'Town01',
                 synchronous: bool = True, fixed_delta: float = 0.05,
                 weather: str = 'ClearNoon', traffic: int = 0, seed: int = 0,
                 timeout: float = 10.0) -> CarlaWorld:
-    """Load ``town`` if another is loaded, apply the time step and weather, spawn traffic.
+    """
+    Load ``town`` if another is loaded, apply the time step and weather, spawn traffic.
 
     :param host: CARLA server host.
     :param port: CARLA server RPC port.

@@ -6,7 +6,8 @@ import time
 
 
 def register(subparsers):
-    """Add the ``carla-setup`` subcommand.
+    """
+    Add the ``carla-setup`` subcommand.
 
     :param subparsers: the ``add_subparsers()`` result of the ``llava-drive`` parser.
     """
