@@ -54,13 +54,15 @@ class RecordingOptions:
                                       'image_width': self.width, 'image_height': self.height,
                                       'synchronous_mode': self.synchronous,
                                       'randomize': self.randomize,
-                                      'wait_for_image_subscribers': 1}))
+                                      'wait_for_image_subscribers': 1,
+                                      'synchronous_mode_wait_for_ack_topic':
+                                          '/recorder/frame_done'}))
         specs.append(NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'),
                               {'noise_steer_std': float(self.noise_steer_std)}))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
                               config_path('recorder.yaml'), {
                                   'bag_path': str(self.out), 'image_format': self.image_format,
-                                  'max_duration': float(self.duration)}))
+                                  'max_duration': float(self.duration), 'status_period': 0.2}))
         return specs
 
 
@@ -92,7 +94,7 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
                disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total} s sim '
                                                 '[{elapsed}<{remaining}] {postfix}')
     start = time.monotonic()
-    first_pair_at = None
+    first_pair_at, first = None, {}
     try:
         stack.start()
         while True:
@@ -102,7 +104,7 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
                 raise RuntimeError(f'node(s) exited early: {died}; see {options.log_dir}')
             if latest:
                 if first_pair_at is None and latest.get('pairs_written'):
-                    first_pair_at = time.monotonic()
+                    first_pair_at, first = time.monotonic(), dict(latest)
                 bar.n = round(min(latest.get('span_s', 0.0), options.duration), 1)
                 bar.set_postfix_str(f'{latest.get("pairs_written", 0)} pairs')
                 if latest.get('closed_bags'):
@@ -131,4 +133,7 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
     return {'bag': str(options.out), 'pairs': latest.get('pairs_written', 0),
             'rejected': latest.get('rejected', {}), 'sim_seconds': round(span, 2),
             'wall_seconds': round(end - start, 2),
-            'realtime_factor': round(span / max(recording_wall, 1e-3), 2)}
+            'realtime_factor': round(span / max(recording_wall, 1e-3), 2),
+            'recorder_cpu_ms_per_pair': round(1e3 * (latest.get('cpu_s', 0) - first.get('cpu_s', 0))
+                                              / max(1, latest.get('pairs_written', 0)
+                                                    - first.get('pairs_written', 0)), 2)}

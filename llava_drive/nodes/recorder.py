@@ -9,17 +9,19 @@ from collections import Counter
 import json
 import math
 from pathlib import Path
+import time
 
 from llava_drive.bag.format import OdometrySample
 from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
 from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import decode_raw, ImageError
-from llava_drive.nodes.common import declare, reliable_qos, run_node, topic_or_default
+from llava_drive.nodes.common import (CONTROL_QOS, declare, reliable_qos, run_node,
+                                      topic_or_default)
 from llava_drive.pairing import Pairer, PairingConfig
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float32, String
+from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
 
 
@@ -85,6 +87,10 @@ class Recorder(Node):
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, qos)
         self.create_subscription(String, '/llava_drive/sim/episode', self.on_episode, 10)
         self.status_pub = self.create_publisher(String, '~/status', 10)
+        # Every frame taken (written, waiting or rejected) is acknowledged, so a synchronous
+        # simulator can wait for the recorder and no frame is lost (sim_bridge parameter
+        # synchronous_mode_wait_for_ack_topic).
+        self.done_pub = self.create_publisher(Header, '~/frame_done', CONTROL_QOS)
         self.create_service(Trigger, '~/start', self.srv_start)
         self.create_service(Trigger, '~/stop', self.srv_stop)
         self.create_service(Trigger, '~/split', self.srv_split)
@@ -173,6 +179,13 @@ class Recorder(Node):
 
     # -- callbacks -----------------------------------------------------------------------
     def on_image(self, msg: Image):
+        """Validate a frame, queue it for pairing, and acknowledge it."""
+        try:
+            self.take_image(msg)
+        finally:
+            self.done_pub.publish(msg.header)
+
+    def take_image(self, msg: Image):
         """Validate a frame and queue it for pairing."""
         if self.writer is None:
             return
@@ -306,6 +319,7 @@ class Recorder(Node):
         status = dict(self.last_summary if self.writer is None and self.last_summary
                       else self.summary(include_writer=True), recording=self.writer is not None,
                       bag=str(self.current_path()), span_s=span, last_stamp_ns=self.last_stamp,
+                      cpu_s=time.process_time(),
                       pending=self.pairer.pending if self.pairer else 0,
                       closed_bags=self._written_bags)
         self.status_pub.publish(String(data=json.dumps(status)))

@@ -13,7 +13,7 @@ import time
 
 from geometry_msgs.msg import PoseStamped
 from llava_drive.control import FULL_BRAKE
-from llava_drive.control_codec import ControlCodec, ns_to_stamp, WIRE_TYPES
+from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import (CONTROL_QOS, declare, LATCHED_QOS, reliable_qos,
                                       run_node)
@@ -22,7 +22,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float32, String
+from std_msgs.msg import Float32, Header, String
 
 EPISODE_TOPIC = '/llava_drive/sim/episode'
 STATUS_TOPIC = '/llava_drive/sim/status'
@@ -50,6 +50,10 @@ class SimBridge(Node):
         self.wait_for_control = declare(
             self, 'synchronous_mode_wait_for_vehicle_control_command', True,
             'in synchronous mode, wait for a control stamped with the current frame')
+        self.ack_topic = declare(
+            self, 'synchronous_mode_wait_for_ack_topic', '',
+            'in synchronous mode, also wait for a std_msgs/Header stamped with the current frame '
+            'on this topic (the recorder\'s ~/frame_done) so no frame is lost; "" = off')
         self.control_timeout = declare(self, 'control_timeout', 2.0,
                                        'wall seconds to wait for a control before stepping '
                                        'with the last one', 0.01, 600.0)
@@ -88,6 +92,8 @@ class SimBridge(Node):
         self.control_topic = f'{prefix}/vehicle_control_cmd'
         self.create_subscription(self.codec.msg_type, self.control_topic, self.on_control,
                                  CONTROL_QOS)
+        if self.ack_topic:
+            self.create_subscription(Header, self.ack_topic, self.on_ack, CONTROL_QOS)
 
         self.control = FULL_BRAKE
         self.sim_time_ns = int(round(self.dt * 1e9))  # a zero stamp reads as "unset" in ROS
@@ -95,6 +101,7 @@ class SimBridge(Node):
         self.route_index = -1
         self.awaiting_stamp = None
         self.awaiting_since = 0.0
+        self.have_control = self.have_ack = False
         self.last_frame_stamp = 0
         self.control_timeouts = 0
         self.started = False
@@ -171,8 +178,19 @@ class SimBridge(Node):
             self.get_logger().warning(f'ignored control: {error}', throttle_duration_sec=2.0)
             return
         self.control = control  # the simulator sanitizes NaN and out-of-range values
-        if self.synchronous and self.wait_for_control and self.awaiting_stamp is not None \
-                and stamp_ns >= self.awaiting_stamp:
+        if self.awaiting_stamp is not None and stamp_ns >= self.awaiting_stamp:
+            self.have_control = True
+            self.advance_when_ready()
+
+    def on_ack(self, msg: Header):
+        """Note that the recorder has taken the current frame."""
+        if self.awaiting_stamp is not None and stamp_to_ns(msg.stamp) >= self.awaiting_stamp:
+            self.have_ack = True
+            self.advance_when_ready()
+
+    def advance_when_ready(self):
+        """In synchronous mode, step once everything waited for has answered."""
+        if self.synchronous and self.wait_for_control and self.have_control and self.have_ack:
             self.advance()
 
     def on_timer(self):
@@ -190,8 +208,9 @@ class SimBridge(Node):
         elif time.monotonic() - self.awaiting_since > self.control_timeout:
             self.control_timeouts += 1
             self.get_logger().warning(
-                f'no control for frame {self.awaiting_stamp} ns within {self.control_timeout} s;'
-                f' stepping with the last one ({self.control_timeouts} timeouts)',
+                f'no {"control" if not self.have_control else "ack"} for frame '
+                f'{self.awaiting_stamp} ns within {self.control_timeout} s; stepping with the '
+                f'last control ({self.control_timeouts} timeouts)',
                 throttle_duration_sec=5.0)
             self.advance()
 
@@ -200,6 +219,8 @@ class SimBridge(Node):
         if self.image_pub.get_subscription_count() < self.min_subscribers:
             return False
         if self.synchronous and self.wait_for_control:
+            if self.ack_topic and self.count_publishers(self.ack_topic) == 0:
+                return False
             return self.count_publishers(self.control_topic) > 0
         return True
 
@@ -242,6 +263,8 @@ class SimBridge(Node):
         image.height, image.width, image.step, image.data = raw_fields(self.sim.render())
         self.image_pub.publish(image)
         self.last_frame_stamp = stamp_ns
+        self.have_control = False
+        self.have_ack = not self.ack_topic
         self.awaiting_stamp = stamp_ns
         self.awaiting_since = time.monotonic()
 
