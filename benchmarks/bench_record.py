@@ -1,4 +1,5 @@
-"""Synchronous recording speed and recorder cost of the whole stack over ROS.
+"""
+Synchronous recording speed and recorder cost of the whole stack over ROS.
 
 Runs ``llava-drive record`` (sim_bridge + expert + recorder as separate processes, DDS on
 loopback with the shared-memory profile) for DURATION simulated seconds at 800x600, once with

@@ -1,4 +1,5 @@
-"""The ``llava-drive`` command: one entry point, one subcommand per job.
+"""
+The ``llava-drive`` command: one entry point, one subcommand per job.
 
 Each area registers its own subcommands in a small ``cli_*`` module, so this file only lists
 them. Registration modules import nothing heavy (torch, rclpy) at module level: ``--help``

@@ -1,4 +1,5 @@
-"""The one place that knows control message types and fields (DESIGN.md section 3).
+"""
+The one place that knows control message types and fields (DESIGN.md section 3).
 
 On the wire: ``carla_msgs/msg/CarlaEgoVehicleControl`` when carla_msgs is importable, else
 ``sensor_msgs/Joy`` with ``axes = [steer, throttle, brake]``. Everything else deals in
@@ -31,7 +32,8 @@ class ControlCodec:
     """Encode and decode control messages of one wire type."""
 
     def __init__(self, wire: str = 'auto'):
-        """Pick the wire type.
+        """
+        Pick the wire type.
 
         :param wire: ``carla`` (needs carla_msgs), ``joy``, or ``auto`` (carla if importable).
         """

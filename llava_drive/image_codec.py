@@ -1,4 +1,5 @@
-"""Raw camera frames as numpy arrays, validated (no ROS imports).
+"""
+Raw camera frames as numpy arrays, validated (no ROS imports).
 
 ROS ``sensor_msgs/Image`` fields come in as plain values, so the recorder, the policy and the
 tests share one place that knows encodings and the ways a frame can be broken.
@@ -21,7 +22,8 @@ class ImageError(ValueError):
 
 
 def decode_raw(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
-    """Return an ``H x W x C`` uint8 view of raw image bytes, or raise :class:`ImageError`.
+    """
+    Return an ``H x W x C`` uint8 view of raw image bytes, or raise :class:`ImageError`.
 
     :param encoding: ROS image encoding (``bgra8``, ``rgb8``, ...).
     :param height: rows.
@@ -69,7 +71,8 @@ def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def raw_fields(image: np.ndarray) -> Tuple[int, int, int, bytes]:
-    """Return ``(height, width, step, data)`` for filling a ``sensor_msgs/Image``.
+    """
+    Return ``(height, width, step, data)`` for filling a ``sensor_msgs/Image``.
 
     ``bytes`` because assigning a numpy array to ``Image.data`` costs ~240 ms at 800x600.
     """

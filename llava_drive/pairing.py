@@ -1,4 +1,5 @@
-"""Pair each camera frame with the control in effect at its stamp (no ROS imports).
+"""
+Pair each camera frame with the control in effect at its stamp (no ROS imports).
 
 A control stamped ``t`` is the command computed from the sensors at ``t`` and applied from
 ``t`` on, so the label of frame ``t`` is the newest control with stamp <= ``t``. It usually
@@ -39,7 +40,8 @@ class Paired:
 
 
 class Pairer:
-    """Turns a stream of frames and controls into pairs; counts every rejection by reason.
+    """
+    Turns a stream of frames and controls into pairs; counts every rejection by reason.
 
     Reasons: ``duplicate_stamp``, ``backwards_stamp`` (frames), ``nan_control``,
     ``control_out_of_range``, ``backwards_control_stamp`` (controls), ``no_control``,
@@ -132,4 +134,3 @@ class Pairer:
 
     def _reject(self, reason: str):
         self.rejected[reason] += 1
-

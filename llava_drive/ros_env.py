@@ -1,4 +1,5 @@
-"""Environment defaults that keep the embedded stack's DDS traffic on this machine.
+"""
+Environment defaults that keep the embedded stack's DDS traffic on this machine.
 
 Set before ``rclpy.init()`` (DDS reads them when the context starts). A value the user
 exported wins: a real CARLA deployment across machines keeps its own settings.
@@ -9,7 +10,8 @@ import sys
 
 
 def config_path(name: str) -> Path:
-    """Return an installed config file: source tree, pip's ``share/`` or the ROS share dir.
+    """
+    Return an installed config file: source tree, pip's ``share/`` or the ROS share dir.
 
     :param name: file name inside ``config/`` (e.g. ``recorder.yaml``).
     """
@@ -35,7 +37,8 @@ def fastdds_profile_path() -> Path:
 
 
 def local_ros_environment(base=None) -> dict:
-    """Return ``base`` (default ``os.environ``) plus loopback-only DDS defaults.
+    """
+    Return ``base`` (default ``os.environ``) plus loopback-only DDS defaults.
 
     :param base: environment mapping to extend; it is not modified.
     :return: a new dict suitable for ``subprocess`` or ``os.environ.update``.

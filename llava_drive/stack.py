@@ -1,4 +1,5 @@
-"""Start and stop a set of nodes as child processes, the way ``ros2 launch`` would.
+"""
+Start and stop a set of nodes as child processes, the way ``ros2 launch`` would.
 
 Used by ``llava-drive record`` (and later drive/evaluate) so the same nodes and the same
 YAML files run with or without launch_ros installed. No ROS imports.

@@ -290,9 +290,15 @@ def test_context_manager_keeps_data_on_exception(tmp_path):
 
 
 class FakeRosbag2Py(types.ModuleType):
-    """Stand-in for rosbag2_py, which cannot be installed here (records the calls)."""
+    """
+    Stand-in for rosbag2_py, which cannot be installed here (records the calls).
 
-    def __init__(self):
+    ``distro='humble'``: TopicMetadata(name, type, serialization_format), no close();
+    ``distro='jazzy'``: TopicMetadata needs ``id``, the writer has close() and writes a
+    version-9 metadata.yaml like Kilted would.
+    """
+
+    def __init__(self, distro: str):
         super().__init__('rosbag2_py')
         self.calls = []
         fake = self
@@ -305,33 +311,49 @@ class FakeRosbag2Py(types.ModuleType):
             def __init__(self, input_format, output_format):
                 self.formats = (input_format, output_format)
 
-        class TopicMetadata:
-            def __init__(self, name, type, serialization_format):  # noqa: A002 (rosbag2 API)
+        class HumbleTopicMetadata:
+            def __init__(self, name, type, serialization_format,  # noqa: A002 (rosbag2 API)
+                         offered_qos_profiles=''):
                 self.name, self.type = name, type
                 self.serialization_format = serialization_format
 
-        class SequentialWriter:
-            """Humble-like: no close(); dropping it closes the bag."""
+        class JazzyTopicMetadata(HumbleTopicMetadata):
+            def __init__(self, id, name, type, serialization_format,  # noqa: A002
+                         offered_qos_profiles=(), type_description_hash=''):
+                super().__init__(name, type, serialization_format)
+                self.id, self.type_description_hash = id, type_description_hash
 
+        class SequentialWriter:
             def open(self, storage, converter):  # noqa: A003 (rosbag2_py API)
+                self.uri = storage.uri
                 fake.calls.append(('open', storage.uri, storage.storage_id, converter.formats))
 
             def create_topic(self, topic):
                 fake.calls.append(('create_topic', topic.name, topic.type,
-                                   topic.serialization_format))
+                                   topic.serialization_format,
+                                   getattr(topic, 'type_description_hash', None)))
 
             def write(self, topic, data, stamp):
                 fake.calls.append(('write', topic, bytes(data), stamp))
 
+        class JazzySequentialWriter(SequentialWriter):
+            def close(self):
+                fake.calls.append(('close',))
+                (Path(self.uri) / 'metadata.yaml').write_text(
+                    'rosbag2_bagfile_information:\n  version: 9\n'
+                    '  relative_file_paths: [ros_0.mcap]\n  ros_distro: kilted\n')
+
         self.StorageOptions = StorageOptions
         self.ConverterOptions = ConverterOptions
-        self.TopicMetadata = TopicMetadata
-        self.SequentialWriter = SequentialWriter
+        self.TopicMetadata = HumbleTopicMetadata if distro == 'humble' else JazzyTopicMetadata
+        self.SequentialWriter = (SequentialWriter if distro == 'humble'
+                                 else JazzySequentialWriter)
 
 
-def test_rosbag2_py_backend_is_used_when_importable(tmp_path, monkeypatch):
+@pytest.mark.parametrize('distro', ['humble', 'jazzy'])
+def test_rosbag2_py_backend_is_used_when_importable(tmp_path, monkeypatch, distro):
     """With rosbag2_py importable, 'auto' writes through SequentialWriter with CDR bytes."""
-    fake = FakeRosbag2Py()
+    fake = FakeRosbag2Py(distro)
     monkeypatch.setitem(sys.modules, 'rosbag2_py', fake)
     bag = tmp_path / 'ros'
     writer = BagWriter(BagWriterConfig(str(bag)))
@@ -339,21 +361,33 @@ def test_rosbag2_py_backend_is_used_when_importable(tmp_path, monkeypatch):
     writer.write_pair(7_000, road_frame(0), 'bgr8', Control(steer=0.25, throttle=0.5), 2.5)
     writer.close({})
     assert fake.calls[0] == ('open', str(bag), 'mcap', ('', ''))
-    created = {call[1]: call[2] for call in fake.calls if call[0] == 'create_topic'}
-    assert created['/llava_drive/control'] == 'carla_msgs/msg/CarlaEgoVehicleControl'
-    assert created['/carla/ego_vehicle/rgb_front/image/compressed'] == \
+    created = {call[1]: call[2:] for call in fake.calls if call[0] == 'create_topic'}
+    control_hash = bagfmt.message_definition(bagfmt.CONTROL_TYPE)[1]
+    assert created['/llava_drive/control'] == (
+        'carla_msgs/msg/CarlaEgoVehicleControl', 'cdr',
+        None if distro == 'humble' else control_hash)
+    assert created['/carla/ego_vehicle/rgb_front/image/compressed'][0] == \
         'sensor_msgs/msg/CompressedImage'
     writes = {call[1]: call for call in fake.calls if call[0] == 'write'}
     control = bagfmt.deserialize(writes['/llava_drive/control'][2], bagfmt.CONTROL_TYPE)
     assert control.steer == 0.25 and writes['/llava_drive/control'][3] == 7_000
     assert bagfmt.stamp_to_ns(control.header.stamp) == 7_000
-    # The fake wrote no metadata.yaml, so ours is there with the custom data.
-    assert bagfmt.custom_json(bagfmt.read_metadata(bag), bagfmt.CUSTOM_SUMMARY_KEY)[
-        'pairs_written'] == 1
-    # Explicit backend choices.
-    assert BagWriter(BagWriterConfig(str(tmp_path / 'm'), backend='mcap')).backend == 'mcap'
+    assert (('close',) in fake.calls) == (distro == 'jazzy')
+    # metadata.yaml is always version 8 with our custom data (Humble reads it).
+    metadata = bagfmt.read_metadata(bag)
+    assert metadata['version'] == 8
+    assert bagfmt.custom_json(metadata, bagfmt.CUSTOM_SUMMARY_KEY)['pairs_written'] == 1
+    assert metadata['ros_distro'] == ('kilted' if distro == 'jazzy' else 'llava_drive')
+
+
+def test_backend_choice(tmp_path, monkeypatch):
+    """Explicit backends are honoured; asking for an absent rosbag2_py is an error."""
+    monkeypatch.setitem(sys.modules, 'rosbag2_py', FakeRosbag2Py('humble'))
+    with BagWriter(BagWriterConfig(str(tmp_path / 'm'), backend='mcap')) as writer:
+        assert writer.backend == 'mcap'
     monkeypatch.setitem(sys.modules, 'rosbag2_py', None)  # import now fails
     assert bagwriter.rosbag2_py_module() is None
     with pytest.raises(RuntimeError, match='rosbag2_py is not importable'):
         BagWriter(BagWriterConfig(str(tmp_path / 'r'), backend='rosbag2_py'))
-    assert BagWriter(BagWriterConfig(str(tmp_path / 'auto'))).backend == 'mcap'
+    with BagWriter(BagWriterConfig(str(tmp_path / 'auto'))) as writer:
+        assert writer.backend == 'mcap'

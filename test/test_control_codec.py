@@ -1,9 +1,8 @@
 """Control codec: the only code that touches control message fields."""
-import pytest
-from sensor_msgs.msg import Joy
-
 from llava_drive.control import Control, FULL_BRAKE
 from llava_drive.control_codec import CarlaEgoVehicleControl, ControlCodec
+import pytest
+from sensor_msgs.msg import Joy
 
 
 def test_round_trip_keeps_values_and_stamp():

@@ -1,8 +1,7 @@
 """Raw frame decoding and its failure reasons (pure logic)."""
+from llava_drive.image_codec import decode_raw, ImageError, raw_fields, to_bgr, to_rgb
 import numpy as np
 import pytest
-
-from llava_drive.image_codec import decode_raw, ImageError, raw_fields, to_bgr, to_rgb
 
 
 def test_round_trip_bgra8_with_padded_rows():

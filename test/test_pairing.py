@@ -1,10 +1,9 @@
 """Pairing frames with the control in effect at their stamp (pure logic)."""
 import math
 
-import pytest
-
 from llava_drive.control import Control
 from llava_drive.pairing import Pairer, PairingConfig
+import pytest
 
 MS = 1_000_000
 

@@ -2,20 +2,19 @@
 import json
 import math
 
-import numpy as np
-from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-from std_msgs.msg import Float32, String
-from std_srvs.srv import Trigger
-
-from llava_drive.bag.reader import read_json_topic, read_pairs
 from llava_drive.bag import format as bagfmt
+from llava_drive.bag.reader import read_json_topic, read_pairs
 from llava_drive.control import Control
 from llava_drive.control_codec import ControlCodec, ns_to_stamp
 from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import CONTROL_QOS, reliable_qos
 from llava_drive.nodes.recorder import Recorder
+import numpy as np
+from rclpy.parameter import Parameter
 from ros_helpers import wait_for
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, String
+from std_srvs.srv import Trigger
 
 IMAGE_TOPIC = '/carla/ego_vehicle/rgb_front/image'
 LABEL_TOPIC = '/llava_drive/expert/control'

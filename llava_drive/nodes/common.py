@@ -27,7 +27,8 @@ def reliable_qos(depth: int) -> QoSProfile:
 
 
 def declare(node, name: str, default, description: str, low=None, high=None, step=None):
-    """Declare a parameter with a descriptor (and range) and return its value.
+    """
+    Declare a parameter with a descriptor (and range) and return its value.
 
     An override outside the range makes rclpy refuse it at start-up, naming the parameter.
     """
@@ -54,7 +55,8 @@ def _raise_interrupt(signum, frame):
 
 
 def run_node(node_class, args=None) -> None:
-    """Init, spin ``node_class()``, and always clean up (DESIGN.md section 8).
+    """
+    Init, spin ``node_class()``, and always clean up (DESIGN.md section 8).
 
     SIGTERM is turned into the same clean shutdown as Ctrl-C: Humble's rclpy does not handle
     it, and a recorder killed without ``destroy_node`` would leave an unfinished bag.

@@ -1,4 +1,5 @@
-"""Expert driver node: follows the route from odometry + waypoints, like carla_ad_agent.
+"""
+Expert driver node: follows the route from odometry + waypoints, like carla_ad_agent.
 
 Publishes its clean command on ``label_topic`` (the recorder's label) and, when ``drive`` is
 true, the executed command on ``vehicle_control_cmd``, optionally perturbed by seeded noise so

@@ -1,4 +1,5 @@
-"""Recorder node: pairs camera frames with the control in effect and writes bag format v1.
+"""
+Recorder node: pairs camera frames with the control in effect and writes bag format v1.
 
 Services (std_srvs/Trigger): ``~/start``, ``~/stop`` (closes the bag), ``~/split`` (closes
 the bag and continues in the next one). Status as JSON on ``~/status`` once a second.
@@ -159,7 +160,8 @@ class Recorder(Node):
         return message
 
     def summary(self, include_writer: bool = False) -> dict:
-        """Return pairs written and rejections by reason (the writer adds its own on close).
+        """
+        Return pairs written and rejections by reason (the writer adds its own on close).
 
         :param include_writer: also count what the bag writer rejected (for the status).
         """

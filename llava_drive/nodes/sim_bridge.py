@@ -1,4 +1,5 @@
-"""Embedded simulator node speaking the carla_ros_bridge topics (DESIGN.md section 3).
+"""
+Embedded simulator node speaking the carla_ros_bridge topics (DESIGN.md section 3).
 
 Publishes the front camera (bgra8), camera_info, odometry, speedometer, route waypoints and
 ``/clock``; applies ``vehicle_control_cmd`` with CARLA VehicleControl semantics. In
