@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 import threading
 from typing import Dict, Optional
+import weakref
 
 import cv2
 from llava_drive import __version__
@@ -189,9 +190,15 @@ class _Rosbag2PyBackend:
         self._topics = []
 
     def add_topic(self, topic: str, msgtype: str, qos_yaml: str) -> int:
-        # Keywords only: the positional layout differs between Humble and Jazzy.
-        self._writer.create_topic(self._module.TopicMetadata(
-            name=topic, type=msgtype, serialization_format='cdr'))
+        _, rihs01 = bagfmt.message_definition(msgtype)
+        try:  # Iron and newer: id is required, the type hash goes into the metadata
+            metadata = self._module.TopicMetadata(
+                id=len(self._topics) + 1, name=topic, type=msgtype, serialization_format='cdr',
+                type_description_hash=rihs01)
+        except TypeError:  # Humble: TopicMetadata(name, type, serialization_format, qos='')
+            metadata = self._module.TopicMetadata(name=topic, type=msgtype,
+                                                  serialization_format='cdr')
+        self._writer.create_topic(metadata)
         self._topics.append(topic)
         return len(self._topics)
 
@@ -252,8 +259,10 @@ class BagWriter:
         self._stop_flusher = threading.Event()
         self._flusher = None
         if self._backend.name == 'mcap':
-            self._flusher = threading.Thread(target=self._flush_loop, name='bag-flush',
-                                             daemon=True)
+            # A weak reference, so a writer dropped without close() is collected.
+            self._flusher = threading.Thread(
+                target=_flush_loop, name='bag-flush', daemon=True,
+                args=(weakref.ref(self), self._stop_flusher, config.flush_interval_s))
             self._flusher.start()
 
     @property
@@ -276,13 +285,6 @@ class BagWriter:
             return _McapBackend(self.file_path, self.config)
         except OSError as error:
             raise BagWriteError(self.path, error) from error
-
-    def _flush_loop(self):
-        while not self._stop_flusher.wait(self.config.flush_interval_s):
-            try:
-                self.flush()
-            except BagWriteError:
-                return  # reported to the caller by the next write_pair
 
     def _check_open(self):
         if self._closed:
@@ -494,14 +496,20 @@ class BagWriter:
                                      self._end_ns or 0, self._custom_data(final))
 
     def _merge_rosbag2_metadata(self, ours: dict) -> dict:
-        """Keep rosbag2's own metadata.yaml (its file names) and add our custom_data."""
+        """
+        Return our version-8 metadata with rosbag2's file list and distro.
+
+        rosbag2 on Kilted writes version 9, which Humble cannot read (DESIGN.md section 4),
+        and only Iron+ stores custom_data; our counts are the same messages.
+        """
         theirs = bagfmt.read_metadata(self.path)
         if theirs is None:
             return ours
-        custom = dict(theirs.get('custom_data') or {})
-        custom.update(ours['rosbag2_bagfile_information']['custom_data'])
-        theirs['custom_data'] = custom
-        return {'rosbag2_bagfile_information': theirs}
+        merged = dict(ours['rosbag2_bagfile_information'])
+        for key in ('relative_file_paths', 'files', 'ros_distro'):
+            if theirs.get(key):
+                merged[key] = theirs[key]
+        return {'rosbag2_bagfile_information': merged}
 
     def __enter__(self):
         """Return self."""
@@ -517,6 +525,19 @@ class BagWriter:
         stop = getattr(self, '_stop_flusher', None)
         if stop is not None:
             stop.set()
+
+
+def _flush_loop(writer_ref, stop: threading.Event, interval_s: float) -> None:
+    """Flush the writer every interval until stopped, closed or garbage collected."""
+    while not stop.wait(interval_s):
+        writer = writer_ref()
+        if writer is None:
+            return
+        try:
+            writer.flush()
+        except BagWriteError:
+            return  # reported to the caller by the next write_pair
+        del writer
 
 
 def yaml_text(mapping: dict) -> str:
