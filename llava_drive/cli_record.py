@@ -41,9 +41,9 @@ def register(subparsers):
     parser.add_argument('--image-format', choices=('jpeg', 'raw'), default='jpeg')
     parser.add_argument('--width', type=int, default=800, help='camera width (sim)')
     parser.add_argument('--height', type=int, default=600, help='camera height (sim)')
-    parser.add_argument('--noise', type=float, default=0.0,
-                        help='expert steering noise std on the executed command (labels stay '
-                             'clean): recovery data')
+    parser.add_argument('--noise', action='store_true',
+                        help='perturb the expert\'s executed steering (labels stay clean): '
+                             'recovery data, tuned in config/expert.yaml')
     parser.add_argument('--realtime', action='store_true',
                         help='sim: step in real time instead of synchronous mode')
     parser.add_argument('--no-randomize', dest='randomize', action='store_false',
@@ -64,7 +64,7 @@ def run(args) -> int:
         options = RecordingOptions(
             backend=args.backend, duration=args.duration, route_seeds=args.seeds, out=out,
             image_format=args.image_format, width=args.width, height=args.height,
-            noise_steer_std=args.noise, synchronous=not args.realtime,
+            noise=args.noise, synchronous=not args.realtime,
             randomize=args.randomize, timeout=args.timeout, log_dir=log_dir)
         result = record(options, progress=True)
     except (RuntimeError, ValueError, FileExistsError) as error:

@@ -23,7 +23,7 @@ class RecordingOptions:
     image_format: str = 'jpeg'
     width: int = 800
     height: int = 600
-    noise_steer_std: float = 0.0
+    noise: bool = False
     synchronous: bool = True
     randomize: bool = True
     timeout: Optional[float] = None
@@ -58,7 +58,7 @@ class RecordingOptions:
                                       'synchronous_mode_wait_for_ack_topic':
                                           '/recorder/frame_done'}))
         specs.append(NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'),
-                              {'noise_steer_std': float(self.noise_steer_std)}))
+                              {'noise': bool(self.noise)}))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
                               config_path('recorder.yaml'), {
                                   'bag_path': str(self.out), 'image_format': self.image_format,

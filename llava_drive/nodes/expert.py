@@ -10,6 +10,7 @@ import math
 
 from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
 from llava_drive.expert_driver import ExpertConfig, ExpertDriver
+from llava_drive.expert_noise import ExpertNoise, NoiseConfig
 from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -50,17 +51,23 @@ class Expert(Node):
                              'publish on vehicle_control_cmd (false: only labels, for DAgger)')
         label_topic = declare(self, 'label_topic', '/llava_drive/expert/control',
                               'topic for the clean expert command (the recording label)')
-        noise_std = declare(self, 'noise_steer_std', 0.0,
-                            'std of the steering noise added to the executed command '
-                            '(0 = off); the label stays clean', 0.0, 1.0)
+        noise_enabled = declare(self, 'noise', False,
+                                'perturb the executed steering (recovery data); the label '
+                                'stays clean')
+        noise_defaults = NoiseConfig()
+        noise_config = NoiseConfig(
+            ou_sigma=declare(self, 'noise_ou_sigma', noise_defaults.ou_sigma,
+                             'std of the slow steering drift (steer units)', 0.0, 1.0),
+            pulse_rate_hz=declare(self, 'noise_pulse_rate', noise_defaults.pulse_rate_hz,
+                                  'steering pulses per second', 0.0, 10.0),
+            pulse_magnitude=declare(self, 'noise_pulse_magnitude',
+                                    noise_defaults.pulse_magnitude,
+                                    'largest steering pulse (steer units)', 0.0, 1.0))
         noise_seed = declare(self, 'noise_seed', 0, 'seed of the steering noise', 0, 2**31 - 1)
         wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
 
         self.driver = ExpertDriver(config)
-        self.noise = None
-        if noise_std > 0:
-            from llava_drive.expert_driver import SteeringNoise
-            self.noise = SteeringNoise(std=noise_std, seed=noise_seed)
+        self.noise = ExpertNoise(noise_config, seed=noise_seed) if noise_enabled else None
         self.codec = ControlCodec(wire)
         self.waypoints = []
         self.last_stamp = None
@@ -72,7 +79,7 @@ class Expert(Node):
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry,
                                  reliable_qos(10))
         self.get_logger().info(f'expert on {prefix}, target {config.target_speed_mps} m/s, '
-                               f'noise std {noise_std}, drive={self.drive}')
+                               f'noise {noise_enabled}, drive={self.drive}')
 
     def on_path(self, msg: Path):
         """Take a new route (map frame)."""
@@ -89,13 +96,14 @@ class Expert(Node):
         stamp_ns = stamp_to_ns(msg.header.stamp)
         # The PID integrates over stamp time, so synchronous mode behaves like real time.
         dt = 0.05 if self.last_stamp is None else (stamp_ns - self.last_stamp) / 1e9
+        dt = min(max(dt, 0.001), 0.5)
         self.last_stamp = stamp_ns
         control = self.driver.control(pose.position.x, pose.position.y,
                                       quaternion_to_yaw(pose.orientation), speed, self.waypoints,
-                                      dt=min(max(dt, 0.001), 0.5))
+                                      dt=dt)
         self.label_pub.publish(self.codec.encode(control, stamp_ns))
         if self.drive:
-            executed = self.noise.perturb(control) if self.noise else control
+            executed = self.noise.perturb(control, dt) if self.noise else control
             self.drive_pub.publish(self.codec.encode(executed, stamp_ns))
 
 
