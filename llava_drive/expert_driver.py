@@ -198,7 +198,8 @@ class ExpertDriver:
             coarse = ahead[::step]
             if len(coarse) >= 3:
                 curvature = path_curvatures(coarse)
-                at = arc[::step][1:-1]
+                # Distance to where each curvature estimate starts (its first sample).
+                at = arc[::step][:-2]
                 # Slow down early enough: v^2 = v_curve^2 + 2 a d.
                 v_curve = np.sqrt(cfg.max_lateral_accel_mps2 / np.maximum(curvature, 1e-6))
                 allowed = np.sqrt(v_curve ** 2 + 2.0 * cfg.comfort_decel_mps2 * at)

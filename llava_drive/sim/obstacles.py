@@ -97,7 +97,7 @@ def place_parked_cars(route, rng: np.random.Generator) -> List[ParkedCar]:
     config = route.config
     if config.shoulder_width_m < PARKED_CAR_WIDTH_M + 0.1:
         return []
-    offset = config.lane_width_m + 0.15 + 0.5 * PARKED_CAR_WIDTH_M
+    offset = config.lane_width_m + 0.4 + 0.5 * PARKED_CAR_WIDTH_M
     cars = []
     s = FIRST_PARKED_CAR_S_M + rng.exponential(config.parked_car_mean_gap_m)
     end = route.length + config.lead_out_m - PARKED_CAR_LENGTH_M

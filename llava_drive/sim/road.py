@@ -67,7 +67,7 @@ class RouteConfig:
     max_straight_m: float = 70.0
     max_heading_deg: float = 80.0
     lane_width_m: float = 3.5
-    shoulder_width_m: float = 2.2
+    shoulder_width_m: float = 2.5
     sidewalk_width_m: float = 2.0
     lead_in_m: float = 30.0
     lead_out_m: float = 150.0
@@ -172,7 +172,11 @@ def _sample_segments(segments: List[Segment], s_values: np.ndarray,
     for index, seg in enumerate(segments):
         seg_end = seg_start + seg.length
         last = index == len(segments) - 1
-        mask = (s_values >= seg_start) & ((s_values <= seg_end) if last else (s_values < seg_end))
+        # The last segment takes everything after its start (float rounding at the very end).
+        mask = (s_values >= seg_start) if last else \
+            ((s_values >= seg_start) & (s_values < seg_end))
+        if index == 0:
+            mask |= s_values < seg_start
         t = s_values[mask] - seg_start
         k = seg.curvature
         if k == 0.0:
@@ -351,6 +355,27 @@ class Route:
         return (float(x - lateral * math.sin(yaw)), float(y + lateral * math.cos(yaw)),
                 float(wrap_angle(yaw)))
 
+    def poses_at(self, s_values, lateral: float = 0.0) -> np.ndarray:
+        """
+        Return ``(N, 3)`` rows ``x, y, yaw`` at many arc lengths (vectorised :meth:`pose_at`).
+
+        :param s_values: arc lengths in metres (clamped to the sampled range)
+        :param lateral: signed offset, positive left
+        """
+        pts = self.points
+        s = np.asarray(s_values, dtype=float)
+        index = np.clip(np.floor((s - pts[0, 3]) / self.config.spacing_m).astype(int),
+                        0, len(pts) - 2)
+        p0, p1 = pts[index], pts[index + 1]
+        t = ((s - p0[:, 3]) / (p1[:, 3] - p0[:, 3]))[:, None]
+        xy = p0[:, :2] + t * (p1[:, :2] - p0[:, :2])
+        yaw = p0[:, 2] + t[:, 0] * wrap_angle(p1[:, 2] - p0[:, 2])
+        out = np.empty((len(s), 3))
+        out[:, 0] = xy[:, 0] - lateral * np.sin(yaw)
+        out[:, 1] = xy[:, 1] + lateral * np.cos(yaw)
+        out[:, 2] = wrap_angle(yaw)
+        return out
+
     def offset_path(self, lateral: float, s_from: Optional[float] = None,
                     s_to: Optional[float] = None) -> np.ndarray:
         """
@@ -437,5 +462,6 @@ class Route:
         at_end = (index == 0 and t < 0) or (index == count - 2 and t > 1)
         t_s = t if at_end else t_clamped
         s = s0 + t_s * seg_len
-        yaw = math.atan2(ey, ex)
+        yaw0, yaw1 = pts[index, 2], pts[index + 1, 2]
+        yaw = yaw0 + t_clamped * float(wrap_angle(yaw1 - yaw0))
         return Projection(float(s), float(lateral), float(dist), float(yaw), int(index))

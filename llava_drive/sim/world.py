@@ -228,6 +228,7 @@ class Simulator:
         """
         self.vehicle.state = VehicleState(float(x), float(y), float(yaw), float(speed))
         self._projection = self.route.project(x, y)
+        self._update_contacts(record=False)
         return self._result(())
 
     def step(self, control: Control) -> StepResult:
@@ -286,9 +287,9 @@ class Simulator:
         if n < 1 or not spacing_m > 0:
             raise ValueError(f'waypoints_ahead needs n >= 1 and spacing_m > 0, got {n}, '
                              f'{spacing_m}')
-        s0 = self._projection.s
-        offset = self.config.lane_offset_m
-        return [self.route.pose_at(s0 + i * spacing_m, offset) for i in range(n)]
+        s_values = self._projection.s + spacing_m * np.arange(n)
+        return [tuple(row) for row in self.route.poses_at(s_values, self.config.lane_offset_m)
+                .tolist()]
 
     def route_waypoints(self, spacing_m: float = 1.0) -> List[Tuple[float, float, float]]:
         """
@@ -303,9 +304,9 @@ class Simulator:
         if not spacing_m > 0:
             raise ValueError(f'spacing_m must be positive, got {spacing_m}')
         end = self.route.length + self.route.config.lead_out_m
-        count = int(end / spacing_m) + 1
-        offset = self.config.lane_offset_m
-        return [self.route.pose_at(i * spacing_m, offset) for i in range(count)]
+        s_values = spacing_m * np.arange(int(end / spacing_m) + 1)
+        return [tuple(row) for row in self.route.poses_at(s_values, self.config.lane_offset_m)
+                .tolist()]
 
     # -- camera ------------------------------------------------------------------------------
 
