@@ -37,8 +37,8 @@ ARGUMENTS = [
                         '(recorder max_duration); 0 = until Ctrl-C'),
     ('route_seeds', '[1]', 'sim: route seeds as a YAML list, e.g. "[1, 2, 5]" (1-100 train)'),
     ('image_format', 'jpeg', 'jpeg (sensor_msgs/CompressedImage) or raw (sensor_msgs/Image)'),
-    ('noise_steer_std', '0.0', 'std of the steering noise the expert adds to the executed '
-                               'command (labels stay clean): recovery data'),
+    ('noise', 'false', 'true: the expert perturbs the executed steering (drift and pulses, '
+                       'config/expert.yaml) while its labels stay clean: recovery data'),
     ('rviz', 'false', 'true: open RViz (config/llava_drive.rviz when installed)'),
     ('use_fastdds_profile', 'true', 'true: set FASTDDS_DEFAULT_PROFILES_FILE to the shipped '
                                     'large-sample shared-memory profile, unless already set'),
@@ -110,12 +110,14 @@ def local_dds_environment(context) -> List[SetEnvironmentVariable]:
 
 
 def sim_bridge_node() -> Node:
-    """Return the embedded simulator, waiting for the recorder before it starts driving."""
+    """Return the embedded simulator; it waits for the recorder, then for each written frame."""
     return Node(package=PACKAGE, executable='sim_bridge', name='sim_bridge', output='screen',
                 parameters=[config_file('sim_bridge.yaml'), {
                     'role_name': typed('role_name', str),
                     'route_seeds': typed('route_seeds', List[int]),
                     'wait_for_image_subscribers': 1,
+                    # Lossless: the next step waits until the recorder has written this frame.
+                    'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
                 }])
 
 
@@ -147,11 +149,11 @@ def carla_actions() -> List:
 
 
 def expert_node() -> Node:
-    """Return the expert driver with the steering noise argument."""
+    """Return the expert driver, with steering noise when asked."""
     return Node(package=PACKAGE, executable='expert', name='expert', output='screen',
                 parameters=[config_file('expert.yaml'), {
                     'role_name': typed('role_name', str),
-                    'noise_steer_std': typed('noise_steer_std', float),
+                    'noise': typed('noise', bool),
                 }])
 
 

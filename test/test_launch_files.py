@@ -1,0 +1,401 @@
+"""
+Launch files against setup.py, config/ and the parameters the nodes really declare.
+
+With launch_ros importable the real launch classes are used (spied on to record their
+arguments); without it (CI: launch_ros has no wheel) minimal stand-ins record the same.
+The nodes are instantiated with rclpy to list the parameters they declare.
+"""
+from distutils.core import run_setup
+import importlib.util
+from pathlib import Path
+import re
+import sys
+import types
+from typing import List
+import warnings
+
+import ament_index_python.packages
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
+PACKAGE = 'llava_drive'
+NODE_CLASSES = {
+    'sim_bridge': ('llava_drive.nodes.sim_bridge', 'SimBridge'),
+    'expert': ('llava_drive.nodes.expert', 'Expert'),
+    'recorder': ('llava_drive.nodes.recorder', 'Recorder'),
+}
+CARLA_PACKAGES = {'carla_ros_bridge', 'carla_spawn_objects', 'carla_waypoint_publisher'}
+REAL_LAUNCH = importlib.util.find_spec('launch_ros') is not None
+SPIED = {
+    'launch': ['LaunchDescription'],
+    'launch.actions': ['DeclareLaunchArgument', 'GroupAction', 'IncludeLaunchDescription',
+                       'OpaqueFunction', 'SetEnvironmentVariable', 'Shutdown'],
+    'launch.conditions': ['IfCondition'],
+    'launch.launch_description_sources': ['PythonLaunchDescriptionSource'],
+    'launch.substitutions': ['LaunchConfiguration', 'PathJoinSubstitution', 'PythonExpression'],
+    'launch_ros.actions': ['Node'],
+    'launch_ros.parameter_descriptions': ['ParameterValue'],
+    'launch_ros.substitutions': ['FindPackageShare'],
+}
+
+
+# -- stand-ins for launch / launch_ros (only what the evaluation below needs) ----------------
+class StandIn:
+    """Record constructor arguments; evaluate substitutions and conditions like launch."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def perform(self, context) -> str:
+        """Return this substitution's text for ``context``."""
+        kind = type(self).__name__
+        if kind == 'LaunchConfiguration':
+            return context.launch_configurations[self.args[0]]
+        if kind == 'PythonExpression':
+            return str(eval(''.join(perform(part, context) for part in self.args[0])))
+        raise NotImplementedError(kind)
+
+    def evaluate(self, context) -> bool:
+        """Return this IfCondition's value for ``context``."""
+        return perform(self.args[0], context).strip().lower() in ('true', '1')
+
+
+def perform(value, context) -> str:
+    """Return the text of a string, a substitution or a list of them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return ''.join(perform(part, context) for part in value)
+    return value.perform(context)
+
+
+def spy(real_class, calls):
+    """Return a subclass of ``real_class`` that records each construction in ``calls``."""
+    def __init__(self, *args, **kwargs):
+        calls.append((self, args, kwargs))
+        real_class.__init__(self, *args, **kwargs)
+    return type(real_class.__name__, (real_class,), {'__init__': __init__})
+
+
+def stand_in(name, calls):
+    """Return a stand-in class ``name`` that records each construction in ``calls``."""
+    def __init__(self, *args, **kwargs):
+        calls.append((self, args, kwargs))
+        StandIn.__init__(self, *args, **kwargs)
+    return type(name, (StandIn,), {'__init__': __init__})
+
+
+class Recorded:
+    """What one launch file constructed: ``calls[class name] = [(object, args, kwargs)]``."""
+
+    def __init__(self, calls, description):
+        self.calls = calls
+        self.description = description
+
+    def kwargs(self, name) -> List[dict]:
+        """Return the keyword arguments of every ``name`` constructed."""
+        return [kwargs for _, _, kwargs in self.calls.get(name, [])]
+
+
+def load_launch_file(path: Path, monkeypatch) -> Recorded:
+    """Import ``path`` with spied (or stand-in) launch classes; run its description."""
+    calls = {}
+    for module_name, class_names in SPIED.items():
+        if REAL_LAUNCH:
+            module = importlib.import_module(module_name)
+        else:
+            module = types.ModuleType(module_name)
+            monkeypatch.setitem(sys.modules, module_name, module)
+        for name in class_names:
+            recorded = calls.setdefault(name, [])
+            cls = spy(getattr(module, name), recorded) if REAL_LAUNCH else stand_in(name,
+                                                                                     recorded)
+            monkeypatch.setattr(module, name, cls, raising=False)
+    if not REAL_LAUNCH:
+        monkeypatch.setitem(sys.modules, 'launch_ros', types.ModuleType('launch_ros'))
+    # The source tree has the installed share layout: <share>/config, <share>/launch.
+    monkeypatch.setattr(ament_index_python.packages, 'get_package_share_directory',
+                        lambda package: str(ROOT) if package == PACKAGE else pytest.fail(
+                            f'{path.name} looks up {package} at generation time'))
+    spec = importlib.util.spec_from_file_location(path.stem.replace('.', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Recorded(calls, module.generate_launch_description())
+
+
+def launch_context(arguments: dict):
+    """Return a launch context holding ``arguments`` (real one when launch is installed)."""
+    if REAL_LAUNCH:
+        from launch import LaunchContext
+        context = LaunchContext()
+        context.launch_configurations.update(arguments)
+        return context
+    return types.SimpleNamespace(launch_configurations=dict(arguments))
+
+
+def active(recorded: Recorded, kind: str, context) -> list:
+    """Return (object, kwargs) of each ``kind`` whose enclosing conditions hold in ``context``."""
+    inactive = set()
+    for group, args, kwargs in recorded.calls.get('GroupAction', []):
+        condition = kwargs.get('condition')
+        if condition is not None and not condition.evaluate(context):
+            inactive.update(id(action) for action in (args[0] if args else kwargs['actions']))
+    return [(obj, kwargs) for obj, _, kwargs in recorded.calls.get(kind, [])
+            if id(obj) not in inactive
+            and (kwargs.get('condition') is None or kwargs['condition'].evaluate(context))]
+
+
+# -- facts from setup.py, config/ and the nodes ----------------------------------------------
+@pytest.fixture(scope='module')
+def distribution():
+    """Return setup.py's distribution (data_files and entry points as setuptools sees them)."""
+    import os
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with warnings.catch_warnings():  # distutils does not know setuptools' options
+            warnings.simplefilter('ignore', UserWarning)
+            return run_setup('setup.py', stop_after='init')
+    finally:
+        os.chdir(cwd)
+
+
+def console_scripts(distribution) -> dict:
+    """Return ``{executable: 'module:function'}`` from setup.py."""
+    entries = distribution.entry_points['console_scripts']
+    return dict(re.match(r'\s*([\w-]+)\s*=\s*(\S+)', entry).groups() for entry in entries)
+
+
+def installed_files(distribution) -> dict:
+    """Return ``{source path relative to the repo: install directory}`` from data_files."""
+    return {source: directory for directory, sources in distribution.data_files
+            for source in sources}
+
+
+@pytest.fixture(scope='module')
+def declared():
+    """Instantiate each node with its YAML; return ``{node: {parameter: Parameter}}``."""
+    context = rclpy.Context()
+    rclpy.init(context=context, args=['--ros-args'] + [
+        arg for name in NODE_CLASSES for arg in ('--params-file', str(config(name)))])
+    parameters = {}
+    try:
+        for name, (module_name, class_name) in NODE_CLASSES.items():
+            node_class = getattr(importlib.import_module(module_name), class_name)
+            # No bag in the working tree: the recorder does not start.
+            node = node_class(context=context, parameter_overrides=[
+                Parameter('autostart', value=False)] if name == 'recorder' else [])
+            try:
+                assert node.get_name() == name
+                parameters[name] = {key: node.get_parameter(key)
+                                    for key in node._parameters}
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    return parameters
+
+
+def config(node_name: str) -> Path:
+    """Return ``config/<node>.yaml``."""
+    return ROOT / 'config' / f'{node_name}.yaml'
+
+
+PYTHON_TYPES = {
+    Parameter.Type.BOOL: bool, Parameter.Type.INTEGER: int, Parameter.Type.DOUBLE: float,
+    Parameter.Type.STRING: str, Parameter.Type.INTEGER_ARRAY: List[int],
+    Parameter.Type.DOUBLE_ARRAY: List[float], Parameter.Type.STRING_ARRAY: List[str],
+}
+
+
+def value_type(value):
+    """Return the parameter type a launch override value will have."""
+    if isinstance(value, StandIn):  # ParameterValue stand-in
+        return value.kwargs['value_type']
+    return getattr(value, 'value_type', type(value))  # real ParameterValue or a constant
+
+
+@pytest.fixture(params=LAUNCH_FILES, ids=lambda path: path.name)
+def launch_file(request, monkeypatch):
+    """Return what each launch file constructs."""
+    return load_launch_file(request.param, monkeypatch)
+
+
+def defaults(recorded: Recorded) -> dict:
+    """Return ``{argument: default text}``."""
+    return {kwargs.get('name', args[0] if args else None):
+            perform(kwargs['default_value'], None)
+            for _, args, kwargs in recorded.calls['DeclareLaunchArgument']}
+
+
+# -- tests ------------------------------------------------------------------------------------
+def test_there_is_a_record_launch_file():
+    assert ROOT / 'launch' / 'record.launch.py' in LAUNCH_FILES
+
+
+def test_every_argument_has_a_description_and_a_default(launch_file):
+    arguments = launch_file.calls['DeclareLaunchArgument']
+    assert arguments
+    for _, args, kwargs in arguments:
+        name = kwargs.get('name', args[0] if args else None)
+        assert len(kwargs.get('description', '')) > 10, f'{name} has no description'
+        assert 'default_value' in kwargs, f'{name} has no default'
+
+
+def test_llava_drive_nodes_are_console_entry_points(launch_file, distribution):
+    scripts = console_scripts(distribution)
+    nodes = launch_file.kwargs('Node')
+    assert nodes
+    for node in nodes:
+        if node['package'] == PACKAGE:
+            assert node['executable'] in scripts, node['executable']
+            module = scripts[node['executable']].split(':')[0]
+            assert module == NODE_CLASSES[node['name']][0]
+        else:
+            assert node['package'] == 'rviz2'
+
+
+def test_parameter_files_exist_and_are_installed(launch_file, distribution):
+    installed = installed_files(distribution)
+    for node in launch_file.kwargs('Node'):
+        for item in node.get('parameters', []):
+            if isinstance(item, str):
+                path = Path(item)
+                assert path.is_file(), path
+                relative = str(path.relative_to(ROOT))
+                assert installed.get(relative) == f'share/{PACKAGE}/config', relative
+    assert installed.get('launch/record.launch.py') == f'share/{PACKAGE}/launch'
+
+
+def test_parameter_names_and_types_are_declared_by_the_nodes(launch_file, declared):
+    for node in launch_file.kwargs('Node'):
+        if node['package'] != PACKAGE:
+            continue
+        params = declared[node['name']]
+        files = [item for item in node['parameters'] if isinstance(item, str)]
+        assert files == [str(config(node['name']))]
+        for overrides in (item for item in node['parameters'] if isinstance(item, dict)):
+            for key, value in overrides.items():
+                assert key in params, f'{node["name"]} does not declare {key}'
+                assert value_type(value) == PYTHON_TYPES[params[key].type_], (
+                    f'{node["name"]}.{key}: launch gives {value_type(value)}, node declares '
+                    f'{params[key].type_}')
+
+
+@pytest.mark.parametrize('node_name', sorted(NODE_CLASSES))
+def test_yaml_has_one_block_of_declared_parameters_with_their_types(node_name, declared):
+    document = yaml.safe_load(config(node_name).read_text())
+    assert list(document) == [node_name]
+    assert list(document[node_name]) == ['ros__parameters']
+    params = declared[node_name]
+    for key, value in document[node_name]['ros__parameters'].items():
+        assert key in params, f'config/{node_name}.yaml sets undeclared {key}'
+        # rclpy applied the file: the node holds the YAML's value.
+        if (node_name, key) == ('recorder', 'autostart'):
+            continue  # overridden by the fixture so that no bag is started
+        held = params[key].value
+        assert (list(held) if isinstance(value, list) else held) == value, key
+
+
+@pytest.mark.parametrize('backend, nodes, includes', [
+    ('sim', {'sim_bridge', 'expert', 'recorder'}, set()),
+    ('carla', {'expert', 'recorder'}, CARLA_PACKAGES),
+])
+def test_backends_start_the_right_nodes(monkeypatch, backend, nodes, includes):
+    recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
+    context = launch_context({**defaults(recorded), 'backend': backend})
+    started = {kwargs['name'] for _, kwargs in active(recorded, 'Node', context)}
+    assert started == nodes
+    assert len(active(recorded, 'IncludeLaunchDescription', context)) == len(includes)
+    context = launch_context({**defaults(recorded), 'backend': backend, 'rviz': 'true'})
+    assert {kwargs['name'] for _, kwargs in active(recorded, 'Node', context)} == nodes | {
+        'rviz2'}
+
+
+def test_carla_includes_bridge_objects_and_waypoints(monkeypatch):
+    recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
+    packages = {args[0] for _, args, _ in recorded.calls['FindPackageShare']}
+    assert packages == CARLA_PACKAGES
+    arguments = [dict(kwargs['launch_arguments'])
+                 for kwargs in recorded.kwargs('IncludeLaunchDescription')]
+    context = launch_context({**defaults(recorded), 'backend': 'carla', 'town': 'Town04'})
+    bridge = next(a for a in arguments if 'fixed_delta_seconds' in a)
+    assert {key: perform(value, context) for key, value in bridge.items()} == {
+        'host': 'localhost', 'port': '2000', 'town': 'Town04', 'synchronous_mode': 'True',
+        'passive': 'False', 'fixed_delta_seconds': '0.05',
+        'synchronous_mode_wait_for_vehicle_control_command': 'True'}
+    objects = next(a for a in arguments if 'objects_definition_file' in a)
+    assert perform(objects['objects_definition_file'], context) == str(
+        ROOT / 'config' / 'carla_objects.json')
+    context.launch_configurations['objects_file'] = '/my/objects.json'
+    assert perform(objects['objects_definition_file'], context) == '/my/objects.json'
+    waypoints = next(a for a in arguments if 'role_name' in a)
+    assert perform(waypoints['role_name'], context) == 'ego_vehicle'
+
+
+def environment_actions(recorded, arguments, monkeypatch, environ):
+    """Run the launch file's OpaqueFunction; return the variables it sets."""
+    for key in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY',
+                'FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_DISTRO'):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    [function] = [kwargs['function'] for kwargs in recorded.kwargs('OpaqueFunction')]
+    before = len(recorded.calls['SetEnvironmentVariable'])
+    function(types.SimpleNamespace(launch_configurations={**defaults(recorded), **arguments}))
+    return {perform(args[0], None): perform(args[1], None)
+            for _, args, _ in recorded.calls['SetEnvironmentVariable'][before:]}
+
+
+@pytest.mark.parametrize('arguments, environ, expected', [
+    ({}, {}, {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'FASTDDS_DEFAULT_PROFILES_FILE':
+              str(ROOT / 'config' / 'fastdds_shm.xml')}),
+    ({}, {'ROS_DISTRO': 'humble'}, {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+                                    'ROS_LOCALHOST_ONLY': '1',
+                                    'FASTDDS_DEFAULT_PROFILES_FILE':
+                                    str(ROOT / 'config' / 'fastdds_shm.xml')}),
+    ({'backend': 'carla', 'use_fastdds_profile': 'false'}, {}, {}),
+    ({'backend': 'carla', 'localhost_only': 'true'}, {'FASTDDS_DEFAULT_PROFILES_FILE': '/x.xml'},
+     {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}),
+    ({'localhost_only': 'false'}, {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET'},
+     {'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_shm.xml')}),
+    ({}, {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET', 'FASTDDS_DEFAULT_PROFILES_FILE': '/x'},
+     {}),
+])
+def test_dds_environment(monkeypatch, arguments, environ, expected):
+    recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
+    assert environment_actions(recorded, arguments, monkeypatch, environ) == expected
+
+
+@pytest.mark.parametrize('arguments, message', [
+    ({'backend': 'gazebo'}, r"backend must be one of \('sim', 'carla'\), got 'gazebo'"),
+    ({'localhost_only': 'yes'}, r"localhost_only must be true or false, got 'yes'"),
+    ({'use_fastdds_profile': 'maybe'}, r"use_fastdds_profile must be true or false, got 'maybe'"),
+])
+def test_bad_arguments_are_named(monkeypatch, arguments, message):
+    recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        environment_actions(recorded, arguments, monkeypatch, {})
+
+
+def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):
+    import json
+    objects = json.loads((ROOT / 'config' / 'carla_objects.json').read_text())['objects']
+    [ego] = [item for item in objects if item['id'] == 'ego_vehicle']
+    assert ego['type'].startswith('vehicle.')
+    sensors = {sensor['id']: sensor for sensor in ego['sensors']}
+    camera = sensors['rgb_front']
+    assert camera['type'] == 'sensor.camera.rgb'
+    assert (camera['image_size_x'], camera['image_size_y'], camera['fov']) == (800, 600, 90.0)
+    assert (camera['spawn_point']['x'], camera['spawn_point']['z']) == (2.0, 2.0)
+    assert sensors['odometry']['type'] == 'sensor.pseudo.odom'
+    assert sensors['speedometer']['type'] == 'sensor.pseudo.speedometer'
+    # The embedded simulator's camera matches it.
+    sim = yaml.safe_load(config('sim_bridge').read_text())['sim_bridge']['ros__parameters']
+    assert (sim['image_width'], sim['image_height'], sim['fov']) == (800, 600, 90.0)
+    assert installed_files(distribution).get('config/carla_objects.json') == (
+        f'share/{PACKAGE}/config')
