@@ -92,7 +92,6 @@ class _Scan:
     truncated_bytes: int = 0
     corrupt_chunks: int = 0
     salvaged: int = 0
-    complete: bool = False  # reached DataEnd or Footer
 
 
 def _parse_inner(data: bytes) -> Tuple[list, int]:
@@ -169,8 +168,7 @@ def scan_records(stream: BinaryIO, scan: _Scan) -> Iterator[object]:
             return
         body = stream.read(length)
         if opcode in (Opcode.DATA_END, Opcode.FOOTER):
-            scan.complete = True
-            return
+            return  # the summary section follows
         record_stream = ReadDataStream(BytesIO(body))
         if opcode == Opcode.SCHEMA:
             yield Schema.read(record_stream)
@@ -251,12 +249,13 @@ class _Rebuild:
         self.stream.close()
 
 
-def _has_summary(mcap_path: Path) -> bool:
+def _summary(mcap_path: Path):
+    """Return the summary of a complete MCAP, or None when it has none or is damaged."""
     try:
         with open(mcap_path, 'rb') as stream:
-            return make_reader(stream).get_summary() is not None
+            return make_reader(stream).get_summary()
     except Exception:  # noqa: B902 - any failure means the summary is unusable
-        return False
+        return None
 
 
 def _free_name(path: Path) -> Path:
@@ -342,6 +341,27 @@ def recover_bag(path) -> RecoveryReport:
         _count(bag_dir, report)
         return report
 
+    summary = _summary(mcap_path)
+    if summary is not None:
+        # The MCAP is complete (only metadata.yaml is missing): no need to copy it.
+        topics, start_ns, end_ns = _topics_from_summary(summary)
+        report.messages = sum(topic.count for topic in topics)
+        if report.messages:
+            report.first_stamp_ns, report.last_stamp_ns = start_ns, end_ns
+        report.action = 'metadata_written'
+    else:
+        topics, start_ns, end_ns = _rebuild(mcap_path, report)
+    # Provisional metadata so the bag opens; then count pairs and add the custom data.
+    bagfmt.write_metadata(bag_dir, bagfmt.build_metadata(mcap_path.name, topics, start_ns,
+                                                         end_ns))
+    _count(bag_dir, report)
+    bagfmt.write_metadata(bag_dir, bagfmt.build_metadata(
+        mcap_path.name, topics, start_ns, end_ns, _custom_data(bag_dir, report)))
+    return report
+
+
+def _rebuild(mcap_path: Path, report: RecoveryReport):
+    """Copy every complete record into a new MCAP; keep the original as ``.orig``."""
     scan = _Scan()
     temporary = _free_name(mcap_path.with_name(mcap_path.name + '.recovering'))
     rebuild = _Rebuild(temporary, scan)
@@ -359,23 +379,25 @@ def recover_bag(path) -> RecoveryReport:
     report.truncated_bytes = scan.truncated_bytes
     report.corrupt_chunks = scan.corrupt_chunks
     report.first_stamp_ns, report.last_stamp_ns = rebuild.start_ns, rebuild.end_ns
+    original = _free_name(mcap_path.with_name(mcap_path.name + '.orig'))
+    os.replace(mcap_path, original)
+    os.replace(temporary, mcap_path)
+    report.original = str(original)
+    report.action = 'rebuilt'
+    return list(rebuild.topics.values()), rebuild.start_ns or 0, rebuild.end_ns or 0
 
-    if scan.complete and _has_summary(mcap_path) and not scan.corrupt_chunks:
-        temporary.unlink()  # the MCAP itself is fine: only metadata.yaml was missing
-        report.action = 'metadata_written'
-    else:
-        original = _free_name(mcap_path.with_name(mcap_path.name + '.orig'))
-        os.replace(mcap_path, original)
-        os.replace(temporary, mcap_path)
-        report.original = str(original)
-        report.action = 'rebuilt'
 
-    topics = list(rebuild.topics.values())
-    # Provisional metadata so the bag opens; then count pairs and add the custom data.
-    bagfmt.write_metadata(bag_dir, bagfmt.build_metadata(
-        mcap_path.name, topics, rebuild.start_ns or 0, rebuild.end_ns or 0))
-    _count(bag_dir, report)
-    bagfmt.write_metadata(bag_dir, bagfmt.build_metadata(
-        mcap_path.name, topics, rebuild.start_ns or 0, rebuild.end_ns or 0,
-        _custom_data(bag_dir, report)))
-    return report
+def _topics_from_summary(summary):
+    """Return topics with counts and the time range from a complete MCAP's summary."""
+    counts = summary.statistics.channel_message_counts if summary.statistics else {}
+    topics = []
+    for channel_id, channel in sorted(summary.channels.items()):
+        schema = summary.schemas.get(channel.schema_id)
+        topics.append(bagfmt.TopicCount(
+            channel.topic, schema.name if schema else '', int(counts.get(channel_id, 0)),
+            channel.metadata.get('offered_qos_profiles', ''),
+            channel.metadata.get('topic_type_hash', '')))
+    statistics = summary.statistics
+    if statistics is None or not statistics.message_count:
+        return topics, 0, 0
+    return topics, statistics.message_start_time, statistics.message_end_time
