@@ -112,8 +112,10 @@ def load_launch_file(path: Path, monkeypatch) -> Recorded:
             monkeypatch.setitem(sys.modules, module_name, module)
         for name in class_names:
             recorded = calls.setdefault(name, [])
-            cls = spy(getattr(module, name), recorded) if REAL_LAUNCH else stand_in(name,
-                                                                                     recorded)
+            if REAL_LAUNCH:
+                cls = spy(getattr(module, name), recorded)
+            else:
+                cls = stand_in(name, recorded)
             monkeypatch.setattr(module, name, cls, raising=False)
     if not REAL_LAUNCH:
         monkeypatch.setitem(sys.modules, 'launch_ros', types.ModuleType('launch_ros'))
@@ -152,7 +154,7 @@ def active(recorded: Recorded, kind: str, context) -> list:
 # -- facts from setup.py, config/ and the nodes ----------------------------------------------
 @pytest.fixture(scope='module')
 def distribution():
-    """Return setup.py's distribution (data_files and entry points as setuptools sees them)."""
+    """Return the distribution of setup.py (data_files, entry points) as setuptools sees it."""
     import os
     cwd = os.getcwd()
     os.chdir(ROOT)
