@@ -1,0 +1,74 @@
+"""
+Run the expert on seeded routes (no rendering) and print a table of how it drove.
+
+Columns: route completion, driving score, off-road / collision / lane-crossing counts, lateral
+error to the lane centre (RMSE and max), mean speed, wall time. ``--noise`` executes the
+perturbed command (as when recording recovery data) while the expert computes clean ones.
+
+Usage: ``.venv/bin/python benchmarks/expert_routes.py [--seeds 101-110] [--noise]``
+"""
+import argparse
+import math
+import statistics
+import time
+
+from llava_drive.expert_driver import ExpertDriver
+from llava_drive.expert_noise import ExpertNoise
+from llava_drive.sim.scoring import mean_driving_score
+from llava_drive.sim.world import SimConfig, Simulator
+
+
+def parse_seeds(text: str):
+    """Parse ``'1-10'`` or ``'1,5,9'`` into a list of seeds."""
+    if '-' in text:
+        first, last = text.split('-')
+        return list(range(int(first), int(last) + 1))
+    return [int(part) for part in text.split(',')]
+
+
+def run(seed: int, noise: bool, length: float):
+    """Drive one route; return the summary, lateral errors, mean speed and wall time."""
+    start = time.perf_counter()
+    sim = Simulator(SimConfig(route_seed=seed, route_length_m=length))
+    expert = ExpertDriver()
+    perturb = ExpertNoise(seed=seed) if noise else None
+    lateral, speeds = [], []
+    while not sim.done:
+        st = sim.state
+        control = expert.control(st.x, st.y, st.yaw, st.speed, sim.waypoints_ahead(40),
+                                 sim.config.dt)
+        if perturb:
+            control = perturb.perturb(control, sim.config.dt)
+        result = sim.step(control)
+        lateral.append(result.lateral_error)
+        speeds.append(result.state.speed)
+    return sim.summary(), lateral, statistics.fmean(speeds), time.perf_counter() - start
+
+
+def main():
+    """Drive the routes and print the table and the mean driving score."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument('--seeds', default='1-10', help="'1-10' or '1,4,7'")
+    parser.add_argument('--length', type=float, default=500.0, help='route length (m)')
+    parser.add_argument('--noise', action='store_true', help='execute noisy commands')
+    args = parser.parse_args()
+    print(f'{"seed":>5} {"RC %":>6} {"DS":>6} {"end":>15} {"off-road":>8} {"collide":>7} '
+          f'{"lane x":>6} {"lat RMSE":>8} {"lat max":>7} {"v mean":>6} {"wall s":>6}')
+    summaries = []
+    for seed in parse_seeds(args.seeds):
+        summary, lateral, speed, wall = run(seed, args.noise, args.length)
+        summaries.append(summary)
+        rmse = math.sqrt(statistics.fmean(v * v for v in lateral))
+        counts = summary.counts
+        print(f'{seed:>5} {summary.route_completion:6.1f} {summary.driving_score:6.1f} '
+              f'{summary.done_reason:>15} {counts.get("off_road", 0):>8} '
+              f'{counts.get("collision_static", 0):>7} {counts.get("lane_crossing", 0):>6} '
+              f'{rmse:8.3f} {max(abs(v) for v in lateral):7.3f} {speed:6.2f} {wall:6.2f}')
+    scores = [s.driving_score for s in summaries]
+    spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+    print(f'mean driving score {mean_driving_score(summaries):.1f} (std {spread:.1f}) over '
+          f'{len(summaries)} routes, noise {"on" if args.noise else "off"}')
+
+
+if __name__ == '__main__':
+    main()
