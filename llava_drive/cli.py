@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     'llava_drive.bag.cli',
     'llava_drive.features.cli',
     'llava_drive.learning.cli',
+    'llava_drive.demo',
 ]
 
 

@@ -18,6 +18,7 @@ from mcap.reader import make_reader
 import pytest
 from ros_helpers import wait_for
 from std_msgs.msg import String
+import yaml
 
 SMALL = {'width': 200, 'height': 150}
 
@@ -53,6 +54,8 @@ def test_record_pairs_stamps_and_expert_on_road(tmp_path):
                for m in odometry]
     assert max(abs(v - config.lane_offset_m) for v in lateral) < 1.0
     assert odometry[-1].twist.twist.linear.x > 3.0  # it really drove
+    metadata = yaml.safe_load((bag / 'metadata.yaml').read_text())
+    assert metadata['rosbag2_bagfile_information']['version'] == 8
     episodes = read_json_topic(bag, bagfmt.EPISODE_TOPIC)
     assert episodes and episodes[0][1]['event'] == 'start' and episodes[0][1]['route_seed'] == 4
 
@@ -125,3 +128,66 @@ def test_record_command_validates_arguments(args, message, tmp_path):
         capture_output=True, text=True, env=local_ros_environment())
     assert completed.returncode != 0 and message in completed.stderr
     assert 'Traceback' not in completed.stderr
+
+
+FULL_DISK_RECORDER = '''
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (600_000, 600_000))
+from llava_drive.nodes.recorder import main
+main(sys.argv[1:])
+'''
+
+
+def test_full_disk_stops_recording_cleanly_and_keeps_the_data(tmp_path):
+    """A recorder whose file cannot grow (EFBIG, like ENOSPC) stops, stays up, keeps data."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    bag = tmp_path / 'full'
+    options = RecordingOptions(duration=1000.0, route_seeds=[6], out=bag, **SMALL)
+    sim, expert, recorder = options.node_specs()
+    recorder.overrides['status_period'] = 0.1
+    env = local_ros_environment()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('full_disk_watcher', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    statuses = []
+    node.create_subscription(String, '/recorder/status',
+                             lambda m: statuses.append(json.loads(m.data)), 10)
+    command = [sys.executable, '-c', FULL_DISK_RECORDER] + recorder.command()[3:]
+    log = open(tmp_path / 'recorder.log', 'w')
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    stack = Stack([sim, expert], env=env).start()
+    try:
+        def failed():
+            executor.spin_once(timeout_sec=0.05)
+            return statuses and statuses[-1]['error']
+        assert wait_for(failed, timeout=60), statuses[-1:] or 'no status'
+        time.sleep(0.5)
+        assert process.poll() is None  # the node is still up
+        status = statuses[-1]
+        assert not status['recording'] and 'File too large' in status['error']
+    finally:
+        stack.stop()
+        process.send_signal(signal.SIGINT)
+        process.wait(15)
+        log.close()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert process.returncode == 0
+    assert 'recording stopped' in (tmp_path / 'recorder.log').read_text()
+    recover_bag(bag)
+    recovered = list(read_pairs(bag))
+    assert 0 < len(recovered) <= status['pairs_written']
+    assert len(recovered) >= status['pairs_written'] - 5
+
+
+def test_unwritable_bag_path_is_a_clear_error(ros_graph, tmp_path):
+    from llava_drive.nodes.recorder import Recorder
+    from rclpy.parameter import Parameter
+    (tmp_path / 'file').write_text('not a directory')
+    recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
+        Parameter('bag_path', value=str(tmp_path / 'file' / 'bag'))]))
+    assert recorder.writer is None and 'file' in recorder.error
