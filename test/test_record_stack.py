@@ -130,13 +130,13 @@ def test_record_command_validates_arguments(args, message, tmp_path):
     assert 'Traceback' not in completed.stderr
 
 
-FULL_DISK_RECORDER = '''
+FULL_DISK_RECORDER = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (600_000, 600_000))
 from llava_drive.nodes.recorder import main
 main(sys.argv[1:])
-'''
+"""
 
 
 def test_full_disk_stops_recording_cleanly_and_keeps_the_data(tmp_path):
