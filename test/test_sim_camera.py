@@ -85,11 +85,16 @@ def test_lane_markings_shift_when_the_car_moves_sideways(sim):
 
 
 def asphalt_columns(image, row):
-    """Return the columns of asphalt-like pixels (grey, mid brightness) in ``row``."""
+    """Return the longest run of asphalt-like columns (grey, mid brightness) in ``row``."""
     bgr = image[row, :, :3].astype(int)
     grey = (bgr.max(axis=1) - bgr.min(axis=1) < 10) & (bgr.mean(axis=1) > 60) & \
         (bgr.mean(axis=1) < 150)
-    return np.nonzero(grey)[0]
+    cols = np.nonzero(grey)[0]
+    if len(cols) == 0:
+        return cols
+    # Split where columns are not adjacent (a 2 px gap is a lane marking), keep the longest.
+    runs = np.split(cols, np.nonzero(np.diff(cols) > 12)[0] + 1)
+    return max(runs, key=len)
 
 
 def test_road_recedes_to_the_horizon(sim):

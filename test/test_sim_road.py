@@ -103,6 +103,21 @@ def test_parked_cars_stand_outside_the_lanes():
     assert Route.generate(5, RouteConfig(parked_cars=False)).parked_cars == []
 
 
+def test_trees_stand_in_the_grass_away_from_every_part_of_the_road():
+    """Scatter trees on both sides, none closer than 2 m to the sidewalk's outer edge."""
+    route = Route.generate(6)
+    config = route.config
+    outer = config.lane_width_m + config.shoulder_width_m + config.sidewalk_width_m
+    assert len(route.trees) > 30
+    sides = set()
+    for tree in route.trees:
+        proj = route.project(tree.x, tree.y)
+        assert proj.distance >= outer + 2.0 - 1e-6
+        sides.add(proj.lateral > 0)
+    assert sides == {True, False}
+    assert Route.generate(6, RouteConfig(trees=False)).trees == []
+
+
 @pytest.mark.parametrize('kwargs, name', [({'length_m': -5.0}, 'length_m'),
                                           ({'min_radius_m': 5.0}, 'min_radius_m'),
                                           ({'min_turn_deg': 80.0}, 'min_turn_deg'),

@@ -60,6 +60,18 @@ def test_collision_with_parked_car_stops_the_car_and_counts_once():
     assert results[-1].s < car.s - 0.5 * car.length
 
 
+def test_tree_trunk_is_solid():
+    """Driving at a tree counts a collision with it and stops the car."""
+    sim = Simulator(SimConfig(route_seed=6))
+    tree = sim.route.trees[3]
+    sim.teleport(tree.x - 8.0, tree.y, 0.0)
+    drive(sim, Control(throttle=0.5), 6.0)
+    summary = sim.summary()
+    collisions = [e for e in summary.events if e.kind == 'collision_static']
+    assert [e.detail for e in collisions] == ['tree']
+    assert sim.state.speed == 0.0 and sim.state.x < tree.x
+
+
 def test_expert_route_completion_is_monotone_and_reaches_100():
     """Drive a short route with the expert: completion never drops and ends at 100."""
     sim = Simulator(SimConfig(route_seed=9, route_length_m=150.0))

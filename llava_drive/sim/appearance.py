@@ -24,6 +24,7 @@ class Appearance:
     :param brightness: global multiplier of all colours (lighting)
     :param haze: 0..1 strength of distance haze at the horizon
     :param texture_strength: multiplier of the grass and asphalt noise amplitude
+    :param cloud_cover: 0..1, how much of the upper sky is cloud
     :param camera_height_offset_m: added to the configured camera height
     :param camera_pitch_offset_deg: added to the configured downward camera pitch
     """
@@ -39,6 +40,7 @@ class Appearance:
     brightness: float = 1.0
     haze: float = 0.8
     texture_strength: float = 1.0
+    cloud_cover: float = 0.5
     camera_height_offset_m: float = 0.0
     camera_pitch_offset_deg: float = 0.0
 
@@ -54,8 +56,10 @@ class Appearance:
                 raise ValueError(f'Appearance.{f.name} must be finite, got {value!r}')
         if not 0.2 <= self.brightness <= 2.0:
             raise ValueError(f'Appearance.brightness must be in [0.2, 2], got {self.brightness}')
-        if not 0.0 <= self.haze <= 1.0:
-            raise ValueError(f'Appearance.haze must be in [0, 1], got {self.haze}')
+        for name in ('haze', 'cloud_cover'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f'Appearance.{name} must be in [0, 1], '
+                                 f'got {getattr(self, name)}')
         if not 0.0 <= self.texture_strength <= 3.0:
             raise ValueError(f'Appearance.texture_strength must be in [0, 3], '
                              f'got {self.texture_strength}')
@@ -79,20 +83,29 @@ class Appearance:
             return tuple(int(np.clip(c + rng.normal(0.0, spread), 0, 255)) for c in colour)
 
         grey = float(rng.uniform(-25.0, 35.0))  # darker or paler asphalt, all channels together
-        road = tuple(int(np.clip(c + grey + rng.normal(0.0, 3.0), 0, 255))
+        road = tuple(int(np.clip(c + grey + rng.normal(0.0, 2.0), 0, 255))
                      for c in base.road_bgr)
+        # Skies range from clear blue to overcast grey, never to an unnatural hue.
+        overcast = float(rng.uniform(0.0, 0.8)) if rng.random() < 0.4 else 0.0
+
+        def towards_grey(colour, grey, amount):
+            return tuple(int(round(c * (1 - amount) + grey * amount)) for c in colour)
+
+        zenith = tuple(int(np.clip(c * rng.uniform(0.85, 1.1), 0, 255))
+                       for c in base.sky_zenith_bgr)
         return cls(
-            sky_zenith_bgr=jitter(base.sky_zenith_bgr, 20.0),
-            sky_horizon_bgr=jitter(base.sky_horizon_bgr, 12.0),
+            sky_zenith_bgr=towards_grey(zenith, 175.0, overcast),
+            sky_horizon_bgr=towards_grey(jitter(base.sky_horizon_bgr, 6.0), 205.0, overcast),
             grass_bgr=jitter(base.grass_bgr, 15.0),
             grass_patch_bgr=jitter(base.grass_patch_bgr, 15.0),
             road_bgr=road,
             sidewalk_bgr=jitter(base.sidewalk_bgr, 12.0),
             kerb_bgr=jitter(base.kerb_bgr, 10.0),
-            marking_bgr=jitter(base.marking_bgr, 8.0),
+            marking_bgr=tuple(int(c - rng.uniform(0.0, 35.0)) for c in base.marking_bgr),
             brightness=float(rng.uniform(0.65, 1.25)),
             haze=float(rng.uniform(0.4, 1.0)),
             texture_strength=float(rng.uniform(0.6, 1.5)),
+            cloud_cover=float(rng.uniform(0.0, 1.0)),
             camera_height_offset_m=float(rng.uniform(-0.1, 0.1)),
             camera_pitch_offset_deg=float(rng.uniform(-1.5, 1.5)),
         )

@@ -80,25 +80,52 @@ class CameraConfig:
         return cy - fy * math.tan(math.radians(self.pitch_deg))
 
 
-def _car_boxes(car) -> List[Tuple[Tuple[float, ...], str]]:
-    """Return boxes ``((x0, x1, y0, y1, z0, z1), part)`` of a parked car in its own frame."""
+GLASS_BGR = (70.0, 60.0, 55.0)
+TYRE_BGR = (28.0, 28.0, 28.0)
+TAIL_LAMP_BGR = (30.0, 30.0, 200.0)
+HEAD_LAMP_BGR = (200.0, 235.0, 245.0)
+TRUNK_BGR = (45.0, 65.0, 95.0)
+
+
+def car_parts(car) -> List[Tuple[Tuple[float, ...], Tuple[float, float, float], bool]]:
+    """
+    Return the boxes of a parked car in painting order, in the car's own frame.
+
+    Wheels first, then body and lamps, then the cabin: back to front for any camera above the
+    bonnet, which sorting single faces by depth gets wrong for the wheels.
+
+    :param car: a :class:`~llava_drive.sim.obstacles.ParkedCar`
+    :return: ``((x0, x1, y0, y1, z0, z1), colour_bgr, glass_sides)`` per box
+    """
     hl, hw = 0.5 * car.length, 0.5 * car.width
     wheel_x = hl - 0.85
-    boxes = [((-hl, hl, -hw, hw, 0.32, 0.95), 'body'),
-             ((-hl + 1.0, hl - 1.4, -hw + 0.1, hw - 0.1, 0.95, car.height), 'cabin')]
+    paint = tuple(float(c) for c in car.colour_bgr)
+    parts = []
     for x in (-wheel_x, wheel_x):
         for y0, y1 in ((-hw + 0.02, -hw + 0.3), (hw - 0.3, hw - 0.02)):
-            boxes.append(((x - 0.33, x + 0.33, y0, y1, 0.0, 0.66), 'wheel'))
+            parts.append(((x - 0.33, x + 0.33, y0, y1, 0.0, 0.66), TYRE_BGR, False))
+    parts.append(((-hl, hl, -hw, hw, 0.32, 0.95), paint, False))
     for y0, y1 in ((-hw + 0.1, -hw + 0.4), (hw - 0.4, hw - 0.1)):
-        boxes.append(((-hl - 0.03, -hl, y0, y1, 0.72, 0.86), 'tail_lamp'))
-        boxes.append(((hl, hl + 0.03, y0, y1, 0.72, 0.84), 'head_lamp'))
-    return boxes
+        parts.append(((-hl - 0.03, -hl, y0, y1, 0.72, 0.86), TAIL_LAMP_BGR, False))
+        parts.append(((hl, hl + 0.03, y0, y1, 0.72, 0.84), HEAD_LAMP_BGR, False))
+    parts.append(((-hl + 1.0, hl - 1.4, -hw + 0.1, hw - 0.1, 0.95, car.height), paint, True))
+    return parts
 
 
-# Boxes of _car_boxes in painting order: four wheels, body, four lamps, cabin.
-_PAINT_ORDER = (2, 3, 4, 5, 0, 6, 7, 8, 9, 1)
-_PART_COLOURS = {'wheel': (28.0, 28.0, 28.0), 'tail_lamp': (30.0, 30.0, 200.0),
-                 'head_lamp': (200.0, 235.0, 245.0)}
+def tree_parts(tree) -> List[Tuple[Tuple[float, ...], Tuple[float, float, float], bool]]:
+    """
+    Return the boxes of a tree in painting order (trunk, lower crown, upper crown).
+
+    :param tree: a :class:`~llava_drive.sim.obstacles.Tree`
+    :return: ``((x0, x1, y0, y1, z0, z1), colour_bgr, glass_sides)`` per box
+    """
+    h, w = tree.height, 0.5 * tree.crown_width
+    crown = tuple(float(c) for c in tree.colour_bgr)
+    top = tuple(0.85 * c for c in crown)
+    return [((-0.15, 0.15, -0.15, 0.15, 0.0, 0.45 * h), TRUNK_BGR, False),
+            ((-w, w, -w, w, 0.35 * h, 0.75 * h), crown, False),
+            ((-0.6 * w, 0.6 * w, -0.6 * w, 0.6 * w, 0.75 * h, h), top, False)]
+
 
 # Faces of a box as corner indices (corner bit 0: x, bit 1: y, bit 2: z) and outward normals.
 _FACES = (
@@ -108,25 +135,33 @@ _FACES = (
 )
 
 
+_FACE_INDEX = np.array([index for index, _ in _FACES])
+_FACE_NORMALS = np.array([normal for _, normal in _FACES])
+
+
 class Camera:
     """
     Render camera images of a :class:`~llava_drive.sim.raster.TopDownRaster` world.
 
     :param config: camera configuration
     :param raster: the painted ground
-    :param parked_cars: obstacles to draw as boxes
+    :param parked_cars: parked cars to draw
+    :param trees: trees to draw
     """
 
-    def __init__(self, config: CameraConfig, raster, parked_cars: Sequence = ()):
-        """Precompute the per-pixel ground points, the sky and the haze."""
+    def __init__(self, config: CameraConfig, raster, parked_cars: Sequence = (),
+                 trees: Sequence = ()):
+        """Precompute the per-pixel ground points, the sky, the haze and the props."""
         self.config = config
         self.raster = raster
         self.parked_cars = list(parked_cars)
+        self.trees = list(trees)
         ap = raster.appearance
         self._haze_bgr = np.array([c * ap.brightness for c in ap.sky_horizon_bgr]).clip(0, 255)
         self._background = self._sky()
         self._bands = self._ground_bands()
-        self._cars = self._prepare_cars()
+        self._props = self._prepare_props()
+        self._skyline = self._prepare_skyline()
 
     def intrinsics(self) -> Tuple[float, float, float, float]:
         """Return ``(fx, fy, cx, cy)``."""
@@ -152,7 +187,8 @@ class Camera:
         clouds = sum(weight * cv2.resize(rng.random(shape), (cfg.width, cfg.height),
                                          interpolation=cv2.INTER_CUBIC)
                      for shape, weight in (((14, 5), 0.65), ((40, 14), 0.35)))
-        cover = np.clip((clouds - 0.5) * 2.5, 0, 1) * np.sqrt(t[:, None]) * 0.85
+        threshold = 0.75 - 0.4 * ap.cloud_cover
+        cover = np.clip((clouds - threshold) * 2.5, 0, 1) * np.sqrt(t[:, None]) * 0.85
         white = 245.0 * ap.brightness
         sky = sky * (1 - cover[..., None]) + white * cover[..., None]
         return sky.clip(0, 255).astype(np.uint8)
@@ -201,30 +237,24 @@ class Camera:
         self._haze_image[:] = self._haze_bgr.astype(np.uint8)
         return bands
 
-    def _prepare_cars(self):
-        """Return per car: corner array (boxes x 8 x 3) in the car frame and face colours."""
+    def _prepare_props(self):
+        """Return per prop: pose, box corners (boxes x 8 x 3) in its frame, face colours."""
         ap = self.raster.appearance
+        props = [(car.x, car.y, car.yaw, car.length, car_parts(car)) for car in self.parked_cars]
+        props += [(tree.x, tree.y, 0.0, tree.crown_width, tree_parts(tree))
+                  for tree in self.trees]
         prepared = []
-        for car in self.parked_cars:
-            boxes = _car_boxes(car)
-            corners = np.array([[(b[0][i & 1], b[0][2 + ((i >> 1) & 1)], b[0][4 + (i >> 2)])
-                                 for i in range(8)] for b in boxes], float)
-            paint = np.array(car.colour_bgr, float)
-            glass = np.array((70.0, 60.0, 55.0))
-            colours = []
-            for _, part in boxes:
-                face_colours = []
-                for _, normal in _FACES:
+        for x, y, yaw, size, parts in props:
+            corners = np.array([[(b[i & 1], b[2 + ((i >> 1) & 1)], b[4 + (i >> 2)])
+                                 for i in range(8)] for b, _, _ in parts], float)
+            colours = np.empty((len(parts), len(_FACES), 3))
+            for p, (_, base, glass_sides) in enumerate(parts):
+                for f, (_, normal) in enumerate(_FACES):
                     shade = 0.55 + 0.45 * max(0.0, float(np.dot(normal, LIGHT_DIRECTION)))
-                    if part in _PART_COLOURS:
-                        base = np.array(_PART_COLOURS[part])
-                    elif part == 'cabin' and normal[2] == 0.0:
-                        base = glass
-                    else:
-                        base = paint
-                    face_colours.append(base * shade * ap.brightness)
-                colours.append(face_colours)
-            prepared.append((car, corners, np.array(colours)))
+                    colour = GLASS_BGR if glass_sides and normal[2] == 0.0 else base
+                    colours[p, f] = np.array(colour) * shade * ap.brightness
+            centres = corners[:, _FACE_INDEX].mean(axis=2)          # boxes x faces x 3
+            prepared.append((x, y, yaw, size, corners, centres, colours))
         return prepared
 
     # -- rendering -----------------------------------------------------------------------------
@@ -251,61 +281,100 @@ class Camera:
                                borderMode=cv2.BORDER_CONSTANT, borderValue=border)
             out[r0:r1] = cv2.blendLinear(ground, self._haze_image[r0:r1], band['clear'],
                                          band['haze'])
-        if self._cars:
-            self._draw_cars(out, rear_x, rear_y, yaw)
+        self._draw_skyline(out, yaw)
+        if self._props:
+            self._draw_props(out, rear_x, rear_y, yaw)
         return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
 
-    def _draw_cars(self, out: np.ndarray, rear_x: float, rear_y: float, yaw: float):
+    def _draw_props(self, out: np.ndarray, rear_x: float, rear_y: float, yaw: float):
         cfg = self.config
         fx, fy, cx, cy = cfg.intrinsics()
         pitch = math.radians(cfg.pitch_deg)
         cos_p, sin_p = math.cos(pitch), math.sin(pitch)
         c, s = math.cos(yaw), math.sin(yaw)
+        cam_x, cam_y = rear_x + c * cfg.mount_forward_m, rear_y + s * cfg.mount_forward_m
+        tan_half_fov = 0.5 * cfg.width / fx
+        haze = self.raster.appearance.haze
         visible = []
-        for car, corners, colours in self._cars:
-            dx, dy = car.x - rear_x, car.y - rear_y
+        for px, py, pyaw, size, corners, centres, colours in self._props:
+            dx, dy = px - cam_x, py - cam_y
             ahead = c * dx + s * dy
-            if ahead < -car.length or dx * dx + dy * dy > MAX_OBSTACLE_DISTANCE_M ** 2:
+            distance2 = dx * dx + dy * dy
+            if ahead < -size or distance2 > MAX_OBSTACLE_DISTANCE_M ** 2:
                 continue
-            # Car frame -> map -> vehicle frame -> camera-aligned (forward, left, up).
-            cc, cs = math.cos(car.yaw), math.sin(car.yaw)
-            mx = car.x + cc * corners[..., 0] - cs * corners[..., 1]
-            my = car.y + cs * corners[..., 0] + cc * corners[..., 1]
+            if abs(-s * dx + c * dy) > max(ahead, 0.0) * tan_half_fov + 2.0 * size:
+                continue  # well outside the field of view
+            # Prop frame -> map -> vehicle frame -> camera-aligned (forward, left, up).
+            pc, ps = math.cos(pyaw), math.sin(pyaw)
+            mx = px + pc * corners[..., 0] - ps * corners[..., 1]
+            my = py + ps * corners[..., 0] + pc * corners[..., 1]
             vx = c * (mx - rear_x) + s * (my - rear_y) - cfg.mount_forward_m
             vy = -s * (mx - rear_x) + c * (my - rear_y)
             vz = corners[..., 2] - cfg.mount_height_m
             forward = vx * cos_p - vz * sin_p
             up = vx * sin_p + vz * cos_p
-            cam = np.stack((forward, vy, up), axis=-1)          # boxes x 8 x 3
-            # Camera position in the car frame, for back-face culling.
-            ex = rear_x + c * cfg.mount_forward_m - car.x
-            ey = rear_y + s * cfg.mount_forward_m - car.y
-            eye = np.array((cc * ex + cs * ey, -cs * ex + cc * ey, cfg.mount_height_m))
-            faces = []
-            # Wheels, then body and lamps, then cabin: back to front for any camera above the
-            # bonnet, which per-face depth sorting gets wrong for the wheels.
-            for b in _PAINT_ORDER:
-                box = corners[b]
-                for f, (idx, normal) in enumerate(_FACES):
-                    if np.dot(normal, eye - box[list(idx)].mean(axis=0)) <= 0:
-                        continue
-                    faces.append((cam[b, list(idx)], colours[b, f]))
-            visible.append((dx * dx + dy * dy, faces))
-        visible.sort(key=lambda item: -item[0])
-        haze = self.raster.appearance.haze
-        for distance2, faces in visible:
+            # Back-face culling in the prop frame, all faces of all boxes at once.
+            eye = np.array((-pc * dx - ps * dy, ps * dx - pc * dy, cfg.mount_height_m))
+            front = np.einsum('bfk,fk->bf', eye - centres, _FACE_NORMALS) > 0
             amount = haze * (1.0 - math.exp(-math.sqrt(distance2) / HAZE_DISTANCE_M))
-            for poly, colour in faces:
-                poly = _clip_near(poly)
-                if poly is None:
-                    continue
-                u = cx - fx * poly[:, 1] / poly[:, 0]
-                v = cy - fy * poly[:, 2] / poly[:, 0]
-                pts = np.round(np.stack((u, v), axis=1) * 8).astype(np.int32)
-                if np.abs(pts).max() > 2 ** 27:
-                    continue
-                shade = colour * (1 - amount) + self._haze_bgr * amount
-                cv2.fillConvexPoly(out, pts, tuple(float(x) for x in shade), cv2.LINE_AA, 3)
+            shades = colours * (1.0 - amount) + self._haze_bgr * amount
+            faces = []
+            if forward.min() >= NEAR_PLANE_M:
+                u = cx - fx * vy / forward
+                v = cy - fy * up / forward
+                pixels = np.round(np.stack((u, v), axis=-1) * 8).astype(np.int32)
+                for b, f in zip(*np.nonzero(front)):
+                    faces.append((pixels[b, _FACE_INDEX[f]], shades[b, f]))
+            else:
+                cam = np.stack((forward, vy, up), axis=-1)
+                for b, f in zip(*np.nonzero(front)):
+                    poly = _clip_near(cam[b, _FACE_INDEX[f]])
+                    if poly is not None:
+                        u = cx - fx * poly[:, 1] / poly[:, 0]
+                        v = cy - fy * poly[:, 2] / poly[:, 0]
+                        faces.append((np.round(np.stack((u, v), axis=1) * 8).astype(np.int32),
+                                      shades[b, f]))
+            visible.append((distance2, faces))
+        visible.sort(key=lambda item: -item[0])
+        for _, faces in visible:
+            for pts, shade in faces:
+                if np.abs(pts).max() < 2 ** 27:
+                    cv2.fillConvexPoly(out, pts, shade.tolist(), cv2.LINE_AA, 3)
+
+    def _prepare_skyline(self):
+        """Return a distant tree line: per-azimuth height (px) and colour, and column angles."""
+        cfg = self.config
+        ap = self.raster.appearance
+        fx, fy, cx, _ = cfg.intrinsics()
+        rng = np.random.default_rng([self.raster.route.seed, 0x7EE5])
+        count = 4096
+        azimuth = np.linspace(0.0, 2.0 * math.pi, count, endpoint=False)
+        elevation = np.full(count, 0.9)
+        for k, amplitude in ((2, 0.5), (5, 0.35), (13, 0.25), (40, 0.15), (110, 0.1)):
+            elevation += amplitude * np.sin(k * azimuth + rng.uniform(0, 2 * math.pi))
+        elevation += 0.15 * rng.random(count)  # ragged crowns
+        heights = fy * np.tan(np.radians(np.clip(elevation, 0.1, 3.0)))
+        dark = np.array(ap.grass_bgr, float) * 0.5 * ap.brightness
+        base = 0.55 * dark + 0.45 * self._haze_bgr
+        colours = base[None, :] * (0.9 + 0.2 * rng.random((count, 1)))
+        columns = np.arctan((cx - np.arange(cfg.width)) / fx)
+        return heights, colours.clip(0, 255).astype(np.uint8), columns
+
+    def _draw_skyline(self, out: np.ndarray, yaw: float):
+        """Draw the distant tree line above the horizon; it turns with the car, no parallax."""
+        heights, colours, columns = self._skyline
+        horizon = self.config.horizon_row()
+        bottom = min(self.config.height, int(math.floor(horizon)) + 1)
+        top_row = max(0, int(math.floor(horizon - heights.max())))
+        if bottom <= top_row:
+            return
+        count = len(heights)
+        index = (((yaw + columns) / (2.0 * math.pi)) * count).astype(np.int64) % count
+        tops = horizon - heights[index]
+        rows = np.arange(top_row, bottom)[:, None]
+        mask = rows >= tops[None, :]
+        band = out[top_row:bottom]
+        band[mask] = np.broadcast_to(colours[index][None], band.shape)[mask]
 
 
 def _clip_near(poly: np.ndarray):

@@ -49,6 +49,31 @@ class ParkedCar:
         return box_corners(self.x, self.y, self.yaw, self.length, self.width)
 
 
+@dataclass(frozen=True)
+class Tree:
+    """
+    A roadside tree: a trunk (the solid part) under a two-tier crown.
+
+    :param x: trunk centre x in the map frame (m)
+    :param y: trunk centre y in the map frame (m)
+    :param height: total height (m)
+    :param crown_width: width of the lower crown tier (m)
+    :param colour_bgr: crown colour
+    """
+
+    x: float
+    y: float
+    height: float = 5.0
+    crown_width: float = 2.6
+    colour_bgr: Tuple[int, int, int] = (40, 100, 45)
+
+    TRUNK_WIDTH = 0.4
+
+    def corners(self) -> np.ndarray:
+        """Return the ``(4, 2)`` footprint corners of the trunk, counter-clockwise."""
+        return box_corners(self.x, self.y, 0.0, self.TRUNK_WIDTH, self.TRUNK_WIDTH)
+
+
 def box_corners(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:
     """
     Return the ``(4, 2)`` corners of an oriented rectangle, counter-clockwise.
@@ -111,3 +136,29 @@ def place_parked_cars(route, rng: np.random.Generator) -> List[ParkedCar]:
         cars.append(ParkedCar(x, y, yaw, s=float(s), lateral=lateral, colour_bgr=colour))
         s += PARKED_CAR_LENGTH_M + 2.0 + rng.exponential(config.parked_car_mean_gap_m)
     return cars
+
+
+def place_trees(route, rng: np.random.Generator) -> List[Tree]:
+    """
+    Scatter trees in the grass on both sides of ``route``, never near any part of the road.
+
+    :param route: a :class:`~llava_drive.sim.road.Route`
+    :param rng: random generator for positions, sizes and colours
+    :return: the trees, sorted by the arc length they were placed at
+    """
+    config = route.config
+    outer = config.lane_width_m + config.shoulder_width_m + config.sidewalk_width_m
+    trees = []
+    s = float(route.points[0, 3]) + rng.exponential(config.tree_mean_gap_m)
+    end = float(route.points[-1, 3])
+    while s < end:
+        lateral = float(rng.choice((-1.0, 1.0))) * (outer + 2.0 + rng.exponential(8.0))
+        x, y, _ = route.pose_at(s, lateral)
+        # On the inside of a curve a tree could land near another part of the road.
+        if route.project(x, y).distance >= outer + 2.0:
+            green = (int(rng.integers(25, 60)), int(rng.integers(80, 130)),
+                     int(rng.integers(30, 75)))
+            trees.append(Tree(x, y, float(rng.uniform(4.0, 7.5)), float(rng.uniform(2.0, 3.4)),
+                              green))
+        s += rng.exponential(config.tree_mean_gap_m)
+    return trees

@@ -56,6 +56,8 @@ class RouteConfig:
     :param spacing_m: distance between centreline samples
     :param parked_cars: place parked cars on the shoulders
     :param parked_car_mean_gap_m: mean gap between parked cars (exponential)
+    :param trees: scatter trees in the grass beside the road
+    :param tree_mean_gap_m: mean gap between trees along the road, both sides together
     """
 
     length_m: float = 500.0
@@ -74,12 +76,14 @@ class RouteConfig:
     spacing_m: float = 1.0
     parked_cars: bool = True
     parked_car_mean_gap_m: float = 45.0
+    trees: bool = True
+    tree_mean_gap_m: float = 9.0
 
     def __post_init__(self):
         """Check that every length is positive and every range is ordered."""
         for name in ('length_m', 'min_radius_m', 'max_radius_m', 'min_turn_deg', 'max_turn_deg',
                      'min_straight_m', 'max_straight_m', 'max_heading_deg', 'lane_width_m',
-                     'spacing_m', 'parked_car_mean_gap_m'):
+                     'spacing_m', 'parked_car_mean_gap_m', 'tree_mean_gap_m'):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f'RouteConfig.{name} must be a positive number, got {value!r}')
@@ -264,6 +268,7 @@ class Route:
     :param segments: the geometric segments, lead-in and lead-out included
     :param points: ``(N, 4)`` float64 centreline samples ``x, y, yaw, s``
     :param parked_cars: parked cars along the shoulders (see :mod:`llava_drive.sim.obstacles`)
+    :param trees: trees in the grass beside the road
     """
 
     seed: int
@@ -271,6 +276,7 @@ class Route:
     segments: List[Segment]
     points: np.ndarray
     parked_cars: list = field(default_factory=list)
+    trees: list = field(default_factory=list)
 
     @classmethod
     def generate(cls, seed: int, config: Optional[RouteConfig] = None) -> 'Route':
@@ -279,9 +285,10 @@ class Route:
 
         :param seed: non-negative integer route seed
         :param config: generation parameters, defaults to :class:`RouteConfig()`
-        :return: the route, parked cars included when ``config.parked_cars``
+        :return: the route, with parked cars and trees as configured
         """
-        from llava_drive.sim.obstacles import place_parked_cars  # obstacles imports this module
+        # Imported here: obstacles works on routes.
+        from llava_drive.sim.obstacles import place_parked_cars, place_trees
 
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f'route seed must be a non-negative integer, got {seed!r}')
@@ -299,6 +306,8 @@ class Route:
         route = cls(int(seed), config, segments, points)
         if config.parked_cars:
             route.parked_cars = place_parked_cars(route, np.random.default_rng([int(seed), 7]))
+        if config.trees:
+            route.trees = place_trees(route, np.random.default_rng([int(seed), 11]))
         return route
 
     @property

@@ -16,8 +16,8 @@ heading along the route. Infractions each step (DESIGN.md section 7):
 * ``off_road`` (penalty 0.65): the footprint centre leaves the two lanes (``|lateral| >
   lane_width``), i.e. it is on the parking shoulder, the sidewalk or grass. One event per
   excursion.
-* ``collision_static`` (0.65): the footprint overlaps a parked car. One event per contact; the
-  car is put back where it was and stopped, as a solid obstacle would.
+* ``collision_static`` (0.65): the footprint overlaps a parked car or a tree trunk. One event
+  per contact; the car is put back where it was and stopped, as a solid obstacle would.
 * ``lane_crossing`` (no penalty, counted): the footprint starts touching a lane marking (the
   dashed centre line or an edge line), like CARLA's lane invasion sensor.
 * ``timeout`` (0.70): simulated time reaches the budget ``time_budget_s`` (default
@@ -36,7 +36,7 @@ from typing import List, Optional, Tuple
 
 from llava_drive.control import Control
 from llava_drive.sim.appearance import Appearance
-from llava_drive.sim.obstacles import box_corners, boxes_overlap
+from llava_drive.sim.obstacles import box_corners, boxes_overlap, Tree
 from llava_drive.sim.road import Projection, Route, RouteConfig
 from llava_drive.sim.scoring import EpisodeSummary, Event
 from llava_drive.sim.vehicle import Vehicle, VehicleParams, VehicleState
@@ -207,6 +207,7 @@ class Simulator:
         self._in_collision = False
         self._touching = set()
         self._projection: Projection = self.route.project(x, y)
+        self._solids = list(self.route.parked_cars) + list(self.route.trees)
         self._camera = None
         self._raster = None
         if self.config.time_budget_s is not None:
@@ -242,7 +243,7 @@ class Simulator:
         self.vehicle.step(control, dt)
         self.time += dt
         hit = self._collides()
-        if hit:
+        if hit is not None:
             # Parked cars are solid: undo the move and stop, then count the contact.
             self.vehicle.state = VehicleState(before.x, before.y, before.yaw, 0.0,
                                               self.vehicle.state.steer_angle)
@@ -332,7 +333,8 @@ class Simulator:
             # Built lazily: stepping without rendering (expert tests) never pays for it.
             self._raster = TopDownRaster(self.route, self.appearance,
                                          self.config.raster_resolution_m)
-            self._camera = Camera(self.camera_config(), self._raster, self.route.parked_cars)
+            self._camera = Camera(self.camera_config(), self._raster, self.route.parked_cars,
+                                  self.route.trees)
         rx, ry = self.vehicle.rear_axle()
         return self._camera.render(rx, ry, self.vehicle.state.yaw)
 
@@ -343,25 +345,26 @@ class Simulator:
         p = self.config.vehicle
         return box_corners(st.x, st.y, st.yaw, p.length_m, p.width_m)
 
-    def _collides(self) -> bool:
-        cars = self.route.parked_cars
-        if not cars:
-            return False
+    def _collides(self, grow_length: float = 0.0, grow_width: float = 0.0):
+        """Return the obstacle the (optionally grown) footprint overlaps, or None."""
         st = self.vehicle.state
         footprint = None
-        for car in cars:
-            if abs(car.x - st.x) > 6.0 or abs(car.y - st.y) > 6.0:
+        for solid in self._solids:
+            if abs(solid.x - st.x) > 6.0 or abs(solid.y - st.y) > 6.0:
                 continue
-            footprint = self._footprint() if footprint is None else footprint
-            if boxes_overlap(footprint, car.corners()):
-                return True
-        return False
+            if footprint is None:
+                p = self.config.vehicle
+                footprint = box_corners(st.x, st.y, st.yaw, p.length_m + grow_length,
+                                        p.width_m + grow_width)
+            if boxes_overlap(footprint, solid.corners()):
+                return solid
+        return None
 
     def _event(self, kind: str, detail: str = '') -> Event:
         st = self.vehicle.state
         return Event(kind, round(self.time, 6), st.x, st.y, self._projection.s, detail)
 
-    def _update_contacts(self, record: bool, hit: bool = False) -> List[Event]:
+    def _update_contacts(self, record: bool, hit=None) -> List[Event]:
         """Update off-road, collision and lane-marking contact; return new events."""
         events = []
         proj = self._projection
@@ -372,9 +375,13 @@ class Simulator:
         if off_road and not self._off_road and record:
             events.append(self._event('off_road'))
         self._off_road = off_road
-        collision = hit or self._touches_obstacle()
+        # A car put back after a hit sits right at the obstacle: a small margin keeps pushing
+        # against it from counting as new collisions.
+        touched = hit or self._collides(0.6, 0.3)
+        collision = touched is not None
         if collision and not self._in_collision and record:
-            events.append(self._event('collision_static', 'parked car'))
+            kind = 'tree' if isinstance(touched, Tree) else 'parked car'
+            events.append(self._event('collision_static', kind))
         self._in_collision = collision
         # Lateral extent of the footprint around its centre, given the heading error.
         heading_error = proj.heading_error(st.yaw)
@@ -388,22 +395,6 @@ class Simulator:
                           for name in sorted(touching - self._touching))
         self._touching = touching
         return events
-
-    def _touches_obstacle(self) -> bool:
-        # A stopped car that was pushed back sits right at the obstacle; count contact with
-        # a small margin so pushing against it again is not a new event every step.
-        cars = self.route.parked_cars
-        st = self.vehicle.state
-        p = self.config.vehicle
-        grown = None
-        for car in cars:
-            if abs(car.x - st.x) > 6.0 or abs(car.y - st.y) > 6.0:
-                continue
-            if grown is None:
-                grown = box_corners(st.x, st.y, st.yaw, p.length_m + 0.6, p.width_m + 0.3)
-            if boxes_overlap(grown, car.corners()):
-                return True
-        return False
 
     def _update_progress(self) -> List[Event]:
         events = []
