@@ -82,6 +82,7 @@ class Appearance:
         def jitter(colour, spread):
             return tuple(int(np.clip(c + rng.normal(0.0, spread), 0, 255)) for c in colour)
 
+        wear = float(rng.uniform(0.0, 35.0))  # older paint is greyer, never tinted
         grey = float(rng.uniform(-25.0, 35.0))  # darker or paler asphalt, all channels together
         road = tuple(int(np.clip(c + grey + rng.normal(0.0, 2.0), 0, 255))
                      for c in base.road_bgr)
@@ -101,7 +102,7 @@ class Appearance:
             road_bgr=road,
             sidewalk_bgr=jitter(base.sidewalk_bgr, 12.0),
             kerb_bgr=jitter(base.kerb_bgr, 10.0),
-            marking_bgr=tuple(int(c - rng.uniform(0.0, 35.0)) for c in base.marking_bgr),
+            marking_bgr=tuple(int(c - wear) for c in base.marking_bgr),
             brightness=float(rng.uniform(0.65, 1.25)),
             haze=float(rng.uniform(0.4, 1.0)),
             texture_strength=float(rng.uniform(0.6, 1.5)),

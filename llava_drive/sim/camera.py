@@ -352,7 +352,9 @@ class Camera:
         elevation = np.full(count, 0.9)
         for k, amplitude in ((2, 0.5), (5, 0.35), (13, 0.25), (40, 0.15), (110, 0.1)):
             elevation += amplitude * np.sin(k * azimuth + rng.uniform(0, 2 * math.pi))
-        elevation += 0.15 * rng.random(count)  # ragged crowns
+        # Ragged crowns: noise smoothed over a few samples (about half a degree).
+        crowns = np.convolve(rng.random(count + 6), np.ones(7) / 7.0, mode='valid')
+        elevation += 0.5 * (crowns - 0.5)
         heights = fy * np.tan(np.radians(np.clip(elevation, 0.1, 3.0)))
         dark = np.array(ap.grass_bgr, float) * 0.5 * ap.brightness
         base = 0.55 * dark + 0.45 * self._haze_bgr

@@ -176,6 +176,7 @@ class Simulator:
         self.config = config or SimConfig()
         self._camera = None
         self._raster = None
+        self._raster_key = None
         self.reset()
 
     # -- episode -------------------------------------------------------------------------
@@ -208,8 +209,12 @@ class Simulator:
         self._touching = set()
         self._projection: Projection = self.route.project(x, y)
         self._solids = list(self.route.parked_cars) + list(self.route.trees)
-        self._camera = None
-        self._raster = None
+        # The painted world costs about a second: keep it when the same world comes back.
+        key = (self.seed, self.appearance, self.config.raster_resolution_m)
+        if getattr(self, '_raster_key', None) != key:
+            self._camera = None
+            self._raster = None
+            self._raster_key = key
         if self.config.time_budget_s is not None:
             self.time_budget_s = float(self.config.time_budget_s)
         else:
