@@ -47,6 +47,7 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.xml')
+         + glob('config/*.json')
          + glob('config/*.rviz')),
     ],
     python_requires='>=3.10',

@@ -34,7 +34,7 @@ ARGUMENTS = [
                                  'objects file and an ego role name of carla_ros_bridge)'),
     ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)'),
     ('duration', '0.0', 'seconds of recorded stamps before the recorder closes the bag '
-                        '(recorder max_duration); 0 = until Ctrl-C'),
+                        '(recorder max_duration), then everything stops; 0 = until Ctrl-C'),
     ('route_seeds', '[1]', 'sim: route seeds as a YAML list, e.g. "[1, 2, 5]" (1-100 train)'),
     ('image_format', 'jpeg', 'jpeg (sensor_msgs/CompressedImage) or raw (sensor_msgs/Image)'),
     ('noise', 'false', 'true: the expert perturbs the executed steering (drift and pulses, '
@@ -166,6 +166,7 @@ def recorder_node() -> Node:
                     'bag_path': typed('bag_path', str),
                     'image_format': typed('image_format', str),
                     'max_duration': typed('duration', float),
+                    'exit_when_done': True,
                 }])
 
 

@@ -146,7 +146,7 @@ def test_full_disk_stops_recording_cleanly_and_keeps_the_data(tmp_path):
     bag = tmp_path / 'full'
     options = RecordingOptions(duration=1000.0, route_seeds=[6], out=bag, **SMALL)
     sim, expert, recorder = options.node_specs()
-    recorder.overrides['status_period'] = 0.1
+    recorder.overrides.update(status_period=0.1, flush_interval=0.05)
     env = local_ros_environment()
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -181,7 +181,8 @@ def test_full_disk_stops_recording_cleanly_and_keeps_the_data(tmp_path):
     recover_bag(bag)
     recovered = list(read_pairs(bag))
     assert 0 < len(recovered) <= status['pairs_written']
-    assert len(recovered) >= status['pairs_written'] - 5
+    # Only pairs still in memory when the write failed are gone: at most one flush interval.
+    assert len(recovered) >= status['pairs_written'] - 10
 
 
 def test_unwritable_bag_path_is_a_clear_error(ros_graph, tmp_path):

@@ -54,6 +54,8 @@ class Recorder(Node):
         self.max_duration = declare(self, 'max_duration', 0.0,
                                     'stop after this many seconds of stamps; 0 = no limit',
                                     0.0, 1e6)
+        self.exit_when_done = declare(self, 'exit_when_done', False,
+                                      'exit once max_duration is recorded (ends a launch)')
         self.flush_interval = declare(self, 'flush_interval', 0.5,
                                       'seconds between flushes to disk (SIGKILL loses at most '
                                       'this much)', 0.05, 60.0)
@@ -276,6 +278,8 @@ class Recorder(Node):
         if not self.stopping and self.max_duration and span_ns >= self.max_duration * 1e9:
             self.get_logger().info(f'max_duration {self.max_duration} s reached')
             self.stop()
+            if self.exit_when_done:
+                self.context.try_shutdown()  # spin returns; main() exits cleanly
 
     def fail(self, error):
         """Stop recording after a storage error (full disk, unwritable path)."""

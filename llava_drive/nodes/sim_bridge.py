@@ -71,6 +71,10 @@ class SimBridge(Node):
                             'randomize lighting, colours and camera jitter per episode')
         self.min_subscribers = declare(self, 'wait_for_image_subscribers', 0,
                                        'do not start before this many camera subscribers', 0, 100)
+        self.start_delay = declare(self, 'start_delay', 1.0,
+                                   'wall seconds between the other nodes appearing and the first '
+                                   'frame, so their connections to each other are up too',
+                                   0.0, 60.0)
         wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
 
         self.codec = ControlCodec(wire)
@@ -106,6 +110,7 @@ class SimBridge(Node):
         self.last_frame_stamp = 0
         self.control_timeouts = 0
         self.started = False
+        self.ready_since = None
         self.finished = False
         period = self.dt if not self.synchronous else 0.01
         self.create_timer(period, self.on_timer)
@@ -199,7 +204,10 @@ class SimBridge(Node):
         if self.finished:
             return
         if not self.started:
-            if self.ready():
+            if self.ready_since is None and self.ready():
+                self.ready_since = time.monotonic()
+            if self.ready_since is not None and \
+                    time.monotonic() - self.ready_since >= self.start_delay:
                 self.started = True
                 if self.next_episode():
                     self.publish_frame()
