@@ -21,7 +21,8 @@ def trained(tmp_path_factory):
     heldout = write_synthetic_bags(root / 'heldout', 2, frames=160, seed=100)
     code = main(['train', str(root / 'train'), '--out', str(root / 'model'), '--head', 'mlp',
                  '--window', '2', '--hidden-size', '32', '--epochs', '30', '--batch-size',
-                 '64', '--lr', '3e-3', '--loss-weights', '2,1,1', '--no-progress'])
+                 '64', '--lr', '3e-3', '--loss-weights', '2,1,1', '--dropout', '0',
+                 '--weight-decay', '1e-4', '--no-progress'])
     assert code == 0
     return root, heldout
 

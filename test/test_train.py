@@ -5,7 +5,7 @@ from learning_data import synthetic_spec, write_synthetic_bag, write_synthetic_b
 from llava_drive.learning.checkpoint import load_checkpoint
 from llava_drive.learning.dataset import build_windows, DatasetError, load_feature_files
 from llava_drive.learning.evaluate_offline import predict_windows
-from llava_drive.learning.train import train, TrainConfig
+from llava_drive.learning.train import action_loss_weights, train, TrainConfig
 import numpy as np
 import pytest
 
@@ -43,7 +43,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     paths = write_synthetic_bags(tmp_path / 'features', 4, frames=120, learnable=False)
     out = tmp_path / 'model'
     config = TrainConfig(hidden_size=256, epochs=200, batch_size=32, lr=3e-3,
-                         weight_decay=0.0, patience=3, seed=1)
+                         weight_decay=0.0, patience=3, seed=1, scale_loss=False)
     metrics = train(paths, out, config, progress=False, log=None)
     assert metrics['stopped_early']
     assert metrics['epochs_run'] == metrics['best_epoch'] + 3 < 200
@@ -77,6 +77,18 @@ def test_feature_files_with_different_specs_are_refused(tmp_path):
                                            'b.safetensors "last_token"'):
         train([tmp_path], tmp_path / 'model', TrainConfig(epochs=1), progress=False, log=None)
     assert not (tmp_path / 'model' / 'model.safetensors').exists()
+
+
+def test_loss_weights_scale_by_label_variance_so_steering_counts():
+    rng = np.random.default_rng(0)
+    targets = np.stack([0.05 * rng.normal(size=500), rng.uniform(size=500),
+                        np.zeros(500)], axis=1)
+    weights = action_loss_weights(TrainConfig(), targets)
+    variance = np.maximum(targets.var(0), 1e-3)
+    np.testing.assert_allclose(weights, (1 / variance) / (1 / variance).sum())
+    assert weights[0] > 10 * weights[1]  # small-spread steering is not drowned
+    plain = action_loss_weights(TrainConfig(scale_loss=False, loss_weights=(2, 1, 1)), targets)
+    np.testing.assert_allclose(plain, [0.5, 0.25, 0.25])
 
 
 @pytest.mark.parametrize('changes, message', [

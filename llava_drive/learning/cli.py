@@ -65,7 +65,7 @@ def register(subparsers):
                        help='gru/transformer layers (default: %(default)s)')
     model.add_argument('--num-heads', type=int, default=4,
                        help='transformer attention heads (default: %(default)s)')
-    model.add_argument('--dropout', type=float, default=0.0,
+    model.add_argument('--dropout', type=float, default=0.5,
                        help='dropout probability (default: %(default)s)')
     model.add_argument('--use-speed', action='store_true',
                        help='give the head the vehicle speed as an extra input')
@@ -75,7 +75,7 @@ def register(subparsers):
     opt.add_argument('--batch-size', type=int, default=256, help='default: %(default)s')
     opt.add_argument('--lr', type=float, default=1e-3,
                      help='AdamW learning rate (default: %(default)s)')
-    opt.add_argument('--weight-decay', type=float, default=1e-4,
+    opt.add_argument('--weight-decay', type=float, default=0.1,
                      help='AdamW weight decay (default: %(default)s)')
     opt.add_argument('--patience', type=int, default=10,
                      help='stop after this many epochs without a better validation loss; '
@@ -83,6 +83,10 @@ def register(subparsers):
     opt.add_argument('--loss-weights', type=_loss_weights, default=(1.0, 1.0, 1.0),
                      metavar='S,T,B',
                      help='weights of the steer, throttle, brake errors (default: 1,1,1)')
+    opt.add_argument('--no-scale-loss', action='store_true',
+                     help='do not divide the error of each action by its label variance (by '
+                          'default steering, with its small spread, counts as much as the '
+                          'pedals)')
     opt.add_argument('--seed', type=int, default=0,
                      help='seed of split, initialization and batch order (default: %(default)s)')
     opt.add_argument('--device', default='cpu',
@@ -127,7 +131,8 @@ def run_train(args) -> int:
             use_speed=args.use_speed, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
             val_fraction=args.val_fraction, split_by=args.split_by, patience=args.patience,
-            loss_weights=args.loss_weights, device=args.device)
+            loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss,
+            device=args.device)
         train(args.features, args.out, config, progress=not args.no_progress)
     except (ValueError, DatasetError, FeatureStoreError) as error:
         print(f'llava-drive train: error: {error}', file=sys.stderr)

@@ -53,6 +53,10 @@ class TrainConfig:
     :param patience: stop after this many epochs without a better validation loss
         (0 = never stop early); the best epoch's weights are kept either way.
     :param loss_weights: weights of the steer, throttle and brake squared errors.
+    :param scale_loss: divide each action's squared error by that action's variance in the
+        training labels (floored at ``min_label_variance``), so an action with a small
+        spread, typically steering, is not drowned by throttle and brake.
+    :param min_label_variance: floor of the variance used by ``scale_loss``.
     :param device: torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``...).
     :param max_gap_factor: a stamp step above this many median steps breaks a window.
     """
@@ -62,17 +66,21 @@ class TrainConfig:
     hidden_size: int = 512
     num_layers: int = 1
     num_heads: int = 4
-    dropout: float = 0.0
+    # Strong regularization by default: features of one route are highly correlated, so a
+    # head without it memorises routes (benchmarks/feature_modes.py measured this).
+    dropout: float = 0.5
     use_speed: bool = False
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.1
     seed: int = 0
     val_fraction: float = 0.2
     split_by: str = 'auto'
     patience: int = 10
     loss_weights: tuple = field(default=(1.0, 1.0, 1.0))
+    scale_loss: bool = True
+    min_label_variance: float = 1e-3
     device: str = 'cpu'
     max_gap_factor: float = DEFAULT_MAX_GAP_FACTOR
 
@@ -104,6 +112,10 @@ class TrainConfig:
             raise ValueError(f'loss_weights must be {len(ACTION_NAMES)} numbers >= 0 '
                              f'({", ".join(ACTION_NAMES)}), not all 0, got {self.loss_weights!r}')
         self.loss_weights = weights
+        if not (isinstance(self.min_label_variance, (int, float))
+                and self.min_label_variance > 0):
+            raise ValueError(
+                f'min_label_variance must be > 0, got {self.min_label_variance!r}')
         if not self.max_gap_factor > 1.0:
             raise ValueError(f'max_gap_factor must be > 1, got {self.max_gap_factor!r}')
         try:
@@ -139,9 +151,23 @@ def _normalization(train_windows):
     return features.mean(0), features.std(0), float(speed.mean()), float(speed.std())
 
 
+def action_loss_weights(config: TrainConfig, targets) -> np.ndarray:
+    """
+    Return the per-action weights of the squared errors, summing to 1.
+
+    :param config: ``loss_weights``, ``scale_loss`` and ``min_label_variance`` are used.
+    :param targets: [M, 3] training labels.
+    """
+    weights = np.asarray(config.loss_weights, dtype=np.float64)
+    if config.scale_loss:
+        variance = np.asarray(targets, dtype=np.float64).var(0)
+        weights = weights / np.maximum(variance, config.min_label_variance)
+    return weights / weights.sum()
+
+
 def _weighted_loss(predicted, target, weights):
-    """Weighted mean squared error over actions, normalized by the sum of weights."""
-    return (((predicted - target) ** 2).mean(0) * weights).sum() / weights.sum()
+    """Return the mean squared error per action, weighted (weights sum to 1)."""
+    return (((predicted - target) ** 2).mean(0) * weights).sum()
 
 
 def _tensors(windows, rows, device):
@@ -217,7 +243,8 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
     head = build_head(config.head_config(spec.feature_dim))
     head.set_normalization(*_normalization(train_set))
     head.to(device)
-    weights = torch.tensor(config.loss_weights, dtype=torch.float32, device=device)
+    weights = torch.tensor(action_loss_weights(config, train_set.targets()),
+                           dtype=torch.float32, device=device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
 
