@@ -10,7 +10,7 @@ identical, so a random frame split would measure memorisation.
 from dataclasses import dataclass
 from pathlib import Path
 
-from llava_drive.features.store import load_feature_file, SUFFIX
+from llava_drive.features.store import list_feature_files, load_feature_file, SUFFIX
 import numpy as np
 
 SPLIT_KEYS = ('bag', 'episode', 'auto')
@@ -87,13 +87,15 @@ def resolve_feature_paths(items) -> list:
     """
     Expand files and directories into a sorted, de-duplicated list of feature files.
 
+    A directory contributes its finished feature files (those with a JSON sidecar).
+
     :param items: feature files (``*.safetensors``) or directories holding them.
     """
     paths = []
     for item in items:
         item = Path(item)
         if item.is_dir():
-            found = sorted(p for p in item.glob('*' + SUFFIX) if not p.name.startswith('.'))
+            found = list_feature_files(item)  # finished files only (with their sidecar)
             if not found:
                 raise DatasetError(f'no *{SUFFIX} feature files in directory {item}')
             paths.extend(found)
