@@ -18,6 +18,7 @@ variable number of tiles; their tiling is not reproduced by the tensor preproces
 so they are refused with a clear error rather than fed wrong inputs.
 """
 import contextlib
+import importlib.util
 import math
 from pathlib import Path
 
@@ -142,10 +143,15 @@ class LlavaFeatureExtractor:
         if getattr(text_config, 'layer_types', None):
             text_config.layer_types = text_config.layer_types[:keep]
 
+        placement = {}
+        if self.device.type == 'cuda' and importlib.util.find_spec('accelerate'):
+            # Load straight onto the GPU instead of staging the weights in host memory.
+            placement['device_map'] = str(self.device)
         with _quiet_transformers():
             self.processor = AutoProcessor.from_pretrained(self.model_dir, local_files_only=True)
             full = AutoModelForImageTextToText.from_pretrained(
-                self.model_dir, config=config, dtype=self.torch_dtype, local_files_only=True)
+                self.model_dir, config=config, dtype=self.torch_dtype, local_files_only=True,
+                **placement)
         # The base model: vision tower, projector, decoder; the LM head is dropped.
         self.model = full.model.eval().to(self.device)
         del full

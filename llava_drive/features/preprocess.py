@@ -59,7 +59,7 @@ class ImageNormalization:
 
 def frames_to_tensor(frames_rgb, device='cpu'):
     """
-    Stack RGB uint8 frames into a float [B, 3, H, W] tensor on the 0..255 scale.
+    Stack RGB uint8 frames into a uint8 [B, 3, H, W] tensor (a view, channels first).
 
     :param frames_rgb: an HxWx3 uint8 array, a BxHxWx3 array, or a list of HxWx3 arrays of
         one size.
@@ -78,7 +78,7 @@ def frames_to_tensor(frames_rgb, device='cpu'):
         raise ValueError('expected HxWx3 uint8 RGB frames, got shape %s dtype %s'
                          % (batch.shape, batch.dtype))
     tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-    return tensor.permute(0, 3, 1, 2).float()
+    return tensor.permute(0, 3, 1, 2)
 
 
 def preprocess_frames(frames_rgb, normalization: ImageNormalization, policy: str = 'pad',
@@ -93,27 +93,39 @@ def preprocess_frames(frames_rgb, normalization: ImageNormalization, policy: str
     :param dtype: torch dtype of the result (float32 when None).
     """
     import torch
-    import torch.nn.functional as functional
 
     if policy not in PREPROCESSING_POLICIES:
         raise ValueError('preprocessing policy must be one of %s, got %r'
                          % (PREPROCESSING_POLICIES, policy))
-    images = frames_to_tensor(frames_rgb, device)
-    mean = torch.tensor(normalization.mean, device=images.device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(normalization.std, device=images.device).view(1, 3, 1, 1) * 255.0
-    height, width = images.shape[-2:]
+    frames = frames_to_tensor(frames_rgb, device)  # uint8 [B, 3, H, W]
+    mean = torch.tensor(normalization.mean, device=frames.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(normalization.std, device=frames.device).view(1, 3, 1, 1) * 255.0
+    size = normalization.size
+    # One frame at a time: a float copy of a whole batch at camera resolution would cost
+    # tens of MB per frame for no speed gain (resizing is memory-bound).
+    pixel_values = torch.empty((frames.shape[0], 3, size, size), device=frames.device)
+    for index, frame in enumerate(frames):
+        pixel_values[index] = _square_resize(frame[None], mean, policy, size)[0]
+    pixel_values.sub_(mean).div_(std)
+    return pixel_values.to(dtype or torch.float32)
+
+
+def _square_resize(frame, mean, policy: str, size: int):
+    """Letterbox (``'pad'``) or keep (``'resize'``) a uint8 [1, 3, H, W] frame, resize it."""
+    import torch.nn.functional as functional
+
+    height, width = frame.shape[-2:]
     if policy == 'pad' and height != width:
         side = max(height, width)
         # Same placement as LLaVA's expand2square: centred, rounding down on the top/left.
         top, left = (side - height) // 2, (side - width) // 2
-        canvas = mean.round().expand(images.shape[0], 3, side, side).clone()
-        canvas[:, :, top:top + height, left:left + width] = images
-        images = canvas
-    size = normalization.size
-    if images.shape[-2:] != (size, size):
-        images = functional.interpolate(images, size=(size, size), mode='bicubic',
-                                        align_corners=False, antialias=True)
+        image = mean.round().expand(1, 3, side, side).clone()
+        image[:, :, top:top + height, left:left + width] = frame  # converts to float
+    else:
+        image = frame.float()
+    if image.shape[-2:] != (size, size):
+        image = functional.interpolate(image, size=(size, size), mode='bicubic',
+                                       align_corners=False, antialias=True)
         # The reference processors resize uint8 images: round and clamp the same way.
-        images = images.round().clamp(0.0, 255.0)
-    pixel_values = (images - mean) / std
-    return pixel_values.to(dtype or torch.float32)
+        image = image.round().clamp(0.0, 255.0)
+    return image
