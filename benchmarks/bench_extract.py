@@ -31,6 +31,7 @@ import time
 
 PROMPT = 'What should the driver do next: steer, throttle and brake?'
 FRAME_SHAPE = (600, 800, 3)  # the CARLA camera of the recorder
+THREADS = [1]  # torch threads per worker, set from --threads
 
 # llava-1.5-7b (llava-hf/llava-1.5-7b-hf config.json): CLIP-L/14-336 + Vicuna-7B.
 LLAVA_15_7B = {
@@ -112,7 +113,11 @@ def worker_new(model_dir, frames, layer, batch_size, mode):
     import torch  # noqa: F401  (import cost outside the measured RSS delta)
     from llava_drive.features.extractor import LlavaFeatureExtractor
 
+    from llava_drive.features.spec import FeatureMode, VISION_MODES
+
     rss_import = _max_rss_mb()
+    if FeatureMode(mode) in VISION_MODES:
+        layer = None  # the vision tower only
     extractor = LlavaFeatureExtractor(model_dir, mode=mode, layer=layer, prompt=PROMPT)
     images = _frames(frames + batch_size)
     extractor.extract(images[:batch_size])  # warm-up batch, not timed
@@ -159,7 +164,7 @@ def run_worker(kind, model_dir, frames, layer, batch_size, mode) -> dict:
     """Run one measurement in a fresh subprocess and return its JSON figures."""
     command = [sys.executable, __file__, '--worker', kind, '--model', str(model_dir),
                '--frames', str(frames), '--layer', str(layer), '--batch-size', str(batch_size),
-               '--mode', mode]
+               '--mode', mode, '--threads', str(THREADS[0])]
     result = subprocess.run(command, capture_output=True, text=True,
                             env=dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1'))
     if result.returncode != 0:
@@ -195,7 +200,11 @@ def benchmark(label, model_dir, frames, batch_size, mode):
     layer = shape['text']['layers'] // 2
     new = run_worker('new', model_dir, frames, layer, batch_size, mode)
     old = run_worker('original', model_dir, frames, layer, batch_size, mode)
-    flops_new = flops_per_frame(shape, new['seq_len'], layer, lm_head=False)
+    if new['layer'] is None:  # vision mode: no projector, no decoder
+        flops_new = flops_per_frame(shape, new['seq_len'], 0, lm_head=False)
+        flops_new['total'] -= flops_new['projector']
+    else:
+        flops_new = flops_per_frame(shape, new['seq_len'], layer, lm_head=False)
     flops_old = flops_per_frame(shape, old['seq_len'], shape['text']['layers'], lm_head=True)
     rate_new = new['frames'] / new['seconds']
     rate_old = old['frames'] / old['seconds']
@@ -212,7 +221,8 @@ def benchmark(label, model_dir, frames, batch_size, mode):
         'original: PIL processor, batch 1, full + LM head', rate_old, cpu_old,
         flops_old['total'] / 1e9, old['max_rss_mb'], old['rss_import_mb']))
     print('  %-50s %8.3f %9.3f %11.2f %9.0f %10.0f' % (
-        'new: %s L=%d, batch %d, tensor preprocessing' % (mode, layer, batch_size), rate_new,
+        'new: %s L=%s, batch %d, tensor preprocessing' % (mode, new['layer'], batch_size),
+        rate_new,
         cpu_new, flops_new['total'] / 1e9, new['max_rss_mb'], new['rss_import_mb']))
     print('  speed-up: wall %.2fx, CPU time %.2fx; FLOP ratio %.2fx (decoder tokens: new %d, '
           'original %d)' % (rate_new / rate_old, cpu_old / cpu_new,
@@ -235,11 +245,18 @@ def main(argv=None) -> int:
     parser.add_argument('--gpu-tflops', type=float, default=312.0,
                         help='GPU peak (A100 bf16 dense: 312)')
     parser.add_argument('--gpu-utilisation', type=float, default=0.4)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads per measurement (default 1: OpenMP threads that '
+                             'spin on a shared, loaded machine inflate both times erratically)')
     parser.add_argument('--worker', choices=('new', 'original'), help=argparse.SUPPRESS)
     parser.add_argument('--model', help=argparse.SUPPRESS)
     parser.add_argument('--layer', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    THREADS[0] = args.threads
     if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
         work = worker_new if args.worker == 'new' else worker_original
         figures = work(args.model, args.frames, args.layer, args.batch_size, args.mode)
         figures['max_rss_mb'] = _max_rss_mb()
@@ -250,8 +267,8 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.models_dir or scratch)
-        print('load average at start: %.2f %.2f %.2f; torch threads default; %d CPUs'
-              % (*os.getloadavg(), os.cpu_count()))
+        print('load average at start: %.2f %.2f %.2f; %d torch thread(s); %d CPUs'
+              % (*os.getloadavg(), args.threads, os.cpu_count()))
         tiny = root / 'llava-tiny'
         if not (tiny / 'config.json').is_file():
             create_tiny_llava(tiny)
