@@ -145,6 +145,8 @@ def main(argv=None) -> int:
                         help='share of training routes used for validation')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--work', type=Path, help='work directory (default: a temporary one)')
+    parser.add_argument('--reuse', action='store_true',
+                        help='reuse the bags and up-to-date feature files already in --work')
     args = parser.parse_args(argv)
     if not 1 <= args.heldout <= args.routes - 2:
         parser.error('need 1 <= --heldout <= --routes - 2 (training needs 2 routes)')
@@ -156,13 +158,17 @@ def main(argv=None) -> int:
     started = time.monotonic()
     model_dir = create_tiny_llava(work / 'tiny_llava', seed=args.seed)
 
-    bags, routes = [], []
-    for index in range(args.routes):
-        bag = work / 'bags' / f'route_{index + 1:02d}'
-        if bag.exists():
-            shutil.rmtree(bag)
-        routes.append(record_route(bag, index + 1, args))
-        bags.append(bag)
+    bags = [work / 'bags' / f'route_{index + 1:02d}' for index in range(args.routes)]
+    routes_file = work / 'routes.json'
+    if args.reuse and routes_file.is_file() and all(b.is_dir() for b in bags):
+        routes = json.loads(routes_file.read_text())[:args.routes]  # extraction is resumable
+    else:
+        routes = []
+        for index, bag in enumerate(bags):
+            if bag.exists():
+                shutil.rmtree(bag)
+            routes.append(record_route(bag, index + 1, args))
+        routes_file.write_text(json.dumps(routes, indent=2))
     record_s = time.monotonic() - started
     frames = sum(r['frames'] for r in routes)
     print(f'recorded {len(bags)} routes, {frames} frames = {frames / 20 / 60:.1f} min at 20 Hz, '

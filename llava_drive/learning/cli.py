@@ -65,7 +65,7 @@ def register(subparsers):
                        help='gru/transformer layers (default: %(default)s)')
     model.add_argument('--num-heads', type=int, default=4,
                        help='transformer attention heads (default: %(default)s)')
-    model.add_argument('--dropout', type=float, default=0.5,
+    model.add_argument('--dropout', type=float, default=0.2,
                        help='dropout probability (default: %(default)s)')
     model.add_argument('--use-speed', action='store_true',
                        help='give the head the vehicle speed as an extra input')
@@ -75,7 +75,7 @@ def register(subparsers):
     opt.add_argument('--batch-size', type=int, default=256, help='default: %(default)s')
     opt.add_argument('--lr', type=float, default=1e-3,
                      help='AdamW learning rate (default: %(default)s)')
-    opt.add_argument('--weight-decay', type=float, default=0.1,
+    opt.add_argument('--weight-decay', type=float, default=0.01,
                      help='AdamW weight decay (default: %(default)s)')
     opt.add_argument('--patience', type=int, default=10,
                      help='stop after this many epochs without a better validation loss; '
