@@ -67,5 +67,7 @@ def test_batches_and_errors():
         preprocess_frames(frames, NORM, 'crop')
     with pytest.raises(ValueError, match='uint8'):
         preprocess_frames(frames.astype(np.float32), NORM)
+    with pytest.raises(ValueError, match='no frames'):
+        preprocess_frames([], NORM)
     with pytest.raises(ValueError, match='share a size'):
         preprocess_frames([frames[0], frames[0][:10]], NORM)

@@ -70,6 +70,8 @@ def frames_to_tensor(frames_rgb, device='cpu'):
     if isinstance(frames_rgb, np.ndarray):
         batch = frames_rgb[None] if frames_rgb.ndim == 3 else frames_rgb
     else:
+        if len(frames_rgb) == 0:
+            raise ValueError('no frames to preprocess')
         shapes = {np.shape(frame) for frame in frames_rgb}
         if len(shapes) != 1:
             raise ValueError('frames in one batch must share a size, got %s' % sorted(shapes))
