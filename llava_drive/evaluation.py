@@ -1,0 +1,429 @@
+"""
+Closed-loop evaluation in the embedded simulator over ROS (DESIGN.md section 7).
+
+For every driver (the policy checkpoint, the expert, named baseline checkpoints), every route
+and every repetition, :func:`evaluate` starts ``sim_bridge`` (synchronous, one route, no
+looping) and the driver as processes, watches ``/llava_drive/sim/status`` for the trajectory
+and ``/llava_drive/sim/episode`` for the final score, then writes ``summary.json``,
+``report.md``, ``episodes.json``, one trajectory plot per route and an MP4 of the first
+episode (the policy's annotated camera view when it publishes one).
+"""
+from dataclasses import asdict, dataclass, field
+import json
+import math
+import os
+from pathlib import Path
+import re
+import shutil
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+from llava_drive.evaluation_metrics import (EpisodeResult, summary_from_dict, Trajectory,
+                                            with_time_limit)
+from llava_drive.evaluation_report import (EpisodeVideo, EXPERT, plot_routes, POLICY,
+                                           score_sets, score_table, summary_document,
+                                           write_json, write_markdown)
+from llava_drive.node_specs import (expert_spec, POLICY_ANNOTATED_TOPIC, policy_spec,
+                                    sim_bridge_spec)
+from llava_drive.ros_env import local_ros_environment
+from llava_drive.sim.road import Route, RouteConfig
+from llava_drive.stack import Stack
+
+STATUS_TOPIC = '/llava_drive/sim/status'
+EPISODE_TOPIC = '/llava_drive/sim/episode'
+CAMERA_TOPIC = '/carla/ego_vehicle/rgb_front/image'
+# Route seeds 1-100 are recording (training) routes (config/sim_bridge.yaml).
+TRAINING_ROUTES = range(1, 101)
+# The simulator's default time budget: length / 2 m/s + 30 s (SimConfig).
+SIM_BUDGET_SPEED_MPS = 2.0
+SIM_BUDGET_MARGIN_S = 30.0
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return (path / 'config.json').is_file() and (path / 'model.safetensors').is_file()
+
+
+@dataclass
+class EvaluationOptions:
+    """
+    What to evaluate and how; validated so a bad value fails before any node starts.
+
+    :param checkpoint: trained policy checkpoint; None evaluates only the expert/baselines
+    :param routes: route seeds (held out: 101 and up unless ``allow_training_routes``)
+    :param repetitions: episodes per route and driver (DESIGN.md asks for at least 3)
+    :param out: report directory (must not exist or be empty)
+    :param width: camera width (px)
+    :param height: camera height (px)
+    :param route_length: route length (m)
+    :param max_route_time: simulated seconds per route before the evaluator ends it as a
+        timeout (penalty 0.70); None leaves it to the simulator (length / 2 m/s + 30 s)
+    :param model: LLaVA directory for every checkpoint; None = the path each one stores
+    :param device: torch device of the policy nodes
+    :param dtype: model dtype of the policy nodes
+    :param baselines: extra checkpoints evaluated under a name (e.g. ``token0``)
+    :param expert: also drive the routes with the expert (its score beside the policy's)
+    :param allow_training_routes: accept route seeds 1-100
+    :param video: write an MP4 of the first episode
+    :param control_timeout: wall seconds the simulator waits for a control per frame
+    :param episode_timeout: wall seconds per episode before giving up (default from the
+        route time)
+    :param log_dir: node logs (default: a temporary directory, kept only on failure)
+    :param notes: free-text lines added to the report
+    """
+
+    checkpoint: Optional[Path] = None
+    routes: List[int] = field(default_factory=lambda: [101, 102, 103])
+    repetitions: int = 3
+    out: Path = Path('reports/evaluation')
+    width: int = 800
+    height: int = 600
+    route_length: float = 500.0
+    max_route_time: Optional[float] = None
+    model: Optional[Path] = None
+    device: str = 'cpu'
+    dtype: str = 'float32'
+    baselines: Dict[str, Path] = field(default_factory=dict)
+    expert: bool = True
+    allow_training_routes: bool = False
+    video: bool = True
+    control_timeout: float = 10.0
+    episode_timeout: Optional[float] = None
+    log_dir: Optional[Path] = None
+    notes: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        """Check every field, naming the bad value."""
+        self.out = Path(self.out)
+        if self.checkpoint is not None:
+            self.checkpoint = Path(self.checkpoint)
+            if not _is_checkpoint(self.checkpoint):
+                raise ValueError(f'checkpoint {self.checkpoint} is not a checkpoint directory '
+                                 '(needs config.json and model.safetensors)')
+        self.baselines = {str(k): Path(v) for k, v in dict(self.baselines).items()}
+        for name, path in self.baselines.items():
+            if not re.fullmatch(r'[A-Za-z0-9_.-]+', name) or name in (POLICY, EXPERT):
+                raise ValueError(f'baseline name {name!r} must be letters, digits, _ . - and '
+                                 f'not {POLICY!r} or {EXPERT!r}')
+            if not _is_checkpoint(path):
+                raise ValueError(f'baseline {name}: {path} is not a checkpoint directory')
+        if self.checkpoint is None and not self.baselines and not self.expert:
+            raise ValueError('nothing to evaluate: give a checkpoint, a baseline or the expert')
+        if not self.routes or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                  for s in self.routes):
+            raise ValueError(f'routes must be non-negative integer seeds, got {self.routes!r}')
+        if len(set(self.routes)) != len(self.routes):
+            raise ValueError(f'routes repeat a seed: {self.routes!r}')
+        training = [s for s in self.routes if s in TRAINING_ROUTES]
+        if training and not self.allow_training_routes:
+            raise ValueError(f'routes {training} are recording (training) routes 1-100; '
+                             'evaluate on held-out routes (101 and up) or pass '
+                             '--allow-training-routes')
+        if isinstance(self.repetitions, bool) or not isinstance(self.repetitions, int) or \
+                self.repetitions < 1:
+            raise ValueError(f'repetitions must be an integer >= 1, got {self.repetitions!r}')
+        for name in ('width', 'height'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096:
+                raise ValueError(f'{name} must be an integer in [16, 4096], got {value!r}')
+        if not 50.0 <= self.route_length <= 20000.0:
+            raise ValueError(f'route_length must be in [50, 20000] m, got {self.route_length}')
+        if self.max_route_time is not None and not self.max_route_time > 0:
+            raise ValueError(f'max_route_time must be > 0 s, got {self.max_route_time}')
+        if not self.control_timeout > 0:
+            raise ValueError(f'control_timeout must be > 0 s, got {self.control_timeout}')
+        if self.model is not None:
+            self.model = Path(self.model)
+            if not (self.model / 'config.json').is_file():
+                raise ValueError(f'model {self.model} is not a Hugging Face model directory')
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise FileExistsError(f'{self.out} exists and is not empty; choose another --out')
+        if self.log_dir is not None:
+            self.log_dir = Path(self.log_dir)
+        if self.episode_timeout is None:
+            self.episode_timeout = 120.0 + 10.0 * self.route_time_limit()
+
+    def route_time_limit(self) -> float:
+        """Return the simulated seconds a route may take (evaluator's or simulator's limit)."""
+        budget = self.route_length / SIM_BUDGET_SPEED_MPS + SIM_BUDGET_MARGIN_S
+        return min(budget, self.max_route_time) if self.max_route_time else budget
+
+    def drivers(self) -> Dict[str, Optional[Path]]:
+        """Return ``{driver name: checkpoint or None (expert)}`` in report order."""
+        drivers = {}
+        if self.checkpoint is not None:
+            drivers[POLICY] = self.checkpoint
+        if self.expert:
+            drivers[EXPERT] = None
+        drivers.update(self.baselines)
+        return drivers
+
+    def node_specs(self, driver: str, seed: int, watch_camera: bool = False,
+                   annotate: bool = False) -> list:
+        """
+        Return the nodes of one episode: sim_bridge on ``seed`` plus the driver.
+
+        :param driver: a name from :meth:`drivers`
+        :param seed: route seed
+        :param watch_camera: the evaluator subscribes to the camera too (video fallback)
+        :param annotate: ask the policy for its annotated image
+        """
+        checkpoint = self.drivers()[driver]
+        # The simulator waits for the camera subscribers it expects (policy, video) so no
+        # frame is published before they listen.
+        subscribers = (checkpoint is not None) + bool(watch_camera)
+        specs = [sim_bridge_spec([seed], self.width, self.height, synchronous=True,
+                                 loop_routes=False, route_length=float(self.route_length),
+                                 wait_for_image_subscribers=int(subscribers),
+                                 control_timeout=float(self.control_timeout))]
+        if checkpoint is None:
+            specs.append(expert_spec(drive=True, noise=False))
+        else:
+            specs.append(policy_spec(checkpoint, self.model, self.device, self.dtype,
+                                     name=driver, publish_annotated=bool(annotate)))
+        return specs
+
+    def config(self) -> dict:
+        """Return the options as JSON data (paths as strings)."""
+        data = asdict(self)
+        for key, value in list(data.items()):
+            if isinstance(value, Path):
+                data[key] = str(value)
+        data['baselines'] = {k: str(v) for k, v in self.baselines.items()}
+        data['route_time_limit'] = self.route_time_limit()
+        return data
+
+
+class EpisodeWatcher:
+    """
+    The evaluator's view of one running episode: status frames, end marker, video frames.
+
+    Its rclpy node is created per episode so no sample of an earlier stack is taken.
+
+    :param context: the rclpy context
+    :param video: where to write the video, or None
+    :param route_seed: the route this episode drives
+    """
+
+    def __init__(self, context, route_seed: int, video: Optional[EpisodeVideo] = None):
+        import rclpy
+        from llava_drive.nodes.common import CAMERA_QOS, LATCHED_QOS
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        self.route_seed = route_seed
+        self.trajectory = Trajectory()
+        self.last_status: Optional[dict] = None
+        self.end: Optional[dict] = None
+        self.video = video
+        self.annotated_video: Optional[EpisodeVideo] = None
+        self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
+        self.node.create_subscription(String, STATUS_TOPIC, self.on_status, 100)
+        self.node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
+        self._camera_sub = None
+        if video is not None:
+            self._camera_sub = self.node.create_subscription(Image, CAMERA_TOPIC,
+                                                             self.on_camera, CAMERA_QOS)
+            self.node.create_subscription(Image, POLICY_ANNOTATED_TOPIC, self.on_annotated, 10)
+        self._status_by_stamp: Dict[int, dict] = {}
+
+    def on_status(self, msg) -> None:
+        """Keep the frame (trajectory) and the latest score."""
+        status = json.loads(msg.data)
+        if int(status.get('route_seed', -1)) != self.route_seed:
+            return
+        self.last_status = status
+        self.trajectory.append_status(status)
+        if self.video is not None:
+            self._status_by_stamp[int(status['stamp_ns'])] = status
+            if len(self._status_by_stamp) > 200:
+                self._status_by_stamp.pop(next(iter(self._status_by_stamp)))
+
+    def on_episode(self, msg) -> None:
+        """Take the end marker of this route (only once a status of this stack arrived)."""
+        info = json.loads(msg.data)
+        if info.get('event') == 'end' and int(info.get('route_seed', -1)) == self.route_seed \
+                and self.last_status is not None:
+            self.end = info
+
+    def on_camera(self, msg) -> None:
+        """Video fallback: the raw camera with the control drawn on it."""
+        from llava_drive.bag.review import draw_overlay
+        from llava_drive.control import Control
+        from llava_drive.control_codec import stamp_to_ns
+        from llava_drive.image_codec import decode_raw, to_rgb
+
+        if self.annotated_video is not None and self.annotated_video.frames:
+            return
+        image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        status = self._status_by_stamp.get(stamp_to_ns(msg.header.stamp), self.last_status)
+        status = status or {}
+        control = Control(*status.get('control', (0.0, 0.0, 0.0)))
+        frame = draw_overlay(to_rgb(image, msg.encoding), control,
+                             float(status.get('speed', math.nan)), float(status.get('time', 0.0)),
+                             int(status.get('episode', -1)))
+        self.video.write(frame)
+
+    def on_annotated(self, msg) -> None:
+        """Write the policy's annotated frame; from the first one on the fallback stops."""
+        from llava_drive.image_codec import decode_raw, to_bgr
+
+        if self.annotated_video is None:
+            self.annotated_video = EpisodeVideo(self.video.path.with_name(
+                self.video.path.stem + '_annotated.mp4'), self.video.fps)
+            if self._camera_sub is not None:
+                self.node.destroy_subscription(self._camera_sub)
+                self._camera_sub = None
+        image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        self.annotated_video.write(to_bgr(image, msg.encoding))
+
+    def finish_video(self):
+        """Close the video; return ``(path, note)`` or ``(None, '')`` when nothing came."""
+        if self.video is None:
+            return None, ''
+        if self.annotated_video is not None and self.annotated_video.frames:
+            self.video.discard()
+            path = self.annotated_video.close()
+            final = self.video.path
+            path.replace(final)
+            return final, '(annotated camera view published by the policy)'
+        path = self.video.close()
+        return path, '(raw camera with the control in effect drawn on it)'
+
+    def destroy(self) -> None:
+        """Destroy the node."""
+        self.node.destroy_node()
+
+
+def run_episode(options: EvaluationOptions, executor, context, driver: str, seed: int,
+                repetition: int, env: dict, log_dir: Path, video_path: Optional[Path] = None,
+                on_progress=None):
+    """
+    Run one episode and return ``(EpisodeResult, video path, video note)``.
+
+    :param options: evaluation options
+    :param executor: the rclpy executor spinning the watcher
+    :param context: the rclpy context
+    :param driver: driver name
+    :param seed: route seed
+    :param repetition: repetition index
+    :param env: environment of the node processes
+    :param log_dir: node logs of this episode
+    :param video_path: write the video of this episode here, or None
+    :param on_progress: called with the latest status dict now and then
+    :raises RuntimeError: a node died or the episode did not end in time
+    """
+    video = EpisodeVideo(video_path) if video_path is not None else None
+    watcher = EpisodeWatcher(context, seed, video)
+    executor.add_node(watcher.node)
+    stack = Stack(options.node_specs(driver, seed, watch_camera=video is not None,
+                                     annotate=video is not None), env=env, log_dir=log_dir)
+    limit = options.route_time_limit()
+    start = time.monotonic()
+    ended_by = 'simulator'
+    last_report = 0.0
+    try:
+        stack.start()
+        while watcher.end is None:
+            executor.spin_once(timeout_sec=0.05)
+            status = watcher.last_status
+            if status is not None and status['time'] >= limit and \
+                    options.max_route_time is not None:
+                ended_by = 'time_limit'
+                break
+            died = stack.failed()
+            if died and watcher.end is None:
+                raise RuntimeError(f'{driver} route {seed}: node(s) exited early: {died}; '
+                                   f'logs in {log_dir}')
+            if time.monotonic() - start > options.episode_timeout:
+                raise RuntimeError(
+                    f'{driver} route {seed}: no end of the route after '
+                    f'{options.episode_timeout:.0f} s wall time (simulated '
+                    f'{status["time"] if status else 0:.1f} s); logs in {log_dir}')
+            if on_progress and status is not None and time.monotonic() - last_report > 0.25:
+                last_report = time.monotonic()
+                on_progress(status)
+    finally:
+        stack.stop()
+        executor.remove_node(watcher.node)
+        video_file, video_note = watcher.finish_video()
+        watcher.destroy()
+    if ended_by == 'simulator':
+        summary = summary_from_dict(watcher.end['summary'])
+        timeouts = int((watcher.last_status or {}).get('control_timeouts', 0))
+    else:
+        status = watcher.last_status
+        route = Route.generate(seed, RouteConfig(length_m=float(options.route_length)))
+        projection = route.project(status['x'], status['y'])
+        summary = with_time_limit(summary_from_dict(status), status['x'], status['y'],
+                                  projection.s)
+        timeouts = int(status.get('control_timeouts', 0))
+    route = Route.generate(seed, RouteConfig(length_m=float(options.route_length)))
+    result = EpisodeResult.build(driver, seed, repetition, summary, watcher.trajectory, route,
+                                 control_timeouts=timeouts,
+                                 wall_seconds=time.monotonic() - start, ended_by=ended_by)
+    return result, video_file, video_note
+
+
+def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
+    """
+    Drive every route with every driver, write the report and return summary.json's content.
+
+    :param options: what to evaluate
+    :param progress: show a tqdm bar with a live summary line
+    :raises RuntimeError: a node died or an episode did not finish
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from tqdm import tqdm
+
+    env = local_ros_environment()
+    os.environ.update(env)  # the watcher must use the same DDS settings as the nodes
+    drivers = options.drivers()
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    log_root = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_evaluate_'))
+    episodes = [(driver, seed, rep) for driver in drivers for rep in range(options.repetitions)
+                for seed in options.routes]
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    bar = tqdm(total=len(episodes), unit='episode', desc='evaluating', disable=not progress,
+               dynamic_ncols=True)
+    results: List[EpisodeResult] = []
+    video_file, video_note = None, ''
+    try:
+        for index, (driver, seed, rep) in enumerate(episodes):
+            def show(status, driver=driver, seed=seed, rep=rep):
+                bar.set_postfix_str(
+                    f'{driver} route {seed} rep {rep + 1}: t {status["time"]:.0f}s '
+                    f'RC {status["route_completion"]:.0f}% DS {status["driving_score"]:.0f} '
+                    f'{status["speed"]:.1f} m/s', refresh=True)
+            want_video = options.video and index == 0
+            result, video_path, note = run_episode(
+                options, executor, context, driver, seed, rep, env,
+                log_root / f'{driver}_route{seed}_rep{rep}',
+                out / f'episode_{driver}_route{seed}.mp4' if want_video else None, show)
+            if want_video:
+                video_file, video_note = video_path, note
+            results.append(result)
+            bar.update(1)
+            bar.set_postfix_str(
+                f'{driver} route {seed} rep {rep + 1}: RC {result.summary.route_completion:.0f}%'
+                f' DS {result.summary.driving_score:.0f} ({result.summary.done_reason})')
+    finally:
+        bar.close()
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
+    config = options.config()
+    scores = score_sets(results, list(options.baselines))
+    document = summary_document(scores, list(options.baselines), config)
+    write_json(out / 'summary.json', document)
+    write_json(out / 'episodes.json', [r.to_dict(with_trajectory=True) for r in results])
+    plots = plot_routes(results, out, options.route_length, list(scores))
+    write_markdown(out / 'report.md', scores, config, plots, video_file, video_note)
+    if options.log_dir is None:
+        shutil.rmtree(log_root, ignore_errors=True)
+    document['report'] = str(out / 'report.md')
+    document['table'] = score_table(scores)
+    return document

@@ -1,0 +1,311 @@
+"""
+What ``llava-drive evaluate`` writes: summary.json, report.md, trajectory plots and a video.
+
+Pure (no ROS imports): everything works from :class:`~llava_drive.evaluation_metrics`
+results, so a report can be rebuilt from ``episodes.json`` without running anything.
+"""
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+from llava_drive.evaluation_metrics import aggregate, EpisodeResult
+from llava_drive.sim.road import Route, RouteConfig
+import numpy as np
+
+POLICY = 'policy'
+EXPERT = 'expert'
+# Plot colour per driver; baselines cycle through the rest.
+DRIVER_COLOURS = {POLICY: 'tab:blue', EXPERT: 'tab:green'}
+BASELINE_COLOURS = ('tab:orange', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:olive')
+EVENT_MARKERS = {'collision_static': ('X', 'red'), 'collision_vehicle': ('X', 'darkred'),
+                 'off_road': ('o', 'orange'), 'timeout': ('s', 'black'),
+                 'blocked': ('s', 'grey'), 'off_route': ('D', 'red'),
+                 'lane_crossing': ('|', 'gold'), 'route_finished': ('*', 'green')}
+
+
+def score_sets(results: Sequence[EpisodeResult], baselines: Sequence[str] = ()) -> dict:
+    """
+    Return ``{driver: aggregate(...)}`` for every driver present, policy first.
+
+    :param results: every episode of the evaluation
+    :param baselines: baseline names, in the order they were given
+    """
+    order = [POLICY, EXPERT] + [name for name in baselines if name not in (POLICY, EXPERT)]
+    present = {r.driver for r in results}
+    order += sorted(present - set(order))
+    return {driver: aggregate([r for r in results if r.driver == driver])
+            for driver in order if driver in present}
+
+
+def summary_document(scores: dict, baselines: Sequence[str], config: dict) -> dict:
+    """
+    Return summary.json: the policy's scores at the top level, the others under clear keys.
+
+    Top level (when a policy was evaluated): ``driving_score`` and ``route_completion``
+    (0..100), ``infraction_penalty`` (0..1), spreads, ``lateral_error_rmse`` (m),
+    ``steering_smoothness`` (1/s) and ``per_route``. ``expert`` and ``baselines[name]`` hold
+    the same fields for those drivers; ``drivers`` lists which are present.
+
+    :param scores: :func:`score_sets` output
+    :param baselines: baseline names
+    :param config: the evaluation configuration, stored as ``config``
+    """
+    document = dict(scores.get(POLICY, {}))
+    document['drivers'] = list(scores)
+    if EXPERT in scores:
+        document['expert'] = scores[EXPERT]
+    document['baselines'] = {name: scores[name] for name in baselines if name in scores}
+    document['config'] = config
+    return document
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return '-' if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f'{value:.{digits}f}'
+
+
+def _events(counts: Dict[str, int]) -> str:
+    shown = {k: v for k, v in counts.items() if k != 'route_finished'}
+    return ', '.join(f'{k} {v}' for k, v in sorted(shown.items())) or 'none'
+
+
+def score_table(scores: dict) -> str:
+    """
+    Return the overall table (markdown, also readable in a terminal).
+
+    :param scores: :func:`score_sets` output
+    """
+    lines = ['| driver | driving score | route completion % | infraction penalty | '
+             'lateral RMSE m | steer rate 1/s | events | ctrl timeouts |',
+             '|---|---|---|---|---|---|---|---|']
+    for driver, s in scores.items():
+        lines.append(
+            f'| {driver} | {_number(s["driving_score"])} ± {_number(s["driving_score_std"])} '
+            f'| {_number(s["route_completion"])} | {_number(s["infraction_penalty"], 3)} '
+            f'| {_number(s["lateral_error_rmse"], 2)} | {_number(s["steering_smoothness"], 2)} '
+            f'| {_events(s["events"])} | {s["control_timeouts"]} |')
+    return '\n'.join(lines)
+
+
+def route_table(scores: dict) -> str:
+    """
+    Return the per-route table (markdown): every route, every driver.
+
+    :param scores: :func:`score_sets` output
+    """
+    lines = ['| route | driver | driving score | route completion % | infraction penalty '
+             '| lateral RMSE m | events | ended |', '|---|---|---|---|---|---|---|---|']
+    routes = sorted({int(seed) for s in scores.values() for seed in s['per_route']})
+    for seed in routes:
+        for driver, s in scores.items():
+            r = s['per_route'].get(str(seed))
+            if r is None:
+                continue
+            lines.append(
+                f'| {seed} | {driver} | {_number(r["driving_score"])} ± '
+                f'{_number(r["driving_score_std"])} | {_number(r["route_completion"])} '
+                f'| {_number(r["infraction_penalty"], 3)} '
+                f'| {_number(r["lateral_error_rmse"], 2)} | {_events(r["events"])} '
+                f'| {", ".join(r["done_reasons"])} |')
+    return '\n'.join(lines)
+
+
+def driver_colour(driver: str, drivers: Sequence[str]) -> str:
+    """
+    Return the plot colour of ``driver``.
+
+    :param driver: driver name
+    :param drivers: every driver in the report (fixes the baseline colours)
+    """
+    if driver in DRIVER_COLOURS:
+        return DRIVER_COLOURS[driver]
+    others = [d for d in drivers if d not in DRIVER_COLOURS]
+    return BASELINE_COLOURS[others.index(driver) % len(BASELINE_COLOURS)]
+
+
+def plot_route(route: Route, results: Sequence[EpisodeResult], out_path: Path,
+               drivers: Sequence[str]) -> Path:
+    """
+    Plot the road, the driven paths of every driver and the infractions on one route.
+
+    :param route: the route geometry (same seed and length as driven)
+    :param results: the episodes on this route (any drivers, any repetitions)
+    :param out_path: PNG to write
+    :param drivers: every driver in the report, for stable colours
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+
+    config = route.config
+    figure, axes = plt.subplots(figsize=(9, 9), dpi=90)
+    s_from, s_to = -min(config.lead_in_m, 10.0), route.length + min(config.lead_out_m, 10.0)
+    edge = config.lane_width_m
+    outer = edge + config.shoulder_width_m
+    thin, solid = {'color': '0.6', 'lw': 0.8}, {'color': '0.2', 'lw': 1.2}
+    for lateral, style in ((outer, thin), (-outer, thin), (edge, solid), (-edge, solid),
+                           (0.0, {'color': '0.4', 'lw': 0.8, 'ls': (0, (4, 4))})):
+        line = route.offset_path(lateral, s_from, s_to)
+        axes.plot(line[:, 0], line[:, 1], **style)
+    lane = route.offset_path(route.right_lane_offset, 0.0, route.length)
+    axes.plot(lane[:, 0], lane[:, 1], color='0.75', lw=0.8, ls=':', label='lane centre')
+    for car in route.parked_cars:
+        if not s_from <= car.s <= s_to:
+            continue
+        corners = car.corners()
+        axes.fill(corners[:, 0], corners[:, 1], color='0.3', alpha=0.6, lw=0)
+    start, finish = route.pose_at(0.0), route.pose_at(route.length)
+    axes.plot(*start[:2], marker='>', color='black', ms=9, ls='', label='start')
+    axes.plot(*finish[:2], marker='s', color='black', ms=8, ls='', label='finish')
+    labelled = set()
+    for result in sorted(results, key=lambda r: (drivers.index(r.driver)
+                                                 if r.driver in drivers else 99, r.repetition)):
+        colour = driver_colour(result.driver, drivers)
+        label = None if result.driver in labelled else result.driver
+        labelled.add(result.driver)
+        axes.plot(result.trajectory.x, result.trajectory.y, color=colour, lw=1.4, alpha=0.8,
+                  label=label)
+        for event in result.summary.events:
+            marker, event_colour = EVENT_MARKERS.get(event.kind, ('x', 'black'))
+            if event.kind in ('route_finished', 'lane_crossing'):
+                continue
+            axes.plot(event.x, event.y, marker=marker, color=event_colour, ms=9, ls='',
+                      markeredgecolor=colour)
+    kinds = sorted({e.kind for r in results for e in r.summary.events
+                    if e.kind not in ('route_finished', 'lane_crossing')})
+    for kind in kinds:
+        marker, colour = EVENT_MARKERS.get(kind, ('x', 'black'))
+        axes.plot([], [], marker=marker, color=colour, ls='', label=kind)
+    axes.set_aspect('equal')
+    axes.set_xlabel('x (m)')
+    axes.set_ylabel('y (m)')
+    axes.set_title(f'route {route.seed} ({route.length:.0f} m): driven paths and infractions')
+    axes.legend(loc='best', fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_path)
+    plt.close(figure)
+    return out_path
+
+
+def plot_routes(results: Sequence[EpisodeResult], out_dir: Path, route_length: float,
+                drivers: Sequence[str]) -> List[Path]:
+    """
+    Write one trajectory plot per route; return their paths.
+
+    :param results: every episode
+    :param out_dir: destination directory
+    :param route_length: the driven route length (m), as given to the simulator
+    :param drivers: every driver, for stable colours
+    """
+    paths = []
+    for seed in sorted({r.route_seed for r in results}):
+        route = Route.generate(seed, RouteConfig(length_m=float(route_length)))
+        paths.append(plot_route(route, [r for r in results if r.route_seed == seed],
+                                out_dir / f'trajectories_route{seed}.png', drivers))
+    return paths
+
+
+class EpisodeVideo:
+    """
+    An MP4 (``mp4v``) written frame by frame; opened at the first frame (its size fixes it).
+
+    :param path: the ``.mp4`` file
+    :param fps: frames per second (the simulator's rate)
+    """
+
+    def __init__(self, path: Path, fps: float = 20.0):
+        self.path = Path(path)
+        self.fps = fps
+        self.frames = 0
+        self._writer = None
+        self._size = None
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """
+        Append a BGR frame (resized to the first frame's size if it differs).
+
+        :param frame_bgr: ``H x W x 3`` uint8
+        """
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = frame_bgr.shape[:2]
+            self._size = (width - width % 2, height - height % 2)  # codecs like even sizes
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*'mp4v'),
+                                           self.fps, self._size)
+            if not self._writer.isOpened():
+                raise RuntimeError(f'cv2.VideoWriter cannot write {self.path}')
+        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self._size:
+            frame_bgr = cv2.resize(frame_bgr, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(frame_bgr))
+        self.frames += 1
+
+    def close(self) -> Optional[Path]:
+        """Finish the file; return its path, or None when no frame was written."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        return self.path if self.frames else None
+
+    def discard(self) -> None:
+        """Close and delete the file."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.frames = 0
+
+
+def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path],
+                   video: Optional[Path], video_note: str = '') -> Path:
+    """
+    Write report.md: configuration, overall and per-route tables, plots and the video link.
+
+    :param path: the report file
+    :param scores: :func:`score_sets` output
+    :param config: the evaluation configuration
+    :param plots: trajectory plot files (linked relative to the report)
+    :param video: the episode video, or None
+    :param video_note: what the video shows
+    """
+    routes = ', '.join(str(r) for r in config.get('routes', []))
+    lines = [
+        '# Closed-loop evaluation', '',
+        f'Checkpoint: `{config.get("checkpoint")}`  ',
+        f'Routes: {routes} ({config.get("route_length")} m each), '
+        f'{config.get("repetitions")} repetition(s), camera '
+        f'{config.get("width")}x{config.get("height")}, synchronous simulator.  ',
+        'Driving score per route DS = RC x P; the global score is the mean of the per-route '
+        'DS (DESIGN.md section 7); ± is the spread (standard deviation) of the global score '
+        'over repetitions. Steer rate is the mean |d steer / dt| (lower is smoother).', '',
+        '## Overall', '', score_table(scores), '',
+        '## Per route', '', route_table(scores), '']
+    if config.get('notes'):
+        lines += ['## Notes', ''] + [f'- {note}' for note in config['notes']] + ['']
+    if plots:
+        lines += ['## Trajectories', '']
+        lines += [f'![{plot.stem}]({plot.name})' for plot in plots] + ['']
+    if video is not None:
+        lines += ['## Video', '', f'[{video.name}]({video.name}) {video_note}'.rstrip(), '']
+    path.write_text('\n'.join(lines))
+    return path
+
+
+def write_json(path: Path, document) -> Path:
+    """
+    Write ``document`` as indented JSON (NaN becomes null so any JSON reader takes it).
+
+    :param path: destination file
+    :param document: JSON-serialisable data
+    """
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+    path.write_text(json.dumps(clean(document), indent=2))
+    return path

@@ -1,0 +1,69 @@
+"""
+Nodes of the embedded stack as ``NodeSpec`` values: the installed YAML plus overrides.
+
+Shared by ``llava-drive record``, ``evaluate`` and ``drive`` so each node is configured in one
+place. No ROS imports.
+"""
+from pathlib import Path
+from typing import Optional
+
+from llava_drive.ros_env import config_path
+from llava_drive.stack import NodeSpec
+
+POLICY_ANNOTATED_TOPIC = '/policy/annotated_image'
+DIAGNOSTICS_TOPIC = '/diagnostics'
+
+
+def sim_bridge_spec(route_seeds, width: int, height: int, synchronous: bool = True,
+                    **overrides) -> NodeSpec:
+    """
+    Return the sim_bridge node with ``config/sim_bridge.yaml`` and these overrides.
+
+    :param route_seeds: routes driven one after another
+    :param width: camera width (px)
+    :param height: camera height (px)
+    :param synchronous: step as fast as the nodes answer (True) or in real time
+    :param overrides: further sim_bridge parameters (e.g. ``loop_routes=False``)
+    """
+    params = {'route_seeds': [int(seed) for seed in route_seeds], 'image_width': int(width),
+              'image_height': int(height), 'synchronous_mode': bool(synchronous)}
+    params.update(overrides)
+    return NodeSpec('sim_bridge', 'llava_drive.nodes.sim_bridge',
+                    config_path('sim_bridge.yaml'), params)
+
+
+def expert_spec(drive: bool = True, noise: bool = False, **overrides) -> NodeSpec:
+    """
+    Return the expert node with ``config/expert.yaml``.
+
+    :param drive: publish on vehicle_control_cmd; False = labels only (the policy drives)
+    :param noise: perturb the executed steering (recovery data)
+    :param overrides: further expert parameters
+    """
+    params = {'drive': bool(drive), 'noise': bool(noise)}
+    params.update(overrides)
+    return NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'), params)
+
+
+def policy_spec(checkpoint: Path, model: Optional[Path] = None, device: str = 'cpu',
+                dtype: str = 'float32', name: str = 'policy', **overrides) -> NodeSpec:
+    """
+    Return the policy node with ``config/policy.yaml`` and a checkpoint.
+
+    :param checkpoint: trained checkpoint directory
+    :param model: LLaVA directory; None uses the path stored in the checkpoint
+    :param device: torch device (``cpu``, ``cuda``)
+    :param dtype: model dtype (``float32``, ``bfloat16``...)
+    :param name: process name (logs); the ROS node name comes from the node itself
+    :param overrides: further policy parameters (e.g. ``publish_annotated=True``)
+    """
+    params = {'checkpoint': str(Path(checkpoint).resolve()), 'device': str(device),
+              'dtype': str(dtype)}
+    if model:  # left out otherwise: '' on the command line does not parse (Stack passes it raw)
+        params['model'] = str(Path(model).resolve())
+    params.update(overrides)
+    try:
+        params_file = config_path('policy.yaml')
+    except FileNotFoundError:  # the node declares the same defaults
+        params_file = None
+    return NodeSpec(name, 'llava_drive.nodes.policy', params_file, params)
