@@ -82,6 +82,7 @@ setup(
             'sim_bridge = llava_drive.nodes.sim_bridge:main',
             'expert = llava_drive.nodes.expert:main',
             'recorder = llava_drive.nodes.recorder:main',
+            'policy = llava_drive.nodes.policy:main',
         ],
     },
 )

@@ -63,7 +63,7 @@ def draw_overlay(image_rgb: np.ndarray, control: Control, speed: float, time_s: 
     :param control: recorded control.
     :param speed: speed in m/s (NaN when unknown).
     :param time_s: seconds since the bag start.
-    :param episode: episode id (-1: none).
+    :param episode: episode id (-1: none; None leaves it out of the text).
     :param excluded: the pair is excluded by ``exclusions.yaml`` (red banner).
     """
     frame = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
@@ -99,7 +99,8 @@ def draw_overlay(image_rgb: np.ndarray, control: Control, speed: float, time_s: 
                       (x + 6 * unit, top + bar_height), colour, -1)
         cv2.putText(frame, label, (x, top - 2 * unit), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * unit,
                     (255, 255, 255), 1, cv2.LINE_AA)
-    lines = (f't={time_s:.2f}s  ep {episode}  {speed:.1f} m/s',
+    episode_text = f'  ep {episode}' if episode is not None else ''
+    lines = (f't={time_s:.2f}s{episode_text}  {speed:.1f} m/s',
              f'steer {control.steer:+.2f}  thr {control.throttle:.2f}  brk {control.brake:.2f}')
     font_scale = 0.35 * unit
     cv2.rectangle(frame, (0, 0), (width, int(24 * unit)), (0, 0, 0), -1)

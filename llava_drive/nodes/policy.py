@@ -1,0 +1,314 @@
+"""
+Policy node: camera image -> LLaVA features -> action head -> ``vehicle_control_cmd``.
+
+Loads a checkpoint and the extractor its feature specification names (a mismatch is refused
+at start-up, naming every difference). The camera subscription (best effort, depth 1) only
+hands the newest frame to an inference thread (:class:`llava_drive.inference.InferenceWorker`),
+so the executor serving the timers never waits for the model. Every result goes through the
+safety gate (:mod:`llava_drive.safety_gate`) and out at once, stamped with its source image's
+stamp (in synchronous simulation that steps the world, one result per frame); a fixed-rate
+timer re-publishes the gated command, or a full brake when images or inferences are older
+than ``max_age``, the output is NaN, the emergency stop (``/llava_drive/emergency_stop``,
+std_msgs/Bool: True brakes until False) is on, or driving is disabled (``~/enable``,
+std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
+``~/annotated_image`` and ``~/predicted_path`` (markers in the vehicle frame ``<role_name>``).
+On shutdown a final full brake goes out: the CARLA bridge applies the last control forever.
+"""
+from collections import Counter
+import math
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from llava_drive.annotate import annotate_frame, steering_path
+from llava_drive.control import FULL_BRAKE
+from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.image_codec import decode_raw, ImageError, raw_fields
+from llava_drive.inference import Frame, InferenceWorker, load_policy
+from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
+                                      run_node)
+from llava_drive.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
+from rclpy.duration import Duration
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Float32
+from std_srvs.srv import SetBool
+from visualization_msgs.msg import Marker, MarkerArray
+
+EMERGENCY_STOP_TOPIC = '/llava_drive/emergency_stop'
+LOG_THROTTLE_S = 2.0
+
+
+class Policy(Node):
+    """Drives the ego vehicle with a trained checkpoint behind a safety gate."""
+
+    def __init__(self, **node_options):
+        super().__init__('policy', **node_options)
+        self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
+        checkpoint = declare(self, 'checkpoint', '',
+                             'checkpoint directory written by llava-drive train (required)')
+        model = declare(self, 'model', '',
+                        'LLaVA model directory; "" = the path stored in the checkpoint')
+        device = declare(self, 'device', 'cpu', 'torch device: cpu, cuda, cuda:1, ...')
+        dtype = declare(self, 'dtype', '',
+                        'compute dtype (float32, float16, bfloat16); "" = the checkpoint\'s')
+        max_age = declare(self, 'max_age', 0.5,
+                          'brake when the newest image or inference is older (wall s)',
+                          0.01, 60.0)
+        gate_rate = declare(self, 'gate_rate', 20.0,
+                            'rate of the safety gate control output (Hz)', 1.0, 1000.0)
+        steer_rate_limit = declare(self, 'steer_rate_limit', 4.0,
+                                   'largest steering change per second of stamp time '
+                                   '(steer units; 0 = off)', 0.0, 100.0)
+        steer_smoothing = declare(self, 'steer_smoothing', 0.6,
+                                  'weight of the newest steering prediction in its moving '
+                                  'average (1 = no smoothing)', 0.01, 1.0)
+        brake_threshold = declare(self, 'brake_threshold', 0.1,
+                                  'a predicted brake at or above this zeroes the throttle; '
+                                  'below it the brake is released', 0.01, 1.0)
+        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
+        self.publish_annotated = declare(self, 'publish_annotated', True,
+                                         'publish ~/annotated_image (when someone listens)')
+        expert_topic = declare(self, 'expert_label_topic', '/llava_drive/expert/control',
+                               'expert control drawn beside the prediction when present; '
+                               '"" = none')
+        self.max_steer_deg = declare(self, 'max_steer_deg', 35.0,
+                                     'wheel angle at |steer| = 1, for ~/predicted_path (35 in '
+                                     'the embedded simulator, about 70 for CARLA cars)',
+                                     5.0, 90.0)
+        self.wheelbase = declare(self, 'wheelbase', 2.9, 'wheelbase for ~/predicted_path (m)',
+                                 1.0, 10.0)
+        delay = declare(self, 'debug_inference_delay', 0.0,
+                        'extra seconds per inference (tests of the safety gate)', 0.0, 60.0)
+
+        self.codec = ControlCodec(wire)
+        self.gate = SafetyGate(GateConfig(
+            max_age_s=max_age, steer_rate_limit=steer_rate_limit,
+            steer_smoothing=steer_smoothing, brake_threshold=brake_threshold))
+        self.lock = threading.Lock()  # the gate and the control publisher, two threads
+        self.rejected_images = Counter()
+        self.speed = math.nan
+        self.expert = None  # (stamp_ns, Control)
+        self.last_reason = None
+        self.published = 0
+        self.closed = False
+        started = time.monotonic()
+        self.policy = load_policy(checkpoint, model or None, device, dtype or None)
+        self.load_s = time.monotonic() - started
+
+        prefix = f'/carla/{self.role}'
+        self.control_pub = self.create_publisher(self.codec.msg_type,
+                                                 f'{prefix}/vehicle_control_cmd', CONTROL_QOS)
+        self.image_pub = self.create_publisher(Image, '~/annotated_image', reliable_qos(1))
+        self.marker_pub = self.create_publisher(MarkerArray, '~/predicted_path', reliable_qos(1))
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.worker = InferenceWorker(self.policy, self.on_result, debug_delay_s=delay,
+                                      keep_rgb=self.publish_annotated,
+                                      on_error=self.on_inference_error).start()
+        self.create_subscription(Image, f'{prefix}/rgb_front/image', self.on_image, CAMERA_QOS)
+        self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, CAMERA_QOS)
+        self.create_subscription(Bool, EMERGENCY_STOP_TOPIC, self.on_emergency_stop,
+                                 reliable_qos(10))
+        if expert_topic:
+            self.create_subscription(self.codec.msg_type, expert_topic, self.on_expert,
+                                     CONTROL_QOS)
+        self.create_service(SetBool, '~/enable', self.on_enable)
+        self.create_timer(1.0 / gate_rate, self.on_gate_timer)
+        self.create_timer(1.0, self.publish_diagnostics)
+        spec = self.policy.config['feature_spec']
+        head = self.policy.config['head']
+        self.get_logger().info(
+            f'checkpoint {checkpoint} ({head["kind"]}, window {head["window"]}, '
+            f'speed {head["use_speed"]}), features {spec["mode"]} layer {spec["layer"]} of '
+            f'{self.policy.extractor.model_dir}, loaded in {self.load_s:.1f} s; gate '
+            f'{gate_rate} Hz, max age {max_age} s; control {self.codec.name}')
+
+    # -- inputs --------------------------------------------------------------------------
+    def on_image(self, msg: Image):
+        """Hand the newest frame to the inference thread (a waiting older one is dropped)."""
+        now = time.monotonic()
+        try:
+            image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        except ImageError as error:
+            self.rejected_images[error.reason] += 1
+            self.get_logger().warning(f'ignored image: {error}',
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        with self.lock:
+            self.gate.on_image(now, stamp_ns)
+        self.worker.submit(Frame(stamp_ns, image, msg.encoding, now, self.speed))
+
+    def on_speed(self, msg: Float32):
+        """Keep the newest speed (m/s) for heads that use it."""
+        self.speed = float(msg.data)
+
+    def on_expert(self, msg):
+        """Keep the newest expert control for the annotated image."""
+        try:
+            self.expert = self.codec.decode(msg)
+        except ValueError:
+            self.expert = None
+
+    def on_emergency_stop(self, msg: Bool):
+        """Latch (True) or release (False) the emergency stop."""
+        with self.lock:
+            changed = self.gate.emergency_stopped != bool(msg.data)
+            self.gate.set_emergency_stop(msg.data)
+        if changed:
+            self.get_logger().warning(f'emergency stop {"ON" if msg.data else "released"}')
+
+    def on_enable(self, request, response):
+        """Enable (True) or disable (False: full brake) driving."""
+        with self.lock:
+            self.gate.set_enabled(request.data)
+        response.success = True
+        response.message = 'driving enabled' if request.data else 'driving disabled (braking)'
+        self.get_logger().info(response.message)
+        return response
+
+    # -- outputs -------------------------------------------------------------------------
+    def on_result(self, result):
+        """Gate a model output and publish it at once (worker thread)."""
+        with self.lock:
+            command = self.gate.on_inference(result.stamp_ns, result.control, time.monotonic(),
+                                             source_received=result.received)
+            self._publish(command)
+        if command.reason in BRAKING_REASONS:
+            self.get_logger().warning(
+                f'safety gate: {command.reason} (model said {result.control.as_array()})',
+                throttle_duration_sec=LOG_THROTTLE_S)
+        self.publish_path(command)
+        if self.publish_annotated and result.rgb is not None \
+                and self.image_pub.get_subscription_count() > 0:
+            self.publish_annotated_image(result, command)
+
+    def on_inference_error(self, error: Exception):
+        """Log a failed inference; the gate brakes once inferences go stale."""
+        self.get_logger().error(f'inference failed: {error!r}',
+                                throttle_duration_sec=LOG_THROTTLE_S)
+
+    def on_gate_timer(self):
+        """Publish the gated command, or a brake, at the fixed gate rate."""
+        with self.lock:
+            command = self.gate.command(time.monotonic())
+            self._publish(command)
+        if command.reason != self.last_reason:
+            if command.reason is not None:
+                self.get_logger().warning(f'safety gate braking: {command.reason}')
+            elif self.last_reason is not None:
+                self.get_logger().info(f'safety gate released ({self.last_reason} cleared)')
+            self.last_reason = command.reason
+
+    def _publish(self, command):
+        """Send one control (caller holds the lock)."""
+        if self.closed:
+            return
+        self.control_pub.publish(self.codec.encode(command.control, command.stamp_ns))
+        self.published += 1
+
+    def publish_path(self, command):
+        """Publish the path the gated steering implies, and a text marker, for RViz."""
+        if self.marker_pub.get_subscription_count() == 0:
+            return
+        control = command.control
+        speed = self.speed if math.isfinite(self.speed) else 0.0
+        line = Marker()
+        line.header.frame_id = self.role
+        ns_to_stamp(command.stamp_ns, line.header.stamp)
+        line.ns, line.id, line.type, line.action = 'predicted_path', 0, Marker.LINE_STRIP, \
+            Marker.ADD
+        line.pose.orientation.w = 1.0
+        line.scale.x = 0.3
+        braking = command.reason in BRAKING_REASONS
+        line.color.r, line.color.g, line.color.b, line.color.a = \
+            (1.0, 0.1, 0.1, 1.0) if braking else (0.1, 0.9, 0.2, 1.0)
+        line.points = [Point(x=float(x), y=float(y), z=0.2) for x, y in steering_path(
+            control.steer, speed, self.max_steer_deg, self.wheelbase)]
+        text = Marker()
+        text.header = line.header
+        text.ns, text.id, text.type, text.action = 'predicted_path', 1, \
+            Marker.TEXT_VIEW_FACING, Marker.ADD
+        text.pose.position.z = 2.5
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.8
+        text.color = line.color
+        text.text = (f'steer {control.steer:+.2f} thr {control.throttle:.2f} '
+                     f'brk {control.brake:.2f}' + (f' [{command.reason}]' if braking else ''))
+        self.marker_pub.publish(MarkerArray(markers=[line, text]))
+
+    def publish_annotated_image(self, result, command):
+        """Publish the frame with the prediction, the expert and the gate drawn on it."""
+        expert = None
+        if self.expert is not None:
+            stamp_ns, control = self.expert
+            if abs(stamp_ns - result.stamp_ns) <= self.gate.config.max_age_s * 1e9:
+                expert = control
+        frame = annotate_frame(result.rgb, result.control, self.speed, result.stamp_ns / 1e9,
+                               expert=expert, gate_reason=command.reason,
+                               latency_s=result.latency_s)
+        image = Image()
+        ns_to_stamp(result.stamp_ns, image.header.stamp)
+        image.header.frame_id = f'{self.role}/rgb_front'
+        image.encoding = 'bgr8'
+        image.height, image.width, image.step, image.data = raw_fields(frame)
+        self.image_pub.publish(image)
+
+    def publish_diagnostics(self):
+        """Publish latency, rate, drops, interventions and the gate state on /diagnostics."""
+        stats = self.worker.stats()
+        with self.lock:
+            interventions = dict(self.gate.interventions)
+            reason = self.gate.braking_reason(time.monotonic())
+            enabled, stopped = self.gate.enabled, self.gate.emergency_stopped
+        status = DiagnosticStatus()
+        status.name = 'llava_drive policy'
+        status.hardware_id = self.role
+        if reason is None:
+            status.level, status.message = DiagnosticStatus.OK, 'driving'
+        else:
+            status.level, status.message = DiagnosticStatus.WARN, f'braking: {reason}'
+        values = {
+            'enabled': enabled, 'emergency_stop': stopped,
+            'inference_latency_p50_ms': stats['latency_p50_s'] * 1000,
+            'inference_latency_p99_ms': stats['latency_p99_s'] * 1000,
+            'forward_p50_ms': stats['forward_p50_s'] * 1000,
+            'forward_p99_ms': stats['forward_p99_s'] * 1000,
+            'frames_per_s': stats['frames_per_s'],
+            'frames_processed': stats['processed'],
+            'frames_dropped_stale': stats['dropped_stale'],
+            'inference_errors': stats['errors'],
+            'controls_published': self.published,
+            'images_rejected': sum(self.rejected_images.values()),
+        }
+        values.update({f'intervention_{name}': count for name, count in interventions.items()})
+        status.values = [KeyValue(key=key, value=f'{value:.2f}' if isinstance(value, float)
+                                  else str(value)) for key, value in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diagnostics_pub.publish(array)
+
+    def destroy_node(self):
+        """Stop inference and send a final full brake (the bridge keeps the last control)."""
+        if not self.closed and hasattr(self, 'worker'):
+            self.worker.stop()
+            with self.lock:
+                try:
+                    self.control_pub.publish(self.codec.encode(FULL_BRAKE,
+                                                               self.gate.image_stamp_ns))
+                    self.control_pub.wait_for_all_acked(Duration(seconds=0.5))
+                except Exception as error:  # noqa: B902 - context already shut down
+                    self.get_logger().warning(f'final brake not sent: {error}')
+                self.closed = True
+        super().destroy_node()
+
+
+def main(args=None):
+    """Run the policy node."""
+    run_node(Policy, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,266 @@
+"""
+The policy's safety gate: what actually goes to the car, whatever the model says (no ROS).
+
+The CARLA bridge applies the last control forever (DESIGN.md section 6), so every command
+passes through :class:`SafetyGate`. It brakes fully (throttle 0, brake 1, steer 0) when the
+newest image or the newest inference is older than ``max_age_s`` (monotonic wall clock), when
+the model's output is NaN or infinite, while emergency-stopped, and while disabled. Otherwise
+it clamps the ranges, never lets throttle and brake act together (brake wins), smooths the
+steering (exponential moving average) and limits its rate. Every command it changes is
+counted by reason in :attr:`SafetyGate.interventions`.
+
+Time: ``now`` arguments are ``time.monotonic()`` seconds; stamps are the source images'
+``header.stamp`` in nanoseconds. The steering rate limit runs on stamp time, the time the
+vehicle experiences between two frames, so a synchronous simulation that steps faster or
+slower than real time is steered exactly as it would be in real time.
+"""
+from collections import Counter
+from dataclasses import dataclass
+import math
+from typing import NamedTuple, Optional
+
+from llava_drive.control import Control, FULL_BRAKE
+
+# Reasons that replace the command by a full brake, in order of precedence.
+DISABLED = 'disabled'
+EMERGENCY_STOP = 'emergency_stop'
+NO_IMAGE = 'no_image'
+STALE_IMAGE = 'stale_image'
+NO_INFERENCE = 'no_inference'
+STALE_INFERENCE = 'stale_inference'
+NAN_OUTPUT = 'nan_output'
+BRAKING_REASONS = (DISABLED, EMERGENCY_STOP, NO_IMAGE, STALE_IMAGE, NO_INFERENCE,
+                   STALE_INFERENCE, NAN_OUTPUT)
+# Reasons that only adjust the model's command.
+OUT_OF_RANGE = 'out_of_range'
+THROTTLE_AND_BRAKE = 'throttle_and_brake'
+STEER_RATE_LIMITED = 'steer_rate_limited'
+ADJUSTING_REASONS = (OUT_OF_RANGE, THROTTLE_AND_BRAKE, STEER_RATE_LIMITED)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """
+    Limits of the safety gate.
+
+    :param max_age_s: brake when the newest image, or the image the newest inference was
+        computed from, arrived longer ago than this (wall seconds).
+    :param steer_rate_limit: largest steering change per second of stamp time (steer units;
+        2.0 = centre to full lock in 0.5 s); 0 disables the limit.
+    :param steer_smoothing: weight of the newest prediction in the steering moving average
+        (1.0 = no smoothing, 0.3 = heavy smoothing).
+    :param brake_threshold: a predicted brake at or above this brakes and zeroes the throttle;
+        below it the brake is released (a sigmoid output is never exactly 0).
+    """
+
+    max_age_s: float = 0.5
+    steer_rate_limit: float = 4.0
+    steer_smoothing: float = 0.6
+    brake_threshold: float = 0.1
+
+    def __post_init__(self):
+        """Check every field; errors name the bad value."""
+        def number(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise ValueError(f'{name} must be a finite number, got {value!r}')
+            return value
+        if number('max_age_s') <= 0:
+            raise ValueError(f'max_age_s must be > 0, got {self.max_age_s!r}')
+        if number('steer_rate_limit') < 0:
+            raise ValueError(f'steer_rate_limit must be >= 0 (0 = off), got '
+                             f'{self.steer_rate_limit!r}')
+        if not 0 < number('steer_smoothing') <= 1:
+            raise ValueError(f'steer_smoothing must be in (0, 1], got {self.steer_smoothing!r}')
+        if not 0 < number('brake_threshold') <= 1:
+            raise ValueError(f'brake_threshold must be in (0, 1], got {self.brake_threshold!r}')
+
+
+class GateCommand(NamedTuple):
+    """
+    One command to publish.
+
+    :param control: the control to send.
+    :param stamp_ns: the source image's stamp (0 before any image arrived).
+    :param reason: why the gate braked or changed the command, or None.
+    """
+
+    control: Control
+    stamp_ns: int
+    reason: Optional[str]
+
+
+def _finite(control: Control) -> bool:
+    return all(math.isfinite(value) for value in control.as_array())
+
+
+class SafetyGate:
+    """
+    Turn model outputs into safe commands; brake on stale inputs, NaN, e-stop or disable.
+
+    Call :meth:`on_image` for every camera frame, :meth:`on_inference` for every model
+    output (publish what it returns: in synchronous simulation that steps the world), and
+    :meth:`command` from a fixed-rate timer (publish what it returns too).
+
+    :param config: the limits.
+    """
+
+    def __init__(self, config: GateConfig = None):
+        """Start disabled-free and un-stopped, with no image and no inference yet."""
+        self.config = config or GateConfig()
+        self.enabled = True
+        self.emergency_stopped = False
+        self.interventions = Counter()
+        self.image_received = None      # wall time of the newest image
+        self.image_stamp_ns = 0
+        self.inference_source = None    # wall time its source image arrived
+        self.inference_stamp_ns = 0
+        self.inference_finite = True
+        self.inference_control = None   # the newest raw model output
+        self.smoothed_steer = None      # EMA state over the valid predictions
+        self.last_command = None        # the newest gated model command (not a brake)
+        self.last_steer_stamp_ns = None
+
+    # -- inputs ------------------------------------------------------------------------
+    def on_image(self, now: float, stamp_ns: int = None) -> None:
+        """
+        Note that a camera frame arrived.
+
+        :param now: wall time (monotonic seconds).
+        :param stamp_ns: the image's header stamp (used by braking commands).
+        """
+        self.image_received = now
+        if stamp_ns is not None:
+            self.image_stamp_ns = max(self.image_stamp_ns, int(stamp_ns))
+
+    def set_emergency_stop(self, stopped: bool) -> None:
+        """
+        Latch or release the emergency stop.
+
+        :param stopped: True brakes until called again with False.
+        """
+        self.emergency_stopped = bool(stopped)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """
+        Enable or disable driving; disabled means full brake.
+
+        :param enabled: False brakes until enabled again.
+        """
+        self.enabled = bool(enabled)
+
+    def on_inference(self, stamp_ns: int, control: Control, now: float,
+                     source_received: float = None) -> GateCommand:
+        """
+        Gate a new model output; return the command to publish now.
+
+        :param stamp_ns: stamp of the image the output was computed from.
+        :param control: the model's output.
+        :param now: wall time (monotonic seconds).
+        :param source_received: wall time the source image arrived (default ``now``): an
+            output computed from an image older than ``max_age_s`` is not used.
+        """
+        stamp_ns = int(stamp_ns)
+        self.inference_source = now if source_received is None else source_received
+        self.inference_stamp_ns = stamp_ns
+        self.inference_finite = _finite(control)
+        self.inference_control = control
+        reason = self._braking_reason(now)
+        if reason is not None:
+            return self._brake(reason, stamp_ns)
+        return self._gated(control, stamp_ns)
+
+    # -- the fixed-rate output -----------------------------------------------------------
+    def command(self, now: float) -> GateCommand:
+        """
+        Return the command for a timer tick: the newest gated output again, or a brake.
+
+        A re-published output keeps its source image's stamp; a brake for stale inputs
+        carries the newest image's stamp, so it reaches a bridge that waits for the
+        current frame.
+
+        :param now: wall time (monotonic seconds).
+        """
+        reason = self._braking_reason(now)
+        if reason is not None:
+            stamp = self.inference_stamp_ns if reason == NAN_OUTPUT else self.image_stamp_ns
+            return self._brake(reason, stamp)
+        if self.last_command is None:  # released from a brake: gate the newest output afresh
+            return self._gated(self.inference_control, self.inference_stamp_ns)
+        return GateCommand(self.last_command, self.inference_stamp_ns, None)
+
+    def braking_reason(self, now: float) -> Optional[str]:
+        """
+        Return why a command at ``now`` would be a brake, or None (counts nothing).
+
+        :param now: wall time (monotonic seconds).
+        """
+        return self._braking_reason(now)
+
+    # -- internals -----------------------------------------------------------------------
+    def _braking_reason(self, now: float) -> Optional[str]:
+        max_age = self.config.max_age_s
+        if not self.enabled:
+            return DISABLED
+        if self.emergency_stopped:
+            return EMERGENCY_STOP
+        if self.image_received is None:
+            return NO_IMAGE
+        if now - self.image_received > max_age:
+            return STALE_IMAGE
+        if self.inference_source is None:
+            return NO_INFERENCE
+        if now - self.inference_source > max_age:
+            return STALE_INFERENCE
+        if not self.inference_finite:
+            return NAN_OUTPUT
+        return None
+
+    def _brake(self, reason: str, stamp_ns: int) -> GateCommand:
+        self.interventions[reason] += 1
+        self._reset_steering()
+        return GateCommand(FULL_BRAKE, int(stamp_ns), reason)
+
+    def _gated(self, control: Control, stamp_ns: int) -> GateCommand:
+        adjusted, reasons = self._adjust(control, stamp_ns)
+        self.last_command = adjusted
+        self.interventions.update(reasons)
+        return GateCommand(adjusted, stamp_ns, reasons[0] if reasons else None)
+
+    def _reset_steering(self):
+        """Forget the steering history: after a brake, start from the new prediction."""
+        self.smoothed_steer = None
+        self.last_steer_stamp_ns = None
+        self.last_command = None
+
+    def _adjust(self, control: Control, stamp_ns: int):
+        """Clamp, separate throttle and brake, smooth and rate-limit; return reasons too."""
+        reasons = []
+        clamped = control.clamped()
+        if clamped.as_array() != control.as_array():
+            reasons.append(OUT_OF_RANGE)
+        throttle, brake = clamped.throttle, clamped.brake
+        if brake >= self.config.brake_threshold:
+            if throttle > 0.0:
+                reasons.append(THROTTLE_AND_BRAKE)
+            throttle = 0.0
+        else:
+            brake = 0.0
+        alpha = self.config.steer_smoothing
+        target = clamped.steer if self.smoothed_steer is None else \
+            alpha * clamped.steer + (1.0 - alpha) * self.smoothed_steer
+        self.smoothed_steer = target
+        steer = target
+        previous = self.last_command.steer if self.last_command is not None else None
+        if previous is not None and self.config.steer_rate_limit > 0:
+            # Stamp time, capped: a gap longer than max_age allows no bigger jump.
+            elapsed = (stamp_ns - self.last_steer_stamp_ns) / 1e9
+            elapsed = min(max(elapsed, 0.0), self.config.max_age_s)
+            step = self.config.steer_rate_limit * elapsed
+            steer = min(max(target, previous - step), previous + step)
+            if steer != target:
+                reasons.append(STEER_RATE_LIMITED)
+        self.last_steer_stamp_ns = stamp_ns
+        return Control(steer=steer, throttle=throttle, brake=brake,
+                       hand_brake=clamped.hand_brake, reverse=clamped.reverse), reasons
