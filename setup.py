@@ -59,6 +59,7 @@ setup(
         'rosbags==0.11.9',
         'mcap>=1.2',
         'matplotlib',
+        'pillow',
         'tqdm',
         'torch==2.13.0',
         'transformers>=5.0,<6',
