@@ -16,6 +16,8 @@ On shutdown a final full brake goes out: the CARLA bridge applies the last contr
 """
 from collections import Counter
 import math
+import signal
+import sys
 import threading
 import time
 
@@ -26,11 +28,14 @@ from llava_drive.control import FULL_BRAKE
 from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
 from llava_drive.inference import Frame, InferenceWorker, load_policy
-from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
-                                      run_node)
+from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, declare, reliable_qos
 from llava_drive.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
+import rclpy
 from rclpy.duration import Duration
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
@@ -79,6 +84,9 @@ class Policy(Node):
                                      5.0, 90.0)
         self.wheelbase = declare(self, 'wheelbase', 2.9, 'wheelbase for ~/predicted_path (m)',
                                  1.0, 10.0)
+        cpu_threads = declare(self, 'cpu_threads', 0,
+                              'torch CPU threads (0 = torch default); 1 avoids OpenMP '
+                              'spinning on a shared, busy CPU', 0, 1024)
         delay = declare(self, 'debug_inference_delay', 0.0,
                         'extra seconds per inference (tests of the safety gate)', 0.0, 60.0)
 
@@ -93,6 +101,9 @@ class Policy(Node):
         self.last_reason = None
         self.published = 0
         self.closed = False
+        if cpu_threads:
+            import torch
+            torch.set_num_threads(cpu_threads)
         started = time.monotonic()
         self.policy = load_policy(checkpoint, model or None, device, dtype or None)
         self.load_s = time.monotonic() - started
@@ -305,9 +316,39 @@ class Policy(Node):
         super().destroy_node()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(args=None):
-    """Run the policy node."""
-    run_node(Policy, args)
+    """
+    Run the policy node; Ctrl-C and SIGTERM still let it send its final brake.
+
+    Like :func:`llava_drive.nodes.common.run_node`, except that rclpy's own SIGINT handler is
+    not installed: it shuts the context down before ``destroy_node`` runs, and a shut-down
+    context cannot publish the brake.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = None
+    exit_code = 0
+    try:
+        node = Policy()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ParameterException, ValueError) as error:  # bad parameter or checkpoint: no trace
+        print(f'[policy] refused to start: {error}', file=sys.stderr)
+        exit_code = 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if exit_code:
+        sys.exit(exit_code)
 
 
 if __name__ == '__main__':
