@@ -42,7 +42,7 @@ def register(subparsers):
     parser.add_argument('--width', type=int, default=800, help='camera width (sim)')
     parser.add_argument('--height', type=int, default=600, help='camera height (sim)')
     parser.add_argument('--noise', action='store_true',
-                        help='perturb the expert\'s executed steering (labels stay clean): '
+                        help="perturb the expert's executed steering (labels stay clean): "
                              'recovery data, tuned in config/expert.yaml')
     parser.add_argument('--realtime', action='store_true',
                         help='sim: step in real time instead of synchronous mode')
@@ -52,6 +52,17 @@ def register(subparsers):
                         help='wall-clock limit in seconds (default: 10 x duration + 60)')
     parser.add_argument('--log-dir', type=Path, default=None,
                         help='node logs (default: a temporary directory, kept on failure)')
+    dagger = parser.add_argument_group(
+        'DAgger', 'let a trained policy drive while the expert only labels (its clean '
+                  'command is recorded as the control)')
+    dagger.add_argument('--driver', choices=('expert', 'policy'), default='expert',
+                        help='who drives the car')
+    dagger.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
+                        help='trained checkpoint (--driver policy)')
+    dagger.add_argument('--model', type=Path, default=None, metavar='DIR',
+                        help="LLaVA directory (default: the checkpoint's)")
+    dagger.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
+    dagger.add_argument('--dtype', default=None, help="model dtype (default: the checkpoint's)")
     parser.set_defaults(func=run)
 
 
@@ -65,7 +76,9 @@ def run(args) -> int:
             backend=args.backend, duration=args.duration, route_seeds=args.seeds, out=out,
             image_format=args.image_format, width=args.width, height=args.height,
             noise=args.noise, synchronous=not args.realtime,
-            randomize=args.randomize, timeout=args.timeout, log_dir=log_dir)
+            randomize=args.randomize, timeout=args.timeout, log_dir=log_dir,
+            driver=args.driver, checkpoint=args.checkpoint, model=args.model,
+            device=args.device, dtype=args.dtype)
         result = record(options, progress=True)
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive record: {error}', file=sys.stderr)

@@ -60,7 +60,7 @@ class EvaluationOptions:
         timeout (penalty 0.70); None leaves it to the simulator (length / 2 m/s + 30 s)
     :param model: LLaVA directory for every checkpoint; None = the path each one stores
     :param device: torch device of the policy nodes
-    :param dtype: model dtype of the policy nodes
+    :param dtype: model dtype of the policy nodes; None = each checkpoint's
     :param baselines: extra checkpoints evaluated under a name (e.g. ``token0``)
     :param expert: also drive the routes with the expert (its score beside the policy's)
     :param allow_training_routes: accept route seeds 1-100
@@ -82,7 +82,7 @@ class EvaluationOptions:
     max_route_time: Optional[float] = None
     model: Optional[Path] = None
     device: str = 'cpu'
-    dtype: str = 'float32'
+    dtype: Optional[str] = None
     baselines: Dict[str, Path] = field(default_factory=dict)
     expert: bool = True
     allow_training_routes: bool = False
@@ -158,19 +158,20 @@ class EvaluationOptions:
         drivers.update(self.baselines)
         return drivers
 
-    def node_specs(self, driver: str, seed: int, watch_camera: bool = False,
+    def node_specs(self, driver: str, seed: int, watch_camera: bool = True,
                    annotate: bool = False) -> list:
         """
         Return the nodes of one episode: sim_bridge on ``seed`` plus the driver.
 
         :param driver: a name from :meth:`drivers`
         :param seed: route seed
-        :param watch_camera: the evaluator subscribes to the camera too (video fallback)
+        :param watch_camera: the evaluator subscribes to the camera too (it does: the
+            simulator waits for it, see :class:`EpisodeWatcher`)
         :param annotate: ask the policy for its annotated image
         """
         checkpoint = self.drivers()[driver]
-        # The simulator waits for the camera subscribers it expects (policy, video) so no
-        # frame is published before they listen.
+        # The simulator waits for the camera subscribers it expects (policy, evaluator) so
+        # no frame is published before they listen.
         subscribers = (checkpoint is not None) + bool(watch_camera)
         specs = [sim_bridge_spec([seed], self.width, self.height, synchronous=True,
                                  loop_routes=False, route_length=float(self.route_length),
@@ -220,10 +221,11 @@ class EpisodeWatcher:
         self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
         self.node.create_subscription(String, STATUS_TOPIC, self.on_status, 100)
         self.node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
-        self._camera_sub = None
+        # Always on: the simulator waits for this camera subscriber, which guarantees the
+        # watcher is discovered before the first frame (else the first statuses are lost).
+        self._camera_sub = self.node.create_subscription(Image, CAMERA_TOPIC, self.on_camera,
+                                                         CAMERA_QOS)
         if video is not None:
-            self._camera_sub = self.node.create_subscription(Image, CAMERA_TOPIC,
-                                                             self.on_camera, CAMERA_QOS)
             self.node.create_subscription(Image, POLICY_ANNOTATED_TOPIC, self.on_annotated, 10)
         self._status_by_stamp: Dict[int, dict] = {}
 
@@ -253,7 +255,7 @@ class EpisodeWatcher:
         from llava_drive.control_codec import stamp_to_ns
         from llava_drive.image_codec import decode_raw, to_rgb
 
-        if self.annotated_video is not None and self.annotated_video.frames:
+        if self.video is None or self.annotated_video is not None:
             return
         image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         status = self._status_by_stamp.get(stamp_to_ns(msg.header.stamp), self.last_status)
@@ -271,9 +273,6 @@ class EpisodeWatcher:
         if self.annotated_video is None:
             self.annotated_video = EpisodeVideo(self.video.path.with_name(
                 self.video.path.stem + '_annotated.mp4'), self.video.fps)
-            if self._camera_sub is not None:
-                self.node.destroy_subscription(self._camera_sub)
-                self._camera_sub = None
         image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         self.annotated_video.write(to_bgr(image, msg.encoding))
 
@@ -316,8 +315,8 @@ def run_episode(options: EvaluationOptions, executor, context, driver: str, seed
     video = EpisodeVideo(video_path) if video_path is not None else None
     watcher = EpisodeWatcher(context, seed, video)
     executor.add_node(watcher.node)
-    stack = Stack(options.node_specs(driver, seed, watch_camera=video is not None,
-                                     annotate=video is not None), env=env, log_dir=log_dir)
+    stack = Stack(options.node_specs(driver, seed, annotate=video is not None), env=env,
+                  log_dir=log_dir)
     limit = options.route_time_limit()
     start = time.monotonic()
     ended_by = 'simulator'

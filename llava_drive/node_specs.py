@@ -46,21 +46,23 @@ def expert_spec(drive: bool = True, noise: bool = False, **overrides) -> NodeSpe
 
 
 def policy_spec(checkpoint: Path, model: Optional[Path] = None, device: str = 'cpu',
-                dtype: str = 'float32', name: str = 'policy', **overrides) -> NodeSpec:
+                dtype: Optional[str] = None, name: str = 'policy', **overrides) -> NodeSpec:
     """
     Return the policy node with ``config/policy.yaml`` and a checkpoint.
 
     :param checkpoint: trained checkpoint directory
     :param model: LLaVA directory; None uses the path stored in the checkpoint
     :param device: torch device (``cpu``, ``cuda``)
-    :param dtype: model dtype (``float32``, ``bfloat16``...)
+    :param dtype: model dtype (``float32``, ``bfloat16``...); None = the checkpoint's
     :param name: process name (logs); the ROS node name comes from the node itself
     :param overrides: further policy parameters (e.g. ``publish_annotated=True``)
     """
-    params = {'checkpoint': str(Path(checkpoint).resolve()), 'device': str(device),
-              'dtype': str(dtype)}
-    if model:  # left out otherwise: '' on the command line does not parse (Stack passes it raw)
+    params = {'checkpoint': str(Path(checkpoint).resolve()), 'device': str(device)}
+    # Left out when unset: '' does not parse as a command-line override (Stack passes it raw).
+    if model:
         params['model'] = str(Path(model).resolve())
+    if dtype:
+        params['dtype'] = str(dtype)
     params.update(overrides)
     try:
         params_file = config_path('policy.yaml')

@@ -6,15 +6,22 @@ from pathlib import Path
 import time
 from typing import List, Optional
 
+from llava_drive.node_specs import policy_spec
 from llava_drive.ros_env import config_path, local_ros_environment
 from llava_drive.stack import NodeSpec, Stack
 
 RECORDER_STATUS = '/recorder/status'
+DRIVERS = ('expert', 'policy')
 
 
 @dataclass
 class RecordingOptions:
-    """What to record; validated so a bad value fails before any node starts."""
+    """
+    What to record; validated so a bad value fails before any node starts.
+
+    ``driver='policy'`` is DAgger: the policy checkpoint drives while the expert only
+    publishes its labels (``drive: false``), which the recorder stores as the controls.
+    """
 
     backend: str = 'sim'
     duration: float = 60.0
@@ -28,6 +35,11 @@ class RecordingOptions:
     randomize: bool = True
     timeout: Optional[float] = None
     log_dir: Optional[Path] = None
+    driver: str = 'expert'
+    checkpoint: Optional[Path] = None
+    model: Optional[Path] = None
+    device: str = 'cpu'
+    dtype: Optional[str] = None
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -41,12 +53,22 @@ class RecordingOptions:
             raise ValueError(f'image_format must be jpeg or raw, got {self.image_format!r}')
         if self.out.exists() and any(self.out.iterdir()):
             raise FileExistsError(f'{self.out} exists and is not empty; choose another --out')
+        if self.driver not in DRIVERS:
+            raise ValueError(f'driver must be one of {DRIVERS}, got {self.driver!r}')
+        if self.driver == 'policy':
+            if self.checkpoint is None or not (Path(self.checkpoint) / 'config.json').is_file():
+                raise ValueError(f'driver policy needs a checkpoint directory, got '
+                                 f'{self.checkpoint!r}')
+            if self.noise:
+                raise ValueError("noise perturbs the expert's executed steering; with driver "
+                                 'policy the expert does not drive')
         if self.timeout is None:
             self.timeout = 10.0 * self.duration + 60.0
 
     def node_specs(self) -> List[NodeSpec]:
         """Return the nodes to start, with the installed YAML and these overrides."""
         specs = []
+        policy_drives = self.driver == 'policy'
         if self.backend == 'sim':
             specs.append(NodeSpec('sim_bridge', 'llava_drive.nodes.sim_bridge',
                                   config_path('sim_bridge.yaml'), {
@@ -54,11 +76,15 @@ class RecordingOptions:
                                       'image_width': self.width, 'image_height': self.height,
                                       'synchronous_mode': self.synchronous,
                                       'randomize': self.randomize,
-                                      'wait_for_image_subscribers': 1,
+                                      # the recorder (and the policy)
+                                      'wait_for_image_subscribers': 1 + policy_drives,
                                       'synchronous_mode_wait_for_ack_topic':
                                           '/recorder/frame_done'}))
+        # With the policy driving, the expert still labels every frame (from odometry).
         specs.append(NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'),
-                              {'noise': bool(self.noise)}))
+                              {'noise': bool(self.noise), 'drive': not policy_drives}))
+        if policy_drives:
+            specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
                               config_path('recorder.yaml'), {
                                   'bag_path': str(self.out), 'image_format': self.image_format,

@@ -1,0 +1,179 @@
+"""``llava-drive evaluate`` (closed-loop driving score) and ``llava-drive drive`` (live)."""
+import argparse
+import json
+from pathlib import Path
+import sys
+import time
+
+from llava_drive.cli_record import seed_list
+
+EVALUATE_EPILOG = """\
+examples:
+  llava-drive evaluate --checkpoint trained_models/run --routes 101,102,103 \\
+      --repetitions 3 --out reports/run
+  llava-drive evaluate --checkpoint trained_models/run --baseline token0=trained_models/t0 \\
+      --model models/llava-tiny --width 320 --height 240 --route-length 150 --out reports/cmp
+
+Every driver (the checkpoint, the expert, each --baseline) drives every route REPETITIONS
+times in the embedded simulator, in synchronous mode, as ROS 2 nodes (sim_bridge + policy or
+expert). Per route: driving score DS = RC x P (route completion x infraction penalty); the
+global driving score is the mean of the per-route DS (DESIGN.md section 7). The report
+directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png and an MP4 of
+the first episode. Routes 1-100 are recording routes and are refused unless
+--allow-training-routes.
+"""
+
+DRIVE_EPILOG = """\
+examples:
+  llava-drive drive --checkpoint trained_models/run --seed 101
+  llava-drive drive --checkpoint trained_models/run --realtime --loop      (Ctrl-C to stop)
+  llava-drive drive --checkpoint trained_models/run --backend carla        (bridge running)
+
+The status line shows speed, the control on the wire, route completion, infractions and the
+driving score (simulator), and the policy's median inference latency (/diagnostics).
+"""
+
+
+def baseline_arg(text: str):
+    """Parse ``NAME=DIR`` into ``(name, Path)``."""
+    name, sep, path = text.partition('=')
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f'expected NAME=DIR, got {text!r}')
+    return name, Path(path)
+
+
+def register(subparsers):
+    """
+    Add the ``evaluate`` and ``drive`` subcommands.
+
+    :param subparsers: the ``add_subparsers()`` object of the main parser
+    """
+    formatter = argparse.RawDescriptionHelpFormatter
+    evaluate = subparsers.add_parser(
+        'evaluate', help='closed-loop driving score on held-out simulator routes',
+        description='Drive held-out routes with a trained checkpoint, the expert and optional '
+                    'baselines; write a report with driving scores, plots and a video.',
+        epilog=EVALUATE_EPILOG, formatter_class=formatter)
+    evaluate.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
+                          help='trained checkpoint (llava-drive train --out); omit to score '
+                               'only the expert and baselines')
+    evaluate.add_argument('--routes', type=seed_list, default=[101, 102, 103],
+                          metavar='SEEDS', help='route seeds, e.g. 101,102,103 (default)')
+    evaluate.add_argument('--repetitions', type=int, default=3,
+                          help='episodes per route and driver (default: %(default)s)')
+    evaluate.add_argument('--out', type=Path, default=None, metavar='DIR',
+                          help='report directory (default: reports/eval_<time>)')
+    evaluate.add_argument('--model', type=Path, default=None, metavar='DIR',
+                          help='LLaVA directory for every checkpoint (default: the one each '
+                               'checkpoint names)')
+    evaluate.add_argument('--baseline', type=baseline_arg, action='append', default=[],
+                          metavar='NAME=DIR', help='also evaluate this checkpoint as NAME '
+                                                   '(repeatable), e.g. token0=trained_models/t0')
+    evaluate.add_argument('--no-expert', dest='expert', action='store_false',
+                          help="skip the expert (its score is reported beside the policy's "
+                               'by default)')
+    evaluate.add_argument('--width', type=int, default=800, help='camera width (default 800)')
+    evaluate.add_argument('--height', type=int, default=600,
+                          help='camera height (default 600)')
+    evaluate.add_argument('--route-length', type=float, default=500.0, metavar='M',
+                          help='route length in metres (default: %(default)s)')
+    evaluate.add_argument('--max-route-time', type=float, default=None, metavar='S',
+                          help='simulated seconds per route before it ends as a timeout '
+                               "(default: the simulator's, length / 2 m/s + 30 s)")
+    evaluate.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
+    evaluate.add_argument('--dtype', default=None,
+                          help="model dtype (default: the checkpoint's)")
+    evaluate.add_argument('--allow-training-routes', action='store_true',
+                          help='accept route seeds 1-100 (recording routes)')
+    evaluate.add_argument('--no-video', dest='video', action='store_false',
+                          help='skip the episode video')
+    evaluate.add_argument('--control-timeout', type=float, default=10.0, metavar='S',
+                          help='wall seconds the simulator waits for each control')
+    evaluate.add_argument('--log-dir', type=Path, default=None,
+                          help='node logs (default: a temporary directory, kept on failure)')
+    evaluate.add_argument('--json', action='store_true', help='print summary.json too')
+    evaluate.add_argument('--no-progress', action='store_true', help='no progress bar')
+    evaluate.set_defaults(func=run_evaluate)
+
+    drive = subparsers.add_parser(
+        'drive', help='drive with a checkpoint live (embedded simulator or CARLA)',
+        description='Run the policy node with sim_bridge (or against a running '
+                    'carla_ros_bridge) and show a live status line until Ctrl-C, --duration '
+                    'or the end of the route.',
+        epilog=DRIVE_EPILOG, formatter_class=formatter)
+    drive.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
+                       help='trained checkpoint (required unless --driver expert)')
+    drive.add_argument('--backend', choices=('sim', 'carla'), default='sim',
+                       help='sim: embedded simulator; carla: only the policy node, for a '
+                            'running carla_ros_bridge (default: %(default)s)')
+    drive.add_argument('--driver', choices=('policy', 'expert'), default='policy',
+                       help='who drives in the simulator (default: %(default)s)')
+    drive.add_argument('--seed', type=int, default=101, help='route seed (default: 101)')
+    drive.add_argument('--duration', type=float, default=None, metavar='S',
+                       help='stop after S wall seconds (default: route end or Ctrl-C)')
+    drive.add_argument('--realtime', action='store_true',
+                       help='sim: step in real time (default: synchronous, waits for the '
+                            'policy each frame)')
+    drive.add_argument('--loop', action='store_true',
+                       help='sim: start the route again at its end')
+    drive.add_argument('--width', type=int, default=800, help='camera width (sim)')
+    drive.add_argument('--height', type=int, default=600, help='camera height (sim)')
+    drive.add_argument('--route-length', type=float, default=500.0, metavar='M',
+                       help='route length in metres (sim)')
+    drive.add_argument('--model', type=Path, default=None, metavar='DIR',
+                       help="LLaVA directory (default: the checkpoint's)")
+    drive.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
+    drive.add_argument('--dtype', default=None, help="model dtype (default: the checkpoint's)")
+    drive.add_argument('--log-dir', type=Path, default=None,
+                       help='node logs (default: a temporary directory, kept on failure)')
+    drive.set_defaults(func=run_drive)
+
+
+def run_evaluate(args) -> int:
+    """
+    Run ``llava-drive evaluate``; return 0, or 1 when it could not finish.
+
+    :param args: parsed arguments
+    """
+    from llava_drive.evaluation import evaluate, EvaluationOptions
+
+    out = args.out or Path('reports') / time.strftime('eval_%Y%m%d_%H%M%S')
+    try:
+        options = EvaluationOptions(
+            checkpoint=args.checkpoint, routes=args.routes, repetitions=args.repetitions,
+            out=out, width=args.width, height=args.height, route_length=args.route_length,
+            max_route_time=args.max_route_time, model=args.model, device=args.device,
+            dtype=args.dtype, baselines=dict(args.baseline), expert=args.expert,
+            allow_training_routes=args.allow_training_routes, video=args.video,
+            control_timeout=args.control_timeout, log_dir=args.log_dir)
+        document = evaluate(options, progress=not args.no_progress)
+    except (RuntimeError, ValueError, FileExistsError) as error:
+        print(f'llava-drive evaluate: {error}', file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({k: v for k, v in document.items() if k != 'table'}, indent=2))
+    print(document['table'])
+    print(f'report: {document["report"]}')
+    return 0
+
+
+def run_drive(args) -> int:
+    """
+    Run ``llava-drive drive``; return 0, or 1 when a node failed.
+
+    :param args: parsed arguments
+    """
+    from llava_drive.driving import drive, DriveOptions
+
+    try:
+        options = DriveOptions(
+            checkpoint=args.checkpoint, backend=args.backend, driver=args.driver,
+            seed=args.seed, duration=args.duration, synchronous=not args.realtime,
+            loop=args.loop, width=args.width, height=args.height,
+            route_length=args.route_length, model=args.model, device=args.device,
+            dtype=args.dtype, log_dir=args.log_dir)
+        drive(options)
+    except (RuntimeError, ValueError) as error:
+        print(f'llava-drive drive: {error}', file=sys.stderr)
+        return 1
+    return 0

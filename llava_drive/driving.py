@@ -1,0 +1,271 @@
+"""
+``llava-drive drive``: run the policy (with the embedded simulator, or against CARLA) live.
+
+Starts the nodes as processes (no ``ros2 launch`` needed) and prints one status line:
+speed, steer/throttle/brake, route completion and infractions (simulator), and the policy's
+inference latency from ``/diagnostics``. Ends on Ctrl-C, after ``duration`` wall seconds, or
+at the end of the route (simulator, unless it loops).
+"""
+from dataclasses import dataclass
+import json
+import math
+import os
+from pathlib import Path
+import shutil
+import sys
+import tempfile
+import time
+from typing import Optional
+
+from llava_drive.node_specs import (DIAGNOSTICS_TOPIC, expert_spec, policy_spec,
+                                    sim_bridge_spec)
+from llava_drive.ros_env import local_ros_environment
+from llava_drive.stack import Stack
+
+BACKENDS = ('sim', 'carla')
+DRIVERS = ('policy', 'expert')
+STATUS_TOPIC = '/llava_drive/sim/status'
+EPISODE_TOPIC = '/llava_drive/sim/episode'
+# The policy node's DiagnosticStatus name (llava_drive/nodes/policy.py).
+POLICY_DIAGNOSTIC = 'llava_drive policy'
+
+
+@dataclass
+class DriveOptions:
+    """
+    What to drive; validated before any node starts.
+
+    :param checkpoint: trained checkpoint (required for the policy driver)
+    :param backend: ``sim`` (embedded simulator) or ``carla`` (a running carla_ros_bridge)
+    :param driver: ``policy`` or ``expert`` (the expert: to watch the simulator alone)
+    :param seed: simulator route seed
+    :param duration: wall seconds before stopping; None = until Ctrl-C or route end
+    :param synchronous: simulator steps when the control for its frame arrived (else real
+        time)
+    :param loop: simulator starts the route again at its end instead of stopping
+    :param width: camera width (sim)
+    :param height: camera height (sim)
+    :param route_length: route length in metres (sim)
+    :param model: LLaVA directory; None = the one stored in the checkpoint
+    :param device: torch device of the policy
+    :param dtype: model dtype; None = the checkpoint's
+    :param log_dir: node logs (default: a temporary directory, kept on failure)
+    """
+
+    checkpoint: Optional[Path] = None
+    backend: str = 'sim'
+    driver: str = 'policy'
+    seed: int = 101
+    duration: Optional[float] = None
+    synchronous: bool = True
+    loop: bool = False
+    width: int = 800
+    height: int = 600
+    route_length: float = 500.0
+    model: Optional[Path] = None
+    device: str = 'cpu'
+    dtype: Optional[str] = None
+    log_dir: Optional[Path] = None
+
+    def __post_init__(self):
+        """Check every field, naming the bad value."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {self.backend!r}')
+        if self.driver not in DRIVERS:
+            raise ValueError(f'driver must be one of {DRIVERS}, got {self.driver!r}')
+        if self.driver == 'policy':
+            if self.checkpoint is None:
+                raise ValueError('the policy driver needs --checkpoint DIR')
+            self.checkpoint = Path(self.checkpoint)
+            if not (self.checkpoint / 'config.json').is_file():
+                raise ValueError(f'checkpoint {self.checkpoint} has no config.json')
+        if self.backend == 'carla' and self.driver != 'policy':
+            raise ValueError("with --backend carla only the policy drives (use CARLA's "
+                             'agents or llava-drive record for the expert)')
+        if self.duration is not None and not self.duration > 0:
+            raise ValueError(f'duration must be > 0 s, got {self.duration}')
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f'seed must be a non-negative integer, got {self.seed!r}')
+        if self.log_dir is not None:
+            self.log_dir = Path(self.log_dir)
+
+    def node_specs(self) -> list:
+        """Return the nodes to start (CARLA: only the policy)."""
+        specs = []
+        if self.backend == 'sim':
+            specs.append(sim_bridge_spec(
+                [self.seed], self.width, self.height, synchronous=self.synchronous,
+                loop_routes=bool(self.loop), route_length=float(self.route_length),
+                # The driver and the monitor (see DriveMonitor).
+                wait_for_image_subscribers=int(self.driver == 'policy') + 1))
+        if self.driver == 'policy':
+            specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
+        else:
+            specs.append(expert_spec(drive=True, noise=False))
+        return specs
+
+
+class DriveMonitor:
+    """
+    Collects what the status line shows from the running graph.
+
+    :param context: rclpy context to create the monitor node in
+    """
+
+    def __init__(self, context):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from llava_drive.control_codec import ControlCodec
+        from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32, String
+
+        self.node = rclpy.create_node('llava_drive_drive_monitor', context=context)
+        self.codec = ControlCodec('auto')
+        self.status: Optional[dict] = None
+        self.end: Optional[dict] = None
+        self.control = None
+        self.speed = math.nan
+        self.latency_ms = math.nan
+        self.gate = ''
+        self.node.create_subscription(String, STATUS_TOPIC, self.on_status, 10)
+        self.node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self.on_diagnostics,
+                                      10)
+        self.node.create_subscription(self.codec.msg_type,
+                                      '/carla/ego_vehicle/vehicle_control_cmd', self.on_control,
+                                      CONTROL_QOS)
+        self.node.create_subscription(Float32, '/carla/ego_vehicle/speedometer', self.on_speed,
+                                      10)
+        # The simulator waits for this subscriber: the monitor is discovered before frame 1.
+        self.node.create_subscription(Image, '/carla/ego_vehicle/rgb_front/image',
+                                      lambda msg: None, CAMERA_QOS)
+
+    def on_status(self, msg) -> None:
+        """Keep the simulator's latest status."""
+        self.status = json.loads(msg.data)
+
+    def on_episode(self, msg) -> None:
+        """Keep the end-of-route marker."""
+        info = json.loads(msg.data)
+        if info.get('event') == 'end':
+            self.end = info
+
+    def on_diagnostics(self, msg) -> None:
+        """Take the policy's inference latency and gate state."""
+        for status in msg.status:
+            if status.name != POLICY_DIAGNOSTIC:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            try:
+                self.latency_ms = float(values.get('inference_latency_p50_ms', 'nan'))
+            except ValueError:
+                pass
+            self.gate = '' if status.message == 'driving' else status.message
+
+    def on_control(self, msg) -> None:
+        """Keep the latest control on the wire."""
+        try:
+            self.control = self.codec.decode(msg)[1]
+        except ValueError:
+            pass
+
+    def on_speed(self, msg) -> None:
+        """Keep the speedometer (m/s)."""
+        self.speed = float(msg.data)
+
+    def line(self, elapsed: float) -> str:
+        """
+        Return the one-line status.
+
+        :param elapsed: wall seconds since the start
+        """
+        parts = [f'{elapsed:6.1f}s']
+        speed = self.status['speed'] if self.status else self.speed
+        parts.append(f'{speed:5.1f} m/s' if math.isfinite(speed) else '  --- m/s')
+        if self.control is not None:
+            c = self.control
+            parts.append(f'steer {c.steer:+.2f} thr {c.throttle:.2f} brk {c.brake:.2f}')
+        else:
+            parts.append('no control yet')
+        if self.status:
+            s = self.status
+            infractions = sum(n for kind, n in s.get('counts', {}).items()
+                              if kind not in ('route_finished', 'lane_crossing'))
+            parts.append(f'route {s["route_seed"]} RC {s["route_completion"]:5.1f}% '
+                         f'infractions {infractions} DS {s["driving_score"]:5.1f}')
+        if math.isfinite(self.latency_ms):
+            parts.append(f'inference {self.latency_ms:.0f} ms')
+        if self.gate:
+            parts.append(self.gate)
+        return ' | '.join(parts)
+
+
+def drive(options: DriveOptions, out=None) -> dict:
+    """
+    Run the nodes and print the status line until Ctrl-C, ``duration`` or the route end.
+
+    :param options: what to drive
+    :param out: text stream for the status line (default stdout)
+    :return: ``{'reason', 'seconds', 'status', 'summary'}``
+    :raises RuntimeError: a node exited early
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    out = out or sys.stdout
+    env = local_ros_environment()
+    if options.backend == 'carla':  # across machines the user's DDS settings stand
+        for key in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY'):
+            env.pop(key, None)
+    os.environ.update(env)
+    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_drive_'))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    monitor = DriveMonitor(context)
+    executor.add_node(monitor.node)
+    stack = Stack(options.node_specs(), env=env, log_dir=log_dir)
+    tty = hasattr(out, 'isatty') and out.isatty()
+    start = time.monotonic()
+    last_print, reason = 0.0, 'interrupted'
+    failed = False
+    try:
+        stack.start()
+        while True:
+            executor.spin_once(timeout_sec=0.05)
+            elapsed = time.monotonic() - start
+            died = stack.failed()
+            if died:
+                failed = True
+                raise RuntimeError(f'node(s) exited: {died}; logs in {log_dir}')
+            if monitor.end is not None and options.backend == 'sim' and not options.loop:
+                reason = 'route finished'
+                break
+            if options.duration is not None and elapsed >= options.duration:
+                reason = 'duration'
+                break
+            # A terminal gets the line rewritten in place; a log gets one line a second.
+            if elapsed - last_print >= (0.2 if tty else 1.0):
+                last_print = elapsed
+                text = monitor.line(elapsed)
+                out.write(f'\r{text:<110}' if tty else text + '\n')
+                out.flush()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        reason = 'interrupted'
+    finally:
+        final = monitor.line(time.monotonic() - start)
+        stack.stop()
+        executor.shutdown()
+        monitor.node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if options.log_dir is None and not failed:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    out.write(('\r' if tty else '') + final + '\n')
+    summary = (monitor.end or {}).get('summary')
+    out.write(f'stopped: {reason}' + (
+        f'; route {summary["route_seed"]}: RC {summary["route_completion"]:.1f}%, '
+        f'DS {summary["driving_score"]:.1f}, {summary["done_reason"]}' if summary else '')
+        + '\n')
+    return {'reason': reason, 'seconds': round(time.monotonic() - start, 2),
+            'status': monitor.status, 'summary': summary, 'line': final}
