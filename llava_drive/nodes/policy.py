@@ -309,7 +309,7 @@ class Policy(Node):
                 try:
                     self.control_pub.publish(self.codec.encode(FULL_BRAKE,
                                                                self.gate.image_stamp_ns))
-                    self.control_pub.wait_for_all_acked(Duration(seconds=0.5))
+                    self.control_pub.wait_for_all_acked(Duration(seconds=2.0))
                 except Exception as error:  # noqa: B902 - context already shut down
                     self.get_logger().warning(f'final brake not sent: {error}')
                 self.closed = True

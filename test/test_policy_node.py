@@ -1,0 +1,395 @@
+"""
+The policy node over a real rclpy graph.
+
+A checkpoint is trained once per session on the tiny LLaVA's features of expert drives
+rendered by the simulator; the node drives the sim_bridge car with it. Two more
+checkpoints (a constant "drive on" head and one with NaN weights) exercise the safety gate.
+"""
+import json
+import math
+import shutil
+import subprocess
+import threading
+import time
+
+import cv2
+from fixtures_llava import scene_frame, tiny_llava_dir  # noqa: F401 (a fixture)
+from llava_drive.control import Control, FULL_BRAKE
+from llava_drive.control_codec import ControlCodec, ns_to_stamp
+from llava_drive.expert_driver import ExpertDriver
+from llava_drive.expert_noise import ExpertNoise, NoiseConfig
+from llava_drive.image_codec import raw_fields
+from llava_drive.inference import PolicyLoadError
+from llava_drive.nodes.policy import EMERGENCY_STOP_TOPIC, Policy
+from llava_drive.ros_env import config_path, local_ros_environment
+from llava_drive.sim.world import SimConfig, Simulator
+from llava_drive.stack import NodeSpec
+import numpy as np
+import pytest
+from ros_helpers import wait_for
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool
+
+CONTROL_TOPIC = '/carla/ego_vehicle/vehicle_control_cmd'
+IMAGE_TOPIC = '/carla/ego_vehicle/rgb_front/image'
+SIZE = (120, 160)  # small frames keep the tiny model and the renderer fast
+
+
+def expert_drive(seed: int, frames: int):
+    """Return (BGRA frames, actions, speeds) of the noisy expert driving route ``seed``."""
+    sim = Simulator(SimConfig(width=SIZE[1], height=SIZE[0], route_seed=seed))
+    sim.reset(seed)
+    driver, noise = ExpertDriver(), ExpertNoise(NoiseConfig(ou_sigma=0.08), seed=seed)
+    waypoints = sim.route_waypoints()
+    images, actions, speeds = [], [], []
+    for _ in range(frames):
+        state = sim.state
+        label = driver.control(state.x, state.y, state.yaw, state.speed, waypoints)
+        images.append(sim.render())
+        actions.append(label.as_array())
+        speeds.append(state.speed)
+        sim.step(noise.perturb(label, 0.05))  # recoveries in the data; the label stays clean
+    return images, np.asarray(actions), np.asarray(speeds)
+
+
+@pytest.fixture(scope='session')
+def checkpoints(tiny_llava_dir, tmp_path_factory):  # noqa: F811
+    """Train a head on tiny-LLaVA features of expert drives; add constant and NaN heads."""
+    import torch
+    from llava_drive.features.extractor import LlavaFeatureExtractor
+    from llava_drive.features.store import write_feature_file
+    from llava_drive.learning.checkpoint import save_checkpoint
+    from llava_drive.learning.heads import build_head, HeadConfig
+    from llava_drive.learning.train import train, TrainConfig
+
+    torch.set_num_threads(1)  # OpenMP threads spin badly on a busy 2-core machine
+    root = tmp_path_factory.mktemp('policy')
+    extractor = LlavaFeatureExtractor(tiny_llava_dir)
+    paths = []
+    for seed in (2, 3, 4):
+        images, actions, speeds = expert_drive(seed, 160)
+        rgb = [cv2.cvtColor(image, cv2.COLOR_BGRA2RGB) for image in images]
+        features = torch.cat([extractor.extract(rgb[i:i + 32]) for i in range(0, len(rgb), 32)])
+        stamps = np.arange(len(rgb), dtype=np.int64) * 50_000_000 + 50_000_000
+        paths.append(write_feature_file(
+            root / 'features' / f'route_{seed}.safetensors', features.numpy(), actions, stamps,
+            speeds, np.zeros(len(rgb)), extractor.spec))
+    trained = root / 'trained'
+    # Random tiny-LLaVA features carry little steering information: the regularized
+    # defaults keep the head near the mean steering instead of memorising three routes.
+    train(paths, trained, TrainConfig(hidden_size=64, epochs=60, batch_size=32, lr=3e-3,
+                                      patience=0), progress=False, log=None)
+
+    def constant(name, poison=False):
+        head = build_head(HeadConfig(feature_dim=extractor.feature_dim, hidden_size=8))
+        with torch.no_grad():
+            head.layers[-1].weight.zero_()
+            head.layers[-1].bias.copy_(torch.tensor([0.0, 0.5, -4.0]))  # thr 0.62, brk 0.02
+            if poison:
+                head.layers[0].weight.fill_(math.nan)
+        return save_checkpoint(root / name, head, extractor.spec)
+
+    return {'trained': trained, 'constant': constant('constant'),
+            'nan': constant('nan', poison=True), 'root': root}
+
+
+def start_policy(graph, checkpoint, **params):
+    """Add a policy node with ``params`` to the graph."""
+    from rclpy.parameter import Parameter
+    params = dict({'checkpoint': str(checkpoint), 'cpu_threads': 1}, **params)
+    return graph.add(Policy(context=graph.context, parameter_overrides=[
+        Parameter(name, value=value) for name, value in params.items()]))
+
+
+class Controls:
+    """Every control on the wire: (arrival wall time, stamp_ns, Control)."""
+
+    def __init__(self, node):
+        self.codec = ControlCodec()
+        self.items = []
+        node.create_subscription(self.codec.msg_type, CONTROL_TOPIC, self.on_control, 100)
+
+    def on_control(self, msg):
+        self.items.append((time.monotonic(),) + self.codec.decode(msg))
+
+    def after(self, moment):
+        """Return the controls that arrived after ``moment``."""
+        return [item for item in list(self.items) if item[0] > moment]
+
+    def driving(self, since=0.0):
+        """Return True once a control with throttle arrived after ``since``."""
+        return any(c.throttle > 0 for _, _, c in self.after(since))
+
+
+class Camera:
+    """Publishes 20 Hz bgra8 frames with increasing stamps while ``running``."""
+
+    def __init__(self, node):
+        self.pub = node.create_publisher(Image, IMAGE_TOPIC, 10)
+        self.running = True
+        self.sent = []  # (wall time, stamp_ns)
+        self.count = 0
+        node.create_timer(0.05, self.tick)
+
+    def tick(self):
+        if not self.running:
+            return
+        self.count += 1
+        stamp_ns = 1_000_000_000 + self.count * 50_000_000
+        image = Image()
+        ns_to_stamp(stamp_ns, image.header.stamp)
+        image.encoding = 'bgra8'
+        frame = cv2.cvtColor(scene_frame(self.count, *SIZE), cv2.COLOR_RGB2BGRA)
+        image.height, image.width, image.step, image.data = raw_fields(frame)
+        self.pub.publish(image)
+        self.sent.append((time.monotonic(), stamp_ns))
+
+
+def test_policy_drives_the_simulated_car_along_the_route(ros_graph, checkpoints, tmp_path):
+    from llava_drive.nodes.sim_bridge import SimBridge
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image as ImageMsg
+    from visualization_msgs.msg import MarkerArray
+
+    # A generous max_age: a busy CI machine must not turn this into a test of the gate.
+    policy = start_policy(ros_graph, checkpoints['trained'], max_age=10.0)
+    watcher = ros_graph.node('drive_watcher')
+    controls = Controls(watcher)
+    statuses, annotated, markers = [], [], []
+    watcher.create_subscription(String, '/llava_drive/sim/status',
+                                lambda m: statuses.append(json.loads(m.data)), 100)
+    watcher.create_subscription(ImageMsg, '/policy/annotated_image', annotated.append, 1)
+    watcher.create_subscription(MarkerArray, '/policy/predicted_path', markers.append, 1)
+    ros_graph.add(SimBridge(context=ros_graph.context, parameter_overrides=[
+        Parameter('image_width', value=SIZE[1]), Parameter('image_height', value=SIZE[0]),
+        Parameter('route_seeds', value=[101]), Parameter('start_delay', value=0.5)]))
+    assert wait_for(lambda: statuses and statuses[-1]['stamp_ns'] >= 12_000_000_000,
+                    timeout=60), statuses[-1:] or 'the simulator never started'
+    last = statuses[-1]
+    # The car drove: it has speed and covered part of the route.
+    assert max(s['speed'] for s in statuses) > 1.0
+    assert last['route_completion'] > 1.0 and last['episode'] == 0, last
+    # One inference result per frame, stamped with the frame it came from: every frame
+    # the simulator stepped past was answered by a control carrying exactly its stamp.
+    frame_stamps = [s['stamp_ns'] for s in statuses[:-1]]
+    answered = {stamp for _, stamp, _ in controls.items}
+    assert set(frame_stamps) <= answered
+    assert policy.worker.stats()['processed'] >= 0.9 * len(frame_stamps)
+    print('drive:', {k: last[k] for k in ('route_completion', 'speed', 'x', 'y', 'counts')})
+    # RViz outputs: the annotated frame and the path in the vehicle frame.
+    assert wait_for(lambda: annotated and markers, timeout=5)
+    image = annotated[-1]
+    assert image.encoding == 'bgr8' and image.width >= SIZE[1]
+    frame = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 3)
+    assert cv2.imwrite(str(tmp_path / 'annotated.png'), frame)
+    line, text = markers[-1].markers
+    assert line.header.frame_id == 'ego_vehicle' and len(line.points) == 30
+    assert line.points[0].x == 0.0 and line.points[-1].x > 4.0
+    assert text.text.startswith('steer')
+
+
+def test_images_that_stop_are_braked_for_within_max_age(ros_graph, checkpoints):
+    max_age = 0.3
+    start_policy(ros_graph, checkpoints['constant'], max_age=max_age, gate_rate=20.0)
+    helper = ros_graph.node('camera')
+    controls, camera = Controls(helper), Camera(helper)
+    assert wait_for(controls.driving, timeout=15), controls.items[-3:]
+    time.sleep(0.5)
+    camera.running = False
+    last_image, last_stamp = camera.sent[-1]
+    time.sleep(max_age + 0.7)
+    after = controls.after(last_image)
+    brakes = [item for item in after if item[2] == FULL_BRAKE]
+    assert brakes, after[-3:]
+    first_brake, brake_stamp, _ = brakes[0]
+    # Within max_age of the last frame, plus one gate period and scheduling slack.
+    assert first_brake - last_image <= max_age + 0.05 + 0.15, first_brake - last_image
+    assert brake_stamp == last_stamp  # a waiting bridge gets it for its current frame
+    late = [c for t, _, c in after if t > last_image + max_age + 0.2]
+    assert late and all(c == FULL_BRAKE for c in late)
+
+
+def test_inference_slower_than_max_age_never_drives(ros_graph, checkpoints):
+    policy = start_policy(ros_graph, checkpoints['constant'], max_age=0.3,
+                          debug_inference_delay=1.0)
+    helper = ros_graph.node('camera')
+    controls, camera = Controls(helper), Camera(helper)
+    assert wait_for(lambda: policy.worker.processed >= 2, timeout=15)
+    camera.running = False
+    sent = {stamp for _, stamp in camera.sent}
+    items = list(controls.items)
+    assert items and all(c == FULL_BRAKE for _, _, c in items)  # never a throttle
+    # Results still go out (as brakes, with their frame's stamp) ...
+    assert sum(1 for _, stamp, _ in items if stamp in sent) >= 2
+    # ... and the gate timer never waited for the 1 s inferences (20 Hz; slack for a busy
+    # machine).
+    times = [t for t, _, _ in items]
+    assert max(np.diff(times)) < 0.5, [(round(t - times[0], 3), s) for t, s, _ in items]
+    assert len(items) > 10 * (times[-1] - times[0])
+    assert policy.gate.interventions['stale_inference'] >= 2
+    assert policy.worker.dropped_stale > 0  # frames that arrived while it was busy
+
+
+def test_nan_outputs_brake(ros_graph, checkpoints):
+    policy = start_policy(ros_graph, checkpoints['nan'])
+    helper = ros_graph.node('camera')
+    controls, camera = Controls(helper), Camera(helper)
+    assert wait_for(lambda: policy.worker.processed >= 5, timeout=15)
+    camera.running = False
+    sent = {stamp for _, stamp in camera.sent}
+    items = list(controls.items)
+    assert all(c == FULL_BRAKE for _, _, c in items)
+    assert any(stamp in sent for _, stamp, _ in items)
+    assert policy.gate.interventions['nan_output'] >= 5
+
+
+def test_emergency_stop_enable_service_diagnostics_and_final_brake(ros_graph, checkpoints):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    policy = start_policy(ros_graph, checkpoints['constant'])
+    helper = ros_graph.node('operator')
+    controls = Controls(helper)
+    Camera(helper)
+    diagnostics = []
+    helper.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+    estop = helper.create_publisher(Bool, EMERGENCY_STOP_TOPIC, 10)
+    assert wait_for(controls.driving, timeout=15)
+
+    def brakes_within(moment, seconds=0.3):
+        """Wait; return True if every control from ``moment + seconds`` on is a brake."""
+        time.sleep(seconds + 0.4)
+        late = [c for t, _, c in controls.after(moment + seconds)]
+        return late and all(c == FULL_BRAKE for c in late)
+
+    assert wait_for(lambda: estop.get_subscription_count() > 0, timeout=5)
+    pressed = time.monotonic()
+    estop.publish(Bool(data=True))
+    assert brakes_within(pressed)
+    released = time.monotonic()
+    estop.publish(Bool(data=False))
+    assert wait_for(lambda: controls.driving(released), timeout=2)
+
+    client = helper.create_client(SetBool, '/policy/enable')
+    assert client.wait_for_service(timeout_sec=5)
+
+    def call(value):
+        future = client.call_async(SetBool.Request(data=value))
+        assert wait_for(future.done, timeout=5)
+        return future.result()
+
+    disabled = time.monotonic()
+    assert call(False).success
+    assert brakes_within(disabled)
+    enabled = time.monotonic()
+    assert call(True).success
+    assert wait_for(lambda: controls.driving(enabled), timeout=2)
+
+    assert wait_for(lambda: diagnostics, timeout=3)
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    for key in ('inference_latency_p50_ms', 'inference_latency_p99_ms', 'frames_per_s',
+                'frames_dropped_stale', 'intervention_emergency_stop',
+                'intervention_disabled', 'enabled', 'emergency_stop'):
+        assert key in values, sorted(values)
+    assert int(values['intervention_emergency_stop']) > 0
+    assert float(values['frames_per_s']) > 5.0
+
+    # Shutting down sends a final full brake: the bridge would apply the last control forever.
+    assert controls.driving(time.monotonic() - 0.2)
+    removed = time.monotonic()
+    ros_graph.remove(policy)
+    assert wait_for(lambda: controls.items[-1][2] == FULL_BRAKE, timeout=3), \
+        [(t - removed, s, c) for t, s, c in controls.items[-4:]]
+    count = len(controls.items)
+    time.sleep(0.3)
+    assert len(controls.items) == count  # nothing after it
+
+
+@pytest.fixture
+def other_model(tmp_path_factory):
+    """Create a second tiny LLaVA with different weights (same architecture)."""
+    from llava_drive.features.tiny_model import create_tiny_llava
+    return create_tiny_llava(tmp_path_factory.mktemp('other') / 'tiny', seed=1)
+
+
+def test_a_checkpoint_for_another_model_is_refused_at_start_up(
+        ros_graph, checkpoints, other_model):
+    with pytest.raises(PolicyLoadError, match='model_hash: checkpoint "[0-9a-f]+", '
+                                              'extractor "[0-9a-f]+"'):
+        start_policy(ros_graph, checkpoints['constant'], model=str(other_model))
+    # The same refusal from the node process: exit code 2, a message, no traceback.
+    spec = NodeSpec('policy', 'llava_drive.nodes.policy', str(config_path('policy.yaml')),
+                    {'checkpoint': str(checkpoints['constant']), 'model': str(other_model)})
+    completed = subprocess.run(spec.command(), capture_output=True, text=True, timeout=120,
+                               env=local_ros_environment())
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert 'refused to start' in completed.stderr and 'model_hash' in completed.stderr
+    assert 'Traceback' not in completed.stderr
+
+
+def test_a_changed_feature_spec_is_refused_naming_the_field(ros_graph, checkpoints):
+    edited = checkpoints['root'] / 'edited'
+    shutil.copytree(checkpoints['constant'], edited)
+    config = json.loads((edited / 'config.json').read_text())
+    config['feature_spec']['image_size'] = 224  # trained on a differently sized input
+    (edited / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(PolicyLoadError, match='image_size: checkpoint 224, extractor 112'):
+        start_policy(ros_graph, edited)
+
+
+@pytest.mark.parametrize('checkpoint, message', [
+    ('', 'no checkpoint given'),
+    ('/nonexistent/checkpoint', 'checkpoint directory not found: /nonexistent/checkpoint'),
+])
+def test_missing_checkpoint_is_a_clear_error(ros_graph, checkpoint, message):
+    with pytest.raises(PolicyLoadError, match=message):
+        start_policy(ros_graph, checkpoint)
+
+
+def test_worker_keeps_a_frame_history_for_temporal_heads(checkpoints):
+    """A K=3 speed head gets [3, D] windows and speeds, padded at the start."""
+    from llava_drive.inference import FeatureHistory, Frame, InferenceWorker, LoadedPolicy
+
+    history = FeatureHistory(3)
+    first, speeds = history.push(np.ones(4), 1.0)
+    assert first.shape == (3, 4) and speeds.tolist() == [1.0, 1.0, 1.0]
+    _, speeds = history.push(np.zeros(4), 2.0)
+    assert speeds.tolist() == [1.0, 1.0, 2.0]
+    _, speeds = history.push(np.zeros(4), 3.0)
+    window, speeds = history.push(np.full(4, 5.0), 4.0)
+    assert speeds.tolist() == [2.0, 3.0, 4.0] and window[-1].tolist() == [5.0] * 4
+
+    seen = []
+
+    class Head:
+        window, uses_speed = 3, True
+
+        def predict(self, features, speed):
+            seen.append((features.shape, list(speed)))
+            return np.array([0.1, 0.2, 0.0], np.float32)
+
+    class Extractor:
+        def extract(self, frames):
+            import torch
+            return torch.full((len(frames), 6), float(frames[0][0, 0, 0]))
+
+    results = []
+    done = threading.Event()
+
+    def collect(result):
+        results.append(result)
+        done.set()
+
+    worker = InferenceWorker(LoadedPolicy(Extractor(), Head(), {}), collect).start()
+    try:
+        for index in range(3):
+            done.clear()
+            worker.submit(Frame(index, np.full((2, 2, 3), index, np.uint8), 'rgb8',
+                                time.monotonic(), speed=float(index)))
+            assert done.wait(5)
+    finally:
+        worker.stop()
+    assert [r.stamp_ns for r in results] == [0, 1, 2]
+    assert results[-1].control == Control(steer=pytest.approx(0.1), throttle=pytest.approx(0.2))
+    assert seen == [((3, 6), [0.0, 0.0, 0.0]), ((3, 6), [0.0, 0.0, 1.0]),
+                    ((3, 6), [0.0, 1.0, 2.0])]
