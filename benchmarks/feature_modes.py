@@ -118,8 +118,15 @@ def run_mode(mode: str, model_dir: Path, bags, train_names, test_names, work: Pa
             'val_steer_r2': metrics['val_steer_r2'], 'test_steer_r2': held_out['steer_r2'],
             'test_steer_mae': held_out['steer_mae'],
             'test_throttle_r2': held_out['throttle_r2'],
-            'best_epoch': metrics['best_epoch'], 'extract_ms_per_frame':
-            1000.0 * extract_s / max(frames, 1), 'train_s': train_s}
+            'best_epoch': metrics['best_epoch'],
+            # None when every feature file was up to date (reused, not extracted).
+            'extract_ms_per_frame': 1000.0 * extract_s / frames if frames else None,
+            'train_s': train_s}
+
+
+def _ms(value) -> str:
+    """Format milliseconds per frame, or say the features were reused."""
+    return 'reused' if value is None else f'{value:.1f}'
 
 
 def main(argv=None) -> int:
@@ -195,7 +202,7 @@ def main(argv=None) -> int:
         print(f'{row["mode"]:12} {str(row["layer"]):>5} {row["dim"]:5d} '
               f'{row["val_steer_r2"]:13.3f} {row["test_steer_r2"]:18.3f} '
               f'{row["test_steer_mae"]:10.4f} {row["test_throttle_r2"]:12.3f} '
-              f'{row["best_epoch"]:8d} {row["extract_ms_per_frame"]:14.1f} '
+              f'{row["best_epoch"]:8d} {_ms(row["extract_ms_per_frame"]):>14} '
               f'{row["train_s"]:8.1f}')
     print(f'\ntotal {time.monotonic() - started:.0f} s; work directory {work}')
     (work / 'feature_modes.json').write_text(json.dumps({'routes': routes, 'rows': rows},
