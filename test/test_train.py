@@ -11,19 +11,19 @@ import pytest
 
 
 def test_training_learns_a_linear_problem_and_writes_everything(tmp_path):
-    write_synthetic_bags(tmp_path / 'features', 5, frames=300)
+    write_synthetic_bags(tmp_path / 'features', 5, frames=200)
     out = tmp_path / 'model'
     lines = []
     metrics = train([tmp_path / 'features'], out,
-                    TrainConfig(hidden_size=64, epochs=40, batch_size=64, patience=0),
+                    TrainConfig(hidden_size=64, epochs=30, batch_size=64, patience=0),
                     progress=False, log=lines.append)
     history = json.loads((out / 'history.json').read_text())
     assert history['train_loss'][-1] < 0.1 * history['train_loss'][0]
     assert metrics['val_steer_r2'] > 0.95
     assert metrics['val_throttle_r2'] > 0.9
     assert metrics['val_steer_mae'] < 0.05
-    assert metrics['epochs_run'] == 40 and not metrics['stopped_early']
-    assert metrics['train_windows'] == 1200 and metrics['val_windows'] == 300
+    assert metrics['epochs_run'] == 30 and not metrics['stopped_early']
+    assert metrics['train_windows'] == 800 and metrics['val_windows'] == 200
     names = {p.name for p in out.iterdir()}
     assert {'model.safetensors', 'config.json', 'train_config.json', 'loss_curves.png',
             'history.json', 'logs'} <= names
