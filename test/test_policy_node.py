@@ -393,3 +393,17 @@ def test_worker_keeps_a_frame_history_for_temporal_heads(checkpoints):
     assert results[-1].control == Control(steer=pytest.approx(0.1), throttle=pytest.approx(0.2))
     assert seen == [((3, 6), [0.0, 0.0, 0.0]), ((3, 6), [0.0, 0.0, 1.0]),
                     ((3, 6), [0.0, 1.0, 2.0])]
+
+
+def test_yaml_sets_only_declared_parameters_with_their_types(ros_graph):
+    import yaml
+    from llava_drive.nodes.policy import declare_parameters
+
+    node = ros_graph.node('policy_parameters')
+    declared = declare_parameters(node)
+    document = yaml.safe_load(config_path('policy.yaml').read_text())
+    assert list(document) == ['policy'] and list(document['policy']) == ['ros__parameters']
+    values = document['policy']['ros__parameters']
+    assert set(values) == set(declared)
+    for name, value in values.items():
+        assert type(value) is type(declared[name]) and value == declared[name], name

@@ -45,55 +45,65 @@ EMERGENCY_STOP_TOPIC = '/llava_drive/emergency_stop'
 LOG_THROTTLE_S = 2.0
 
 
+# (name, default, description, low, high): every parameter of the node.
+PARAMETERS = [
+    ('role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle', None, None),
+    ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)',
+     None, None),
+    ('model', '', 'LLaVA model directory; "" = the path stored in the checkpoint', None, None),
+    ('device', 'cpu', 'torch device: cpu, cuda, cuda:1, ...', None, None),
+    ('dtype', '', 'compute dtype (float32, float16, bfloat16); "" = the one in the checkpoint',
+     None, None),
+    ('max_age', 0.5, 'brake when the newest image or inference is older (wall s)', 0.01, 60.0),
+    ('gate_rate', 20.0, 'rate of the safety gate control output (Hz)', 1.0, 1000.0),
+    ('steer_rate_limit', 4.0, 'largest steering change per second of stamp time (steer units; '
+     '0 = off)', 0.0, 100.0),
+    ('steer_smoothing', 0.6, 'weight of the newest steering prediction in its moving average '
+     '(1 = no smoothing)', 0.01, 1.0),
+    ('brake_threshold', 0.1, 'a predicted brake at or above this zeroes the throttle; below it '
+     'the brake is released', 0.01, 1.0),
+    ('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}', None, None),
+    ('publish_annotated', True, 'publish ~/annotated_image (while someone subscribes)',
+     None, None),
+    ('expert_label_topic', '/llava_drive/expert/control',
+     'expert control drawn beside the prediction when present; "" = none', None, None),
+    ('max_steer_deg', 35.0, 'wheel angle at |steer| = 1, for ~/predicted_path (35 in the '
+     'embedded simulator, about 70 for CARLA cars)', 5.0, 90.0),
+    ('wheelbase', 2.9, 'wheelbase for ~/predicted_path (m)', 1.0, 10.0),
+    ('cpu_threads', 0, 'torch CPU threads (0 = torch default); 1 avoids OpenMP spinning on a '
+     'shared, busy CPU', 0, 1024),
+    ('debug_inference_delay', 0.0, 'extra seconds per inference (tests of the safety gate)',
+     0.0, 60.0),
+]
+
+
+def declare_parameters(node) -> dict:
+    """
+    Declare every policy parameter on ``node``; return ``{name: value}``.
+
+    Separate from :class:`Policy` so tools can list the parameters without a checkpoint.
+
+    :param node: an rclpy node.
+    """
+    return {name: declare(node, name, default, description, low, high)
+            for name, default, description, low, high in PARAMETERS}
+
+
 class Policy(Node):
     """Drives the ego vehicle with a trained checkpoint behind a safety gate."""
 
     def __init__(self, **node_options):
         super().__init__('policy', **node_options)
-        self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
-        checkpoint = declare(self, 'checkpoint', '',
-                             'checkpoint directory written by llava-drive train (required)')
-        model = declare(self, 'model', '',
-                        'LLaVA model directory; "" = the path stored in the checkpoint')
-        device = declare(self, 'device', 'cpu', 'torch device: cpu, cuda, cuda:1, ...')
-        dtype = declare(self, 'dtype', '',
-                        'compute dtype (float32, float16, bfloat16); "" = the checkpoint\'s')
-        max_age = declare(self, 'max_age', 0.5,
-                          'brake when the newest image or inference is older (wall s)',
-                          0.01, 60.0)
-        gate_rate = declare(self, 'gate_rate', 20.0,
-                            'rate of the safety gate control output (Hz)', 1.0, 1000.0)
-        steer_rate_limit = declare(self, 'steer_rate_limit', 4.0,
-                                   'largest steering change per second of stamp time '
-                                   '(steer units; 0 = off)', 0.0, 100.0)
-        steer_smoothing = declare(self, 'steer_smoothing', 0.6,
-                                  'weight of the newest steering prediction in its moving '
-                                  'average (1 = no smoothing)', 0.01, 1.0)
-        brake_threshold = declare(self, 'brake_threshold', 0.1,
-                                  'a predicted brake at or above this zeroes the throttle; '
-                                  'below it the brake is released', 0.01, 1.0)
-        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
-        self.publish_annotated = declare(self, 'publish_annotated', True,
-                                         'publish ~/annotated_image (when someone listens)')
-        expert_topic = declare(self, 'expert_label_topic', '/llava_drive/expert/control',
-                               'expert control drawn beside the prediction when present; '
-                               '"" = none')
-        self.max_steer_deg = declare(self, 'max_steer_deg', 35.0,
-                                     'wheel angle at |steer| = 1, for ~/predicted_path (35 in '
-                                     'the embedded simulator, about 70 for CARLA cars)',
-                                     5.0, 90.0)
-        self.wheelbase = declare(self, 'wheelbase', 2.9, 'wheelbase for ~/predicted_path (m)',
-                                 1.0, 10.0)
-        cpu_threads = declare(self, 'cpu_threads', 0,
-                              'torch CPU threads (0 = torch default); 1 avoids OpenMP '
-                              'spinning on a shared, busy CPU', 0, 1024)
-        delay = declare(self, 'debug_inference_delay', 0.0,
-                        'extra seconds per inference (tests of the safety gate)', 0.0, 60.0)
+        p = declare_parameters(self)
+        self.role = p['role_name']
+        self.publish_annotated = p['publish_annotated']
+        self.max_steer_deg, self.wheelbase = p['max_steer_deg'], p['wheelbase']
+        checkpoint = p['checkpoint']
 
-        self.codec = ControlCodec(wire)
+        self.codec = ControlCodec(p['control_wire'])
         self.gate = SafetyGate(GateConfig(
-            max_age_s=max_age, steer_rate_limit=steer_rate_limit,
-            steer_smoothing=steer_smoothing, brake_threshold=brake_threshold))
+            max_age_s=p['max_age'], steer_rate_limit=p['steer_rate_limit'],
+            steer_smoothing=p['steer_smoothing'], brake_threshold=p['brake_threshold']))
         self.lock = threading.Lock()  # the gate and the control publisher, two threads
         self.rejected_images = Counter()
         self.speed = math.nan
@@ -101,11 +111,12 @@ class Policy(Node):
         self.last_reason = None
         self.published = 0
         self.closed = False
-        if cpu_threads:
+        if p['cpu_threads']:
             import torch
-            torch.set_num_threads(cpu_threads)
+            torch.set_num_threads(p['cpu_threads'])
         started = time.monotonic()
-        self.policy = load_policy(checkpoint, model or None, device, dtype or None)
+        self.policy = load_policy(checkpoint, p['model'] or None, p['device'],
+                                  p['dtype'] or None)
         self.load_s = time.monotonic() - started
 
         prefix = f'/carla/{self.role}'
@@ -114,18 +125,19 @@ class Policy(Node):
         self.image_pub = self.create_publisher(Image, '~/annotated_image', reliable_qos(1))
         self.marker_pub = self.create_publisher(MarkerArray, '~/predicted_path', reliable_qos(1))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.worker = InferenceWorker(self.policy, self.on_result, debug_delay_s=delay,
+        self.worker = InferenceWorker(self.policy, self.on_result,
+                                      debug_delay_s=p['debug_inference_delay'],
                                       keep_rgb=self.publish_annotated,
                                       on_error=self.on_inference_error).start()
         self.create_subscription(Image, f'{prefix}/rgb_front/image', self.on_image, CAMERA_QOS)
         self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, CAMERA_QOS)
         self.create_subscription(Bool, EMERGENCY_STOP_TOPIC, self.on_emergency_stop,
                                  reliable_qos(10))
-        if expert_topic:
-            self.create_subscription(self.codec.msg_type, expert_topic, self.on_expert,
-                                     CONTROL_QOS)
+        if p['expert_label_topic']:
+            self.create_subscription(self.codec.msg_type, p['expert_label_topic'],
+                                     self.on_expert, CONTROL_QOS)
         self.create_service(SetBool, '~/enable', self.on_enable)
-        self.create_timer(1.0 / gate_rate, self.on_gate_timer)
+        self.create_timer(1.0 / p['gate_rate'], self.on_gate_timer)
         self.create_timer(1.0, self.publish_diagnostics)
         spec = self.policy.config['feature_spec']
         head = self.policy.config['head']
@@ -133,7 +145,7 @@ class Policy(Node):
             f'checkpoint {checkpoint} ({head["kind"]}, window {head["window"]}, '
             f'speed {head["use_speed"]}), features {spec["mode"]} layer {spec["layer"]} of '
             f'{self.policy.extractor.model_dir}, loaded in {self.load_s:.1f} s; gate '
-            f'{gate_rate} Hz, max age {max_age} s; control {self.codec.name}')
+            f'{p["gate_rate"]} Hz, max age {p["max_age"]} s; control {self.codec.name}')
 
     # -- inputs --------------------------------------------------------------------------
     def on_image(self, msg: Image):
