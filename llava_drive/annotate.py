@@ -94,13 +94,16 @@ def annotate_frame(image_rgb: np.ndarray, predicted: Control, speed: float = mat
     if math.isfinite(latency_s):
         lines.append((f'latency {latency_s * 1000:.0f} ms', (255, 255, 255)))
     if gate_reason:
-        lines.append((f'gate: {gate_reason}', BRAKE_COLOUR))
+        lines.append((f'gate: {gate_reason}', (80, 80, 255)))  # light red: legible on black
+    if lines:
+        # A dark band under draw_overlay's header, the same way it draws its own text.
+        top = int(24 * unit)
+        scale, pitch = 0.3 * unit, 10 * unit
+        cv2.rectangle(frame, (0, top), (width, top + pitch * len(lines) + 3 * unit),
+                      (0, 0, 0), -1)
+        for row, (line, colour) in enumerate(lines):
+            cv2.putText(frame, line, (3, top + pitch * (row + 1)), cv2.FONT_HERSHEY_SIMPLEX,
+                        scale, colour, 1, cv2.LINE_AA)
+    if gate_reason:
         cv2.rectangle(frame, (0, 0), (width - 1, height - 1), BRAKE_COLOUR, 2 * unit)
-    top = int(24 * unit)
-    for row, (line, colour) in enumerate(lines):
-        y = top + int((10 + 11 * row) * unit)
-        cv2.putText(frame, line, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * unit, (0, 0, 0),
-                    3, cv2.LINE_AA)
-        cv2.putText(frame, line, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * unit, colour,
-                    1, cv2.LINE_AA)
     return frame

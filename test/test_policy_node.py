@@ -407,3 +407,37 @@ def test_yaml_sets_only_declared_parameters_with_their_types(ros_graph):
     assert set(values) == set(declared)
     for name, value in values.items():
         assert type(value) is type(declared[name]) and value == declared[name], name
+
+
+@pytest.mark.parametrize('steer', [-1.0, -0.3, 0.0, 0.5, 1.0])
+def test_steering_path_is_a_bicycle_model_arc_turning_right_for_positive_steer(steer):
+    from llava_drive.annotate import steering_path
+
+    points = steering_path(steer, speed=5.0, max_steer_deg=35.0, wheelbase=2.9)
+    assert points.shape == (30, 2) and points[0].tolist() == [0.0, 0.0]
+    # Arc length: 2 s at 5 m/s.
+    length = np.sum(np.linalg.norm(np.diff(points, axis=0), axis=1))
+    assert length == pytest.approx(10.0, rel=1e-3)
+    if steer == 0.0:
+        assert np.all(points[:, 1] == 0.0)
+        return
+    radius = 2.9 / math.tan(math.radians(35.0 * abs(steer)))
+    centre = np.array([0.0, -math.copysign(radius, steer)])  # right turn: centre at -y
+    assert np.linalg.norm(points - centre, axis=1) == pytest.approx(radius)
+    assert np.all(np.sign(points[1:, 1]) == -np.sign(steer))
+
+
+def test_annotated_frame_shows_expert_and_gate():
+    from llava_drive.annotate import annotate_frame
+
+    frame = scene_frame(3, 240, 320)
+    plain = annotate_frame(frame, Control(steer=0.3, throttle=0.5))
+    both = annotate_frame(frame, Control(steer=0.3, throttle=0.5),
+                          expert=Control(steer=-0.5, throttle=0.2), gate_reason='stale_image')
+    assert plain.shape == both.shape == (240, 320, 3)
+    magenta = np.all(both == (255, 0, 255), axis=2)
+    assert magenta.sum() > 50 and not np.all(plain == (255, 0, 255), axis=2).any()
+    # Expert arrow on the left half (steer -0.5 turns left), red frame around the image.
+    rows, cols = np.nonzero(magenta[120:])
+    assert np.median(cols) < 160
+    assert np.all(both[0, :] == (0, 0, 255)) and np.all(both[:, -1] == (0, 0, 255))
