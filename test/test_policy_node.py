@@ -305,6 +305,24 @@ def test_emergency_stop_enable_service_diagnostics_and_final_brake(ros_graph, ch
     assert len(controls.items) == count  # nothing after it
 
 
+def test_node_process_sends_a_final_brake_on_ctrl_c(ros_graph, checkpoints, tmp_path):
+    """Ctrl-C (SIGINT, as ros2 launch and Stack send it) still gets the brake out."""
+    from llava_drive.stack import Stack
+
+    helper = ros_graph.node('camera')
+    controls = Controls(helper)
+    Camera(helper)
+    spec = NodeSpec('policy', 'llava_drive.nodes.policy', str(config_path('policy.yaml')),
+                    {'checkpoint': str(checkpoints['constant']), 'cpu_threads': 1})
+    stack = Stack([spec], env=local_ros_environment(), log_dir=tmp_path).start()
+    try:
+        assert wait_for(controls.driving, timeout=60), (tmp_path / 'policy.log').read_text()
+        assert stack.stop_node('policy') == 0
+    finally:
+        stack.stop()
+    assert wait_for(lambda: controls.items[-1][2] == FULL_BRAKE, timeout=3)
+
+
 @pytest.fixture
 def other_model(tmp_path_factory):
     """Create a second tiny LLaVA with different weights (same architecture)."""

@@ -9,8 +9,9 @@ safety gate (:mod:`llava_drive.safety_gate`) and out at once, stamped with its s
 stamp (in synchronous simulation that steps the world, one result per frame); a fixed-rate
 timer re-publishes the gated command, or a full brake when images or inferences are older
 than ``max_age``, the output is NaN, the emergency stop (``/llava_drive/emergency_stop``,
-std_msgs/Bool: True brakes until False) is on, or driving is disabled (``~/enable``,
-std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
+std_msgs/Bool: True brakes until False; subscribed volatile so that any publisher matches,
+hence a value published before the node started is not seen) is on, or driving is disabled
+(``~/enable``, std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
 ``~/annotated_image`` and ``~/predicted_path`` (markers in the vehicle frame ``<role_name>``).
 On shutdown a final full brake goes out: the CARLA bridge applies the last control forever.
 """
