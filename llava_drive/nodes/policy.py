@@ -203,6 +203,10 @@ class Policy(Node):
             self.get_logger().warning(
                 f'safety gate: {command.reason} (model said {result.control.as_array()})',
                 throttle_duration_sec=LOG_THROTTLE_S)
+        elif command.reason is not None:
+            self.get_logger().info(
+                f'safety gate adjusted the command ({command.reason}); interventions so far: '
+                f'{dict(self.gate.interventions)}', throttle_duration_sec=5 * LOG_THROTTLE_S)
         self.publish_path(command)
         if self.publish_annotated and result.rgb is not None \
                 and self.image_pub.get_subscription_count() > 0:
