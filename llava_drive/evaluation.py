@@ -255,7 +255,7 @@ class EpisodeWatcher:
         from llava_drive.control_codec import stamp_to_ns
         from llava_drive.image_codec import decode_raw, to_rgb
 
-        if self.video is None or self.annotated_video is not None:
+        if self.video is None:
             return
         image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         status = self._status_by_stamp.get(stamp_to_ns(msg.header.stamp), self.last_status)
@@ -267,7 +267,7 @@ class EpisodeWatcher:
         self.video.write(frame)
 
     def on_annotated(self, msg) -> None:
-        """Write the policy's annotated frame; from the first one on the fallback stops."""
+        """Write the policy's annotated frame (beside the fallback, see finish_video)."""
         from llava_drive.image_codec import decode_raw, to_bgr
 
         if self.annotated_video is None:
@@ -277,17 +277,22 @@ class EpisodeWatcher:
         self.annotated_video.write(to_bgr(image, msg.encoding))
 
     def finish_video(self):
-        """Close the video; return ``(path, note)`` or ``(None, '')`` when nothing came."""
+        """
+        Close the video; return ``(path, note)`` or ``(None, '')`` when nothing came.
+
+        The annotated view wins when it covers at least half the frames (its publisher keeps
+        only the newest image, so a busy machine drops some); else the raw camera stays.
+        """
         if self.video is None:
             return None, ''
-        if self.annotated_video is not None and self.annotated_video.frames:
+        annotated = self.annotated_video
+        if annotated is not None and annotated.frames >= 0.5 * self.video.frames:
             self.video.discard()
-            path = self.annotated_video.close()
-            final = self.video.path
-            path.replace(final)
-            return final, '(annotated camera view published by the policy)'
-        path = self.video.close()
-        return path, '(raw camera with the control in effect drawn on it)'
+            annotated.close().replace(self.video.path)
+            return self.video.path, '(annotated camera view published by the policy)'
+        if annotated is not None:
+            annotated.discard()
+        return self.video.close(), '(raw camera with the control in effect drawn on it)'
 
     def destroy(self) -> None:
         """Destroy the node."""

@@ -1,0 +1,302 @@
+"""Closed-loop evaluation: metrics, options, report files; real graphs: evaluate, drive, DAgger."""
+import io
+import json
+import math
+
+import cv2
+from fixtures_llava import tiny_llava_dir  # noqa: F401 - pytest fixture
+from llava_drive.evaluation import EvaluationOptions
+from llava_drive.evaluation_metrics import (aggregate, EpisodeResult, lateral_errors, rmse,
+                                            steering_smoothness, summary_from_dict,
+                                            Trajectory, with_time_limit)
+from llava_drive.evaluation_report import (EpisodeVideo, plot_route, score_sets,
+                                           summary_document, write_markdown)
+from llava_drive.sim.road import Route, RouteConfig
+from llava_drive.sim.scoring import EpisodeSummary, Event
+import numpy as np
+import pytest
+
+SMALL = {'width': 96, 'height': 72}
+
+
+def summary(seed, completion, events=(), done_reason='route_finished'):
+    """Return a finished episode summary with these events."""
+    return EpisodeSummary.from_events(seed, 100.0, completion, 30.0,
+                                      [Event(kind, 1.0) for kind in events], True, done_reason)
+
+
+def result(driver, seed, repetition, completion, events=(), steer=(0.0, 0.0)):
+    """Return an episode with a two-frame trajectory."""
+    trajectory = Trajectory(time=[0.0, 0.05][:len(steer)], x=[0.0] * len(steer),
+                            y=[0.0] * len(steer), yaw=[0.0] * len(steer),
+                            speed=[1.0] * len(steer), steer=list(steer),
+                            throttle=[0.5] * len(steer), brake=[0.0] * len(steer))
+    return EpisodeResult(driver, seed, repetition, summary(seed, completion, events),
+                         trajectory, lateral_rmse=0.1 * (seed % 7),
+                         steering_smoothness=steering_smoothness(trajectory.time, steer))
+
+
+# -- pure metrics ------------------------------------------------------------------------
+
+def test_global_score_is_the_mean_of_route_scores_not_mean_rc_times_mean_p():
+    # Route 101: full completion, one off-road (P 0.65): DS 65. Route 102: half, clean: 50.
+    results = [result('policy', 101, 0, 100.0, ['off_road']), result('policy', 102, 0, 50.0)]
+    scores = aggregate(results)
+    assert scores['driving_score'] == pytest.approx((65.0 + 50.0) / 2)
+    mean_rc, mean_p = (100.0 + 50.0) / 2, (0.65 + 1.0) / 2
+    assert scores['driving_score'] != pytest.approx(mean_rc * mean_p)
+    assert scores['route_completion'] == pytest.approx(75.0)
+    assert scores['infraction_penalty'] == pytest.approx(0.825)
+    assert scores['per_route']['101']['driving_score'] == pytest.approx(65.0)
+    assert scores['per_route']['101']['events'] == {'off_road': 1}
+    assert scores['events'] == {'off_road': 1}
+
+
+def test_spread_is_over_repetitions_of_the_global_score():
+    # Repetition 0: DS 100 and 20 (global 60); repetition 1: 100 and 60 (global 80).
+    results = [result('policy', 101, 0, 100.0), result('policy', 102, 0, 20.0),
+               result('policy', 101, 1, 100.0), result('policy', 102, 1, 60.0)]
+    scores = aggregate(results)
+    assert scores['driving_score_per_repetition'] == pytest.approx([60.0, 80.0])
+    assert scores['driving_score'] == pytest.approx(70.0)
+    assert scores['driving_score_std'] == pytest.approx(10.0)
+    assert scores['per_route']['102']['driving_score_std'] == pytest.approx(20.0)
+    assert scores['repetitions'] == 2 and scores['episodes'] == 4
+    with pytest.raises(ValueError, match='one driver'):
+        aggregate(results + [result('expert', 101, 0, 100.0)])
+
+
+def test_rmse_and_steering_smoothness():
+    assert rmse([3.0, -4.0]) == pytest.approx(math.sqrt(12.5))
+    assert math.isnan(rmse([]))
+    # |0.1 - 0| / 0.1 = 1 and |-0.1 - 0.1| / 0.1 = 2; the repeated stamp is skipped.
+    assert steering_smoothness([0.0, 0.1, 0.2, 0.2], [0.0, 0.1, -0.1, 0.9]) == \
+        pytest.approx(1.5)
+    assert steering_smoothness([0.0, 1.0], [0.5, 0.5]) == 0.0
+    with pytest.raises(ValueError, match='differ in length'):
+        steering_smoothness([0.0, 1.0], [0.0])
+
+
+def test_lateral_error_is_measured_from_the_driven_lane_centre():
+    route = Route.generate(101, RouteConfig(length_m=120.0))
+    s = np.linspace(5.0, 110.0, 40)
+    on_lane = route.poses_at(s, route.right_lane_offset)
+    assert np.abs(lateral_errors(route, on_lane[:, 0], on_lane[:, 1])).max() < 0.05
+    left = route.poses_at(s, route.right_lane_offset + 0.8)
+    errors = lateral_errors(route, left[:, 0], left[:, 1])
+    assert errors == pytest.approx(np.full(40, 0.8), abs=0.05)
+
+
+def test_time_limit_adds_a_timeout_and_summaries_round_trip():
+    running = EpisodeSummary.from_events(101, 100.0, 40.0, 60.0, [Event('off_road', 3.0)],
+                                         False, None)
+    ended = with_time_limit(running, 1.0, 2.0, 40.0)
+    assert ended.done and ended.done_reason == 'timeout'
+    assert ended.infraction_penalty == pytest.approx(0.65 * 0.70)
+    assert ended.driving_score == pytest.approx(40.0 * 0.65 * 0.70)
+    again = summary_from_dict(json.loads(json.dumps(ended.to_dict())))
+    assert again == ended
+
+
+# -- options -----------------------------------------------------------------------------
+
+def test_options_refuse_training_routes_and_bad_values(tmp_path):
+    with pytest.raises(ValueError, match=r'routes \[5, 100\] are recording'):
+        EvaluationOptions(routes=[101, 5, 100], out=tmp_path / 'a')
+    assert EvaluationOptions(routes=[5], allow_training_routes=True, out=tmp_path / 'b')
+    with pytest.raises(ValueError, match='repetitions must be an integer >= 1, got 0'):
+        EvaluationOptions(repetitions=0, out=tmp_path / 'c')
+    with pytest.raises(ValueError, match='not a checkpoint'):
+        EvaluationOptions(checkpoint=tmp_path, out=tmp_path / 'd')
+    with pytest.raises(ValueError, match="baseline name 'expert'"):
+        EvaluationOptions(baselines={'expert': tmp_path}, out=tmp_path / 'e')
+    with pytest.raises(ValueError, match='nothing to evaluate'):
+        EvaluationOptions(expert=False, out=tmp_path / 'f')
+    (tmp_path / 'full').mkdir()
+    (tmp_path / 'full' / 'x').write_text('x')
+    with pytest.raises(FileExistsError, match='not empty'):
+        EvaluationOptions(out=tmp_path / 'full')
+
+
+def test_evaluate_command_refuses_training_routes(tmp_path, capsys):
+    from llava_drive.cli import main
+    assert main(['evaluate', '--routes', '3,101', '--out', str(tmp_path / 'r')]) == 1
+    assert 'routes [3] are recording' in capsys.readouterr().err
+    assert not (tmp_path / 'r').exists()
+
+
+# -- report files ------------------------------------------------------------------------
+
+def test_report_files_from_hand_made_episodes(tmp_path):
+    route = Route.generate(101, RouteConfig(length_m=80.0))
+    path = route.poses_at(np.linspace(0.0, 80.0, 50), route.right_lane_offset)
+    trajectory = Trajectory(time=list(np.arange(50) * 0.05), x=list(path[:, 0]),
+                            y=list(path[:, 1]), yaw=list(path[:, 2]), speed=[5.0] * 50,
+                            steer=[0.0] * 50, throttle=[0.3] * 50, brake=[0.0] * 50)
+    crashed = EpisodeSummary.from_events(
+        101, 80.0, 40.0, 20.0, [Event('collision_static', 10.0, path[25, 0], path[25, 1])],
+        True, 'blocked')
+    results = [EpisodeResult.build('policy', 101, 0, crashed, trajectory, route),
+               EpisodeResult.build('expert', 101, 0, summary(101, 100.0), trajectory, route),
+               EpisodeResult.build('token0', 101, 0, summary(101, 10.0), trajectory, route)]
+    scores = score_sets(results, ['token0'])
+    assert list(scores) == ['policy', 'expert', 'token0']
+    document = summary_document(scores, ['token0'], {'routes': [101]})
+    assert document['driving_score'] == pytest.approx(40.0 * 0.65)
+    assert document['expert']['driving_score'] == pytest.approx(100.0)
+    assert document['baselines']['token0']['route_completion'] == pytest.approx(10.0)
+    assert document['per_route']['101']['events'] == {'collision_static': 1}
+    png = plot_route(route, results, tmp_path / 'route.png', list(scores))
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[0] > 300 and image.std() > 10
+    report = write_markdown(tmp_path / 'report.md', scores, {'routes': [101]}, [png], None)
+    text = report.read_text()
+    assert '| policy | 26.0 ± 0.0 | 40.0 | 0.650 |' in text
+    assert '| 101 | token0 |' in text and '![route](route.png)' in text
+
+
+def test_episode_video_reopens(tmp_path):
+    video = EpisodeVideo(tmp_path / 'v.mp4', fps=20.0)
+    for index in range(12):
+        video.write(np.full((61, 81, 3), index * 20, np.uint8))  # odd sizes get trimmed
+    assert video.close() == tmp_path / 'v.mp4'
+    capture = cv2.VideoCapture(str(tmp_path / 'v.mp4'))
+    frames = []
+    ok, frame = capture.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = capture.read()
+    assert len(frames) == 12 and frames[0].shape == (60, 80, 3)
+    assert frames[-1].mean() > frames[1].mean() + 100
+    empty = EpisodeVideo(tmp_path / 'none.mp4')
+    assert empty.close() is None and not (tmp_path / 'none.mp4').exists()
+
+
+# -- real graphs -------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def small_checkpoint(tmp_path_factory, tiny_llava_dir):  # noqa: F811
+    """Train a small head on tiny-LLaVA features of expert driving (no ROS, ~10 s)."""
+    from llava_drive.expert_driver import ExpertDriver
+    from llava_drive.features.extractor import LlavaFeatureExtractor
+    from llava_drive.features.store import write_feature_file
+    from llava_drive.learning.train import train, TrainConfig
+    from llava_drive.sim.world import SimConfig, Simulator
+
+    work = tmp_path_factory.mktemp('policy')
+    extractor = LlavaFeatureExtractor(tiny_llava_dir)
+    for seed in (1, 2):
+        sim = Simulator(SimConfig(route_seed=seed, route_length_m=60.0, **SMALL))
+        expert, path = ExpertDriver(), sim.route_waypoints()
+        frames, actions, speeds = [], [], []
+        for _ in range(40):
+            state = sim.state
+            control = expert.control(state.x, state.y, state.yaw, state.speed, path, dt=0.05)
+            frames.append(cv2.cvtColor(sim.render(), cv2.COLOR_BGRA2RGB))
+            actions.append(control.as_array())
+            speeds.append(state.speed)
+            sim.step(control)
+        features = extractor.extract(frames).numpy()
+        write_feature_file(work / 'features' / f'route{seed}.safetensors', features,
+                           np.asarray(actions), 1_000_000_000 + 50_000_000 * np.arange(40),
+                           np.asarray(speeds), np.zeros(40, np.int64), extractor.spec)
+    checkpoint = work / 'checkpoint'
+    train([work / 'features'], checkpoint,
+          TrainConfig(hidden_size=32, epochs=3, use_speed=True, patience=0), progress=False,
+          log=None)
+    return checkpoint
+
+
+def test_closed_loop_evaluation_policy_and_expert(small_checkpoint, tiny_llava_dir,  # noqa: F811
+                                                  tmp_path):
+    from llava_drive.evaluation import evaluate
+    out = tmp_path / 'report'
+    document = evaluate(EvaluationOptions(
+        checkpoint=small_checkpoint, model=tiny_llava_dir, routes=[101], repetitions=1,
+        out=out, route_length=50.0, max_route_time=6.0, log_dir=tmp_path / 'logs', **SMALL),
+        progress=False)
+    summary_json = json.loads((out / 'summary.json').read_text())
+    assert summary_json['drivers'] == ['policy', 'expert']
+    for scores in (summary_json, summary_json['expert']):
+        assert 0.0 <= scores['driving_score'] <= 100.0
+        assert 0.0 <= scores['route_completion'] <= 100.0
+        assert 0.0 <= scores['infraction_penalty'] <= 1.0
+        assert set(scores['per_route']) == {'101'}
+        route = scores['per_route']['101']
+        assert route['driving_score'] == pytest.approx(route['route_completion']
+                                                       * route['infraction_penalty'])
+    # The expert finishes a 50 m route well inside 6 s? No: 50 m at <= 8 m/s needs ~8 s, so
+    # the evaluator's limit ends it as a timeout, with the penalty, on both drivers.
+    expert = summary_json['expert']['per_route']['101']
+    assert expert['done_reasons'] == ['timeout'] and expert['infraction_penalty'] == \
+        pytest.approx(0.7)
+    assert 20.0 < expert['route_completion'] < 100.0
+    assert summary_json['expert']['lateral_error_rmse'] < 0.5
+    episodes = json.loads((out / 'episodes.json').read_text())
+    assert [e['driver'] for e in episodes] == ['policy', 'expert']
+    for episode in episodes:
+        # Every frame of the episode reached the evaluator (the simulator waits for it).
+        assert episode['frames'] >= 0.9 * 6.0 / 0.05
+        assert episode['trajectory']['time'][0] <= 0.1
+    assert document['driving_score'] == summary_json['driving_score']
+    report = (out / 'report.md').read_text()
+    assert '| policy |' in report and '| expert |' in report
+    assert '![trajectories_route101](trajectories_route101.png)' in report
+    image = cv2.imread(str(out / 'trajectories_route101.png'))
+    assert image is not None and image.shape[1] > 300
+    capture = cv2.VideoCapture(str(out / 'episode_policy_route101.mp4'))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = capture.read()
+    assert ok and frame.shape[2] == 3 and count >= 20
+    # The policy's annotated view, or the raw camera when a busy machine dropped too many.
+    assert 'annotated camera view' in report or 'raw camera' in report
+
+
+def test_drive_runs_and_stops_with_a_status_line(small_checkpoint, tiny_llava_dir,  # noqa
+                                                 tmp_path):
+    from llava_drive.driving import drive, DriveOptions
+    out = io.StringIO()
+    result = drive(DriveOptions(checkpoint=small_checkpoint, model=tiny_llava_dir,
+                                duration=9.0, route_length=50.0, log_dir=tmp_path / 'logs',
+                                **SMALL), out=out)
+    text = out.getvalue()
+    assert result['reason'] in ('duration', 'route finished')
+    assert 'steer' in text and 'route 101 RC' in text and 'stopped:' in text
+    assert result['status'] is not None and result['status']['route_seed'] == 101
+    assert 'inference' in result['line'] or 'inference' in text
+
+
+def test_dagger_records_expert_labels_while_the_policy_drives(
+        small_checkpoint, tiny_llava_dir, ros_graph, tmp_path):  # noqa: F811
+    from llava_drive.bag.reader import read_pairs
+    from llava_drive.control_codec import ControlCodec
+    from llava_drive.nodes.common import CONTROL_QOS
+    from llava_drive.recording import record, RecordingOptions
+
+    codec = ControlCodec('auto')
+    executed = {}
+
+    def on_control(msg):
+        stamp_ns, control = codec.decode(msg)
+        executed.setdefault(stamp_ns, control)  # the first one for a frame steps the sim
+
+    listener = ros_graph.node('dagger_listener')
+    listener.create_subscription(codec.msg_type, '/carla/ego_vehicle/vehicle_control_cmd',
+                                 on_control, CONTROL_QOS)
+    options = RecordingOptions(duration=4.0, route_seeds=[7], out=tmp_path / 'bag',
+                               log_dir=tmp_path / 'logs', driver='policy',
+                               checkpoint=small_checkpoint, model=tiny_llava_dir, **SMALL)
+    names = [spec.name for spec in options.node_specs()]
+    assert names == ['sim_bridge', 'expert', 'policy', 'recorder']
+    assert options.node_specs()[1].overrides['drive'] is False
+    result = record(options, progress=False)
+    pairs = list(read_pairs(tmp_path / 'bag'))
+    assert len(pairs) >= 0.9 * 4.0 / 0.05 and result['pairs'] == len(pairs)
+    matched = [(p.control, executed[p.stamp_ns]) for p in pairs if p.stamp_ns in executed]
+    assert len(matched) >= 0.8 * len(pairs)
+    differences = [abs(label.steer - command.steer) + abs(label.throttle - command.throttle)
+                   for label, command in matched]
+    # The labels are the expert's, not what the policy sent to the car.
+    assert sum(d > 0.02 for d in differences) >= 0.5 * len(matched)
+    with pytest.raises(ValueError, match='needs a checkpoint'):
+        RecordingOptions(driver='policy', out=tmp_path / 'x')
