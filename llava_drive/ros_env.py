@@ -36,6 +36,15 @@ def fastdds_profile_path() -> Path:
     return config_path('fastdds_shm.xml')
 
 
+def private_domain_id(pid=None) -> int:
+    """
+    Return a ROS domain for this process tree: 1-100, from the process id.
+
+    Valid on every platform (0-101 keep DDS ports out of Linux's ephemeral range).
+    """
+    return 1 + (os.getpid() if pid is None else pid) % 100
+
+
 def local_ros_environment(base=None) -> dict:
     """
     Return ``base`` (default ``os.environ``) plus loopback-only DDS defaults.
@@ -45,6 +54,9 @@ def local_ros_environment(base=None) -> dict:
     """
     env = dict(os.environ if base is None else base)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    # Two embedded stacks on one machine (a recording beside an evaluation) would otherwise
+    # share domain 0 and drive each other's simulators.
+    env.setdefault('ROS_DOMAIN_ID', str(private_domain_id()))
     # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE; newer distros warn on LOCALHOST_ONLY.
     if env.get('ROS_DISTRO') == 'humble':
         env.setdefault('ROS_LOCALHOST_ONLY', '1')

@@ -3,13 +3,12 @@ import os
 
 # Before any rclpy import: DDS reads these when a context starts (DESIGN.md section 2).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-# A domain of our own so parallel test runs on one machine never cross-talk.
-os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 from llava_drive.ros_env import apply_local_ros_environment  # noqa: E402
 
+# Also a ROS domain of our own, so parallel test runs on one machine never cross-talk.
 apply_local_ros_environment()
 
 import pytest  # noqa: E402

@@ -5,7 +5,7 @@ import sys
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 # Camera subscribers: best-effort depth 1 matches reliable and best-effort publishers.
@@ -54,6 +54,27 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def spin_tolerantly(node) -> None:
+    """
+    Spin ``node`` until shutdown, surviving messages rclpy cannot convert.
+
+    A sample rclpy fails to take (seen: a string field that is not UTF-8, from another
+    process on the same domain) raises out of the executor; ``rclpy.spin`` would end the node
+    and lose an open bag, so the sample is dropped, counted and logged instead.
+    """
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    dropped = 0
+    while node.context.ok():
+        try:
+            executor.spin_once(timeout_sec=0.5)
+        except RuntimeError as error:
+            dropped += 1
+            node.get_logger().error(f'dropped a message rclpy could not take ({dropped} so '
+                                    f'far): {error}', throttle_duration_sec=5.0)
+    executor.remove_node(node)
+
+
 def run_node(node_class, args=None) -> None:
     """
     Init, spin ``node_class()``, and always clean up (DESIGN.md section 8).
@@ -67,7 +88,7 @@ def run_node(node_class, args=None) -> None:
     exit_code = 0
     try:
         node = node_class()
-        rclpy.spin(node)
+        spin_tolerantly(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ParameterException, ValueError) as error:  # a bad parameter: say which, no trace
