@@ -192,4 +192,3 @@ def test_unwritable_bag_path_is_a_clear_error(ros_graph, tmp_path):
     recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
         Parameter('bag_path', value=str(tmp_path / 'file' / 'bag'))]))
     assert recorder.writer is None and 'file' in recorder.error
-
