@@ -19,7 +19,7 @@ from typing import Optional
 
 from llava_drive.node_specs import (DIAGNOSTICS_TOPIC, expert_spec, policy_spec,
                                     sim_bridge_spec)
-from llava_drive.ros_env import local_ros_environment
+from llava_drive.ros_env import stack_environment
 from llava_drive.stack import Stack
 
 BACKENDS = ('sim', 'carla')
@@ -214,10 +214,7 @@ def drive(options: DriveOptions, out=None) -> dict:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     out = out or sys.stdout
-    env = local_ros_environment()
-    if options.backend == 'carla':  # across machines the user's DDS settings stand
-        for key in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY'):
-            env.pop(key, None)
+    env = stack_environment(options.backend)
     os.environ.update(env)
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_drive_'))
     context = rclpy.Context()

@@ -7,7 +7,7 @@ import time
 from typing import List, Optional
 
 from llava_drive.node_specs import policy_spec
-from llava_drive.ros_env import config_path, local_ros_environment
+from llava_drive.ros_env import config_path, stack_environment
 from llava_drive.stack import NodeSpec, Stack
 
 RECORDER_STATUS = '/recorder/status'
@@ -103,10 +103,7 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
     from std_msgs.msg import String
     from tqdm import tqdm
 
-    env = local_ros_environment()
-    if options.backend == 'carla':  # across machines the user's DDS settings stand
-        for key in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY'):
-            env.pop(key, None)
+    env = stack_environment(options.backend)
     os.environ.update(env)  # the monitor node below must see the same DDS settings
     context = rclpy.Context()
     rclpy.init(context=context)

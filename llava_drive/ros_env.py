@@ -60,6 +60,23 @@ def local_ros_environment(base=None) -> dict:
     # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE; newer distros warn on LOCALHOST_ONLY.
     if env.get('ROS_DISTRO') == 'humble':
         env.setdefault('ROS_LOCALHOST_ONLY', '1')
+    return with_fastdds_profile(env)
+
+
+def stack_environment(backend: str, base=None) -> dict:
+    """
+    Return the environment for a stack of nodes on ``backend`` (``sim`` or ``carla``).
+
+    The embedded simulator stays on this host and on a domain of its own; with CARLA the
+    user's DDS settings stand (the bridge may run elsewhere), plus the large-sample profile.
+    """
+    if backend == 'sim':
+        return local_ros_environment(base)
+    return with_fastdds_profile(dict(os.environ if base is None else base))
+
+
+def with_fastdds_profile(env: dict) -> dict:
+    """Return ``env`` with the shipped FastDDS profile set, unless it names one already."""
     if 'FASTDDS_DEFAULT_PROFILES_FILE' not in env:
         try:
             env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(fastdds_profile_path())

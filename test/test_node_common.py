@@ -40,3 +40,14 @@ def test_declared_range_refuses_an_override(context):
         declare(node, 'rate', 20.0, 'a rate', 1.0, 100.0)
     assert declare(node, 'depth', 3, 'a depth', 1, 10) == 3
     node.destroy_node()
+
+
+def test_stack_environment_isolates_the_simulator_only():
+    from llava_drive.ros_env import stack_environment
+    sim = stack_environment('sim', {})
+    assert sim['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert 1 <= int(sim['ROS_DOMAIN_ID']) <= 100
+    assert sim['FASTDDS_DEFAULT_PROFILES_FILE'].endswith('fastdds_shm.xml')
+    carla = stack_environment('carla', {'ROS_DOMAIN_ID': '7'})
+    assert carla['ROS_DOMAIN_ID'] == '7' and 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in carla
+    assert stack_environment('sim', {'ROS_DOMAIN_ID': '42'})['ROS_DOMAIN_ID'] == '42'
