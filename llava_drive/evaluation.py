@@ -35,6 +35,11 @@ EPISODE_TOPIC = '/llava_drive/sim/episode'
 CAMERA_TOPIC = '/carla/ego_vehicle/rgb_front/image'
 # Route seeds 1-100 are recording (training) routes (config/sim_bridge.yaml).
 TRAINING_ROUTES = range(1, 101)
+# Said in every report until sim_bridge can vary a route between repetitions.
+REPETITION_NOTE = ('sim_bridge has no per-repetition randomization parameter: a route seed '
+                   'fixes road, scenery and lighting, so repetitions differ only through '
+                   "timing (e.g. the policy's wall-clock safety gate); a spread of 0 means "
+                   'identical episodes.')
 # The simulator's default time budget: length / 2 m/s + 30 s (SimConfig).
 SIM_BUDGET_SPEED_MPS = 2.0
 SIM_BUDGET_MARGIN_S = 30.0
@@ -420,6 +425,8 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
         executor.shutdown()
         rclpy.try_shutdown(context=context)
     config = options.config()
+    config['notes'] = list(options.notes) + ([REPETITION_NOTE] if options.repetitions > 1
+                                             else [])
     scores = score_sets(results, list(options.baselines))
     document = summary_document(scores, list(options.baselines), config)
     write_json(out / 'summary.json', document)

@@ -275,7 +275,8 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
         f'Checkpoint: `{config.get("checkpoint")}`  ',
         f'Routes: {routes} ({config.get("route_length")} m each), '
         f'{config.get("repetitions")} repetition(s), camera '
-        f'{config.get("width")}x{config.get("height")}, synchronous simulator.  ',
+        f'{config.get("width")}x{config.get("height")}, synchronous simulator, at most '
+        f'{config.get("route_time_limit")} s simulated per route (then a timeout).  ',
         'Driving score per route DS = RC x P; the global score is the mean of the per-route '
         'DS (DESIGN.md section 7); ± is the spread (standard deviation) of the global score '
         'over repetitions. Steer rate is the mean |d steer / dt| (lower is smoother).', '',
