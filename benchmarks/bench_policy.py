@@ -72,10 +72,11 @@ def camera_process(args):
         publisher.publish(image)
     end = time.monotonic()
     time.sleep(1.0)
+    print(json.dumps({'sent': sent, 'arrivals': list(arrivals), 'start': start, 'end': end}),
+          flush=True)
     executor.shutdown()
     node.destroy_node()
     rclpy.try_shutdown()
-    print(json.dumps({'sent': sent, 'arrivals': arrivals, 'start': start, 'end': end}))
 
 
 def constant_checkpoint(out_dir: Path, model_dir: Path) -> Path:
@@ -171,9 +172,10 @@ def main():
         executor.shutdown()
         policy.destroy_node()
         rclpy.try_shutdown()
-    if completed.returncode != 0:
-        sys.exit(f'camera process failed:\n{completed.stderr[-3000:]}')
-    camera = json.loads(completed.stdout.strip().splitlines()[-1])
+    lines = [line for line in completed.stdout.splitlines() if line.startswith('{')]
+    if not lines:
+        sys.exit(f'camera process failed ({completed.returncode}):\n{completed.stderr[-3000:]}')
+    camera = json.loads(lines[-1])
     sent = {stamp: when for when, stamp in camera['sent']}
     first_arrival = {}
     for when, stamp in camera['arrivals']:

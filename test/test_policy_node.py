@@ -190,7 +190,7 @@ def test_policy_drives_the_simulated_car_along_the_route(ros_graph, checkpoints,
 
 
 def test_images_that_stop_are_braked_for_within_max_age(ros_graph, checkpoints):
-    max_age = 0.3
+    max_age = 0.8
     start_policy(ros_graph, checkpoints['constant'], max_age=max_age, gate_rate=20.0)
     helper = ros_graph.node('camera')
     controls, camera = Controls(helper), Camera(helper)
@@ -198,15 +198,18 @@ def test_images_that_stop_are_braked_for_within_max_age(ros_graph, checkpoints):
     time.sleep(0.5)
     camera.running = False
     last_image, last_stamp = camera.sent[-1]
-    time.sleep(max_age + 0.7)
+    time.sleep(max_age + 0.8)
     after = controls.after(last_image)
     brakes = [item for item in after if item[2] == FULL_BRAKE]
     assert brakes, after[-3:]
     first_brake, brake_stamp, _ = brakes[0]
-    # Within max_age of the last frame, plus one gate period and scheduling slack.
-    assert first_brake - last_image <= max_age + 0.05 + 0.15, first_brake - last_image
+    # Not before max_age (the gate keeps the last command until then), and within max_age
+    # plus one gate period and slack for a busy machine.
+    waited = first_brake - last_image
+    assert max_age <= waited <= max_age + 0.05 + 0.35, \
+        [(round(t - last_image, 3), s, c.throttle) for t, s, c in after[:12]]
     assert brake_stamp == last_stamp  # a waiting bridge gets it for its current frame
-    late = [c for t, _, c in after if t > last_image + max_age + 0.2]
+    late = [c for t, _, c in after if t > first_brake]
     assert late and all(c == FULL_BRAKE for c in late)
 
 

@@ -16,6 +16,7 @@ hence a value published before the node started is not seen) is on, or driving i
 On shutdown a final full brake goes out: the CARLA bridge applies the last control forever.
 """
 from collections import Counter
+import gc
 import math
 import signal
 import sys
@@ -119,6 +120,10 @@ class Policy(Node):
         self.policy = load_policy(checkpoint, p['model'] or None, p['device'],
                                   p['dtype'] or None)
         self.load_s = time.monotonic() - started
+        # torch + transformers leave ~370k long-lived objects: a full collection scanning
+        # them holds the GIL ~0.2 s, stalling the gate timer. Exempt them from collection.
+        gc.collect()
+        gc.freeze()
 
         prefix = f'/carla/{self.role}'
         self.control_pub = self.create_publisher(self.codec.msg_type,
