@@ -35,11 +35,6 @@ EPISODE_TOPIC = '/llava_drive/sim/episode'
 CAMERA_TOPIC = '/carla/ego_vehicle/rgb_front/image'
 # Route seeds 1-100 are recording (training) routes (config/sim_bridge.yaml).
 TRAINING_ROUTES = range(1, 101)
-# Said in every report until sim_bridge can vary a route between repetitions.
-REPETITION_NOTE = ('sim_bridge has no per-repetition randomization parameter: a route seed '
-                   'fixes road, scenery and lighting, so repetitions differ only through '
-                   "timing (e.g. the policy's wall-clock safety gate); a spread of 0 means "
-                   'identical episodes.')
 # The simulator's default time budget: length / 2 m/s + 30 s (SimConfig).
 SIM_BUDGET_SPEED_MPS = 2.0
 SIM_BUDGET_MARGIN_S = 30.0
@@ -164,7 +159,7 @@ class EvaluationOptions:
         return drivers
 
     def node_specs(self, driver: str, seed: int, watch_camera: bool = True,
-                   annotate: bool = False) -> list:
+                   annotate: bool = False, repetition: int = 0) -> list:
         """
         Return the nodes of one episode: sim_bridge on ``seed`` plus the driver.
 
@@ -173,6 +168,7 @@ class EvaluationOptions:
         :param watch_camera: the evaluator subscribes to the camera too (it does: the
             simulator waits for it, see :class:`EpisodeWatcher`)
         :param annotate: ask the policy for its annotated image
+        :param repetition: repetition index: each one draws another appearance of the route
         """
         checkpoint = self.drivers()[driver]
         # The simulator waits for the camera subscribers it expects (policy, evaluator) so
@@ -180,6 +176,7 @@ class EvaluationOptions:
         subscribers = (checkpoint is not None) + bool(watch_camera)
         specs = [sim_bridge_spec([seed], self.width, self.height, synchronous=True,
                                  loop_routes=False, route_length=float(self.route_length),
+                                 variation=int(repetition),
                                  wait_for_image_subscribers=int(subscribers),
                                  control_timeout=float(self.control_timeout))]
         if checkpoint is None:
@@ -325,7 +322,8 @@ def run_episode(options: EvaluationOptions, executor, context, driver: str, seed
     video = EpisodeVideo(video_path) if video_path is not None else None
     watcher = EpisodeWatcher(context, seed, video)
     executor.add_node(watcher.node)
-    stack = Stack(options.node_specs(driver, seed, annotate=video is not None), env=env,
+    stack = Stack(options.node_specs(driver, seed, annotate=video is not None,
+                                     repetition=repetition), env=env,
                   log_dir=log_dir)
     limit = options.route_time_limit()
     start = time.monotonic()
@@ -425,8 +423,7 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
         executor.shutdown()
         rclpy.try_shutdown(context=context)
     config = options.config()
-    config['notes'] = list(options.notes) + ([REPETITION_NOTE] if options.repetitions > 1
-                                             else [])
+    config['notes'] = list(options.notes)
     scores = score_sets(results, list(options.baselines))
     document = summary_document(scores, list(options.baselines), config)
     write_json(out / 'summary.json', document)

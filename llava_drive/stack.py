@@ -16,7 +16,10 @@ from typing import Dict, List, Optional
 
 def param_value(value) -> str:
     """Format a Python value for ``--ros-args -p name:=value`` (YAML syntax)."""
-    return json.dumps(value) if not isinstance(value, str) else value
+    if isinstance(value, str):
+        # An empty value would read as "name:=" with nothing after it, which rcl rejects.
+        return value if value else "''"
+    return json.dumps(value)
 
 
 @dataclass

@@ -51,3 +51,9 @@ def test_stack_environment_isolates_the_simulator_only():
     carla = stack_environment('carla', {'ROS_DOMAIN_ID': '7'})
     assert carla['ROS_DOMAIN_ID'] == '7' and 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in carla
     assert stack_environment('sim', {'ROS_DOMAIN_ID': '42'})['ROS_DOMAIN_ID'] == '42'
+
+
+def test_node_spec_quotes_empty_strings():
+    from llava_drive.stack import NodeSpec
+    command = NodeSpec('n', 'm', None, {'model': '', 'seeds': [1, 2], 'on': True}).command()
+    assert command[-6:] == ['-p', "model:=''", '-p', 'seeds:=[1, 2]', '-p', 'on:=true']

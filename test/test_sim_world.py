@@ -205,3 +205,27 @@ def test_config_errors_name_the_value(kwargs, name):
     """Reject bad configurations with a message naming the field."""
     with pytest.raises(ValueError, match=name):
         SimConfig(**kwargs)
+
+
+def test_progress_only_counts_near_the_route():
+    """A car far beside the route (on the grass) completes nothing, as in CARLA."""
+    sim = Simulator(SimConfig(route_seed=6, obstacles=False))
+    x, y, yaw = sim.route.pose_at(120.0, -15.0)
+    sim.teleport(x, y, yaw)
+    sim.step(Control())
+    assert sim.route_completion < 1.0
+    x, y, yaw = sim.route.pose_at(120.0, -1.75)
+    sim.teleport(x, y, yaw)
+    sim.step(Control())
+    assert sim.route_completion > 20.0
+
+
+def test_variation_redraws_the_appearance_on_the_same_road():
+    sim = Simulator(SimConfig(route_seed=3, width=64, height=48))
+    first, road = sim.render().copy(), sim.route.points.copy()
+    sim.reset(3, variation=1)
+    assert (sim.route.points == road).all()
+    assert sim.appearance != Simulator(SimConfig(route_seed=3, width=64, height=48)).appearance
+    assert not (sim.render() == first).all()
+    sim.reset(3)
+    assert (sim.render() == first).all()

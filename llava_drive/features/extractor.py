@@ -166,7 +166,8 @@ class LlavaFeatureExtractor:
             self.processor.image_processor)
         self.input_ids, self.image_positions = self._prompt_ids()
         self._spec = FeatureSpec(
-            model_name=str(model_dir), model_hash=model_content_hash(self.model_dir),
+            model_name=str(self.model_dir.resolve()),  # absolute: checkpoints are used elsewhere
+            model_hash=model_content_hash(self.model_dir),
             mode=self.mode.value, layer=self.layer if self.mode in DECODER_MODES else None,
             grid=self.grid, prompt=prompt, preprocessing=preprocessing,
             image_size=self.normalization.size, dtype=dtype, feature_dim=self._feature_dim())

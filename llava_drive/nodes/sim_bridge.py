@@ -66,6 +66,12 @@ class SimBridge(Node):
         self.loop_routes = declare(self, 'loop_routes', True,
                                    'after the last route start again from the first')
         route_length = declare(self, 'route_length', 500.0, 'route length (m)', 50.0, 20000.0)
+        self.variation = declare(self, 'variation', 0,
+                                 'appearance draw on the same roads (lighting, colours, camera '
+                                 'jitter); evaluation repetitions use 0, 1, 2 ...', 0, 1000000)
+        time_budget = declare(self, 'time_budget', 0.0,
+                              'simulated seconds per route before a timeout (penalty 0.7); '
+                              '0 = route length / 2 m/s + 30 s', 0.0, 1e6)
         obstacles = declare(self, 'obstacles', True, 'parked cars at the roadside')
         randomize = declare(self, 'randomize', True,
                             'randomize lighting, colours and camera jitter per episode')
@@ -81,7 +87,8 @@ class SimBridge(Node):
         self.sim = Simulator(SimConfig(
             width=width, height=height, fov_deg=fov, dt=self.dt,
             route_seed=int(self.route_seeds[0]), route_length_m=route_length,
-            obstacles=obstacles, randomize=randomize))
+            obstacles=obstacles, randomize=randomize,
+            time_budget_s=time_budget if time_budget > 0 else None))
         prefix = f'/carla/{self.role}'
         self.camera_frame = f'{self.role}/rgb_front'
         image_qos = reliable_qos(10)
@@ -134,7 +141,9 @@ class SimBridge(Node):
             self.route_index = 0
         self.episode += 1
         seed = int(self.route_seeds[self.route_index])
-        self.sim.reset(seed)
+        # Each pass over the route list draws a new appearance.
+        laps = self.episode // len(self.route_seeds)
+        self.sim.reset(seed, variation=self.variation + laps)
         self.control = FULL_BRAKE
         self.publish_route()
         self.publish_episode('start')

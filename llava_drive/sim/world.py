@@ -67,6 +67,9 @@ class SimConfig:
     :param blocked_speed_mps: slower than this counts as standing still
     :param blocked_time_s: standing still this long ends the route
     :param off_route_distance_m: further than this from the route ends it
+    :param progress_distance_m: route completion only counts route points reached within this
+        distance of the route (CARLA's RouteCompletionTest uses 10 m), so driving across the
+        grass does not complete a curve
     :param finish_tolerance_m: the route is finished this close to its end
     :param raster_resolution_m: metres per pixel of the top-down world picture
     :param vehicle: vehicle parameters
@@ -91,6 +94,7 @@ class SimConfig:
     blocked_speed_mps: float = 0.1
     blocked_time_s: float = 180.0
     off_route_distance_m: float = 30.0
+    progress_distance_m: float = 10.0
     finish_tolerance_m: float = 1.0
     raster_resolution_m: float = 0.08
     vehicle: VehicleParams = field(default_factory=VehicleParams)
@@ -113,6 +117,7 @@ class SimConfig:
             'timeout_min_speed_mps': (0.01, 100.0), 'timeout_margin_s': (0.0, 1e5),
             'blocked_speed_mps': (0.0, 10.0), 'blocked_time_s': (0.0, 1e5),
             'off_route_distance_m': (1.0, 1e4), 'finish_tolerance_m': (0.0, 50.0),
+            'progress_distance_m': (0.5, 1e4),
             'raster_resolution_m': (0.02, 1.0), 'lane_offset_m': (-3.5, 3.5),
         }
         for name, (low, high) in checks.items():
@@ -181,18 +186,22 @@ class Simulator:
 
     # -- episode -------------------------------------------------------------------------
 
-    def reset(self, seed: Optional[int] = None) -> StepResult:
+    def reset(self, seed: Optional[int] = None, variation: int = 0) -> StepResult:
         """
         Start a new episode on the route of ``seed`` (also seeds the randomization).
 
         :param seed: route seed; None uses ``config.route_seed``
+        :param variation: another draw of the appearance randomization (lighting, colours,
+            camera jitter) on the same road, e.g. one per evaluation repetition; 0 is the
+            route's own appearance
         :return: the initial state (time 0, no events)
         """
         seed = self.config.route_seed if seed is None else seed
         self.route = Route.generate(seed, self.config.route_config())
         self.seed = int(seed)
         if self.config.randomize:
-            self.appearance = Appearance.sample(np.random.default_rng([self.seed, 0xA99]))
+            key = [self.seed, 0xA99] + ([int(variation)] if variation else [])
+            self.appearance = Appearance.sample(np.random.default_rng(key))
         else:
             self.appearance = Appearance()
         x, y, yaw = self.route.pose_at(0.0, self.config.lane_offset_m)
@@ -409,7 +418,8 @@ class Simulator:
         if proj.distance > cfg.off_route_distance_m:
             return self._finish('off_route')
         # The projection searches near its last match, so s follows the road continuously.
-        self._max_s = max(self._max_s, min(proj.s, self.route.length))
+        if proj.distance <= cfg.progress_distance_m:
+            self._max_s = max(self._max_s, min(proj.s, self.route.length))
         if self._max_s >= self.route.length - cfg.finish_tolerance_m:
             return self._finish('route_finished')
         if abs(st.speed) < cfg.blocked_speed_mps:
