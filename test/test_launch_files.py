@@ -27,6 +27,7 @@ NODE_CLASSES = {
     'sim_bridge': ('llava_drive.nodes.sim_bridge', 'SimBridge'),
     'expert': ('llava_drive.nodes.expert', 'Expert'),
     'recorder': ('llava_drive.nodes.recorder', 'Recorder'),
+    'policy': ('llava_drive.nodes.policy', 'Policy'),
 }
 CARLA_PACKAGES = {'carla_ros_bridge', 'carla_spawn_objects', 'carla_waypoint_publisher'}
 REAL_LAUNCH = importlib.util.find_spec('launch_ros') is not None
@@ -187,10 +188,14 @@ def declared():
     parameters = {}
     try:
         for name, (module_name, class_name) in NODE_CLASSES.items():
-            node_class = getattr(importlib.import_module(module_name), class_name)
-            # No bag in the working tree: the recorder does not start.
-            node = node_class(context=context, parameter_overrides=[
-                Parameter('autostart', value=False)] if name == 'recorder' else [])
+            module = importlib.import_module(module_name)
+            if name == 'policy':  # without a checkpoint: declare its parameters on a plain node
+                node = rclpy.create_node('policy', context=context)
+                module.declare_parameters(node)
+            else:
+                # No bag in the working tree: the recorder does not start.
+                node = getattr(module, class_name)(context=context, parameter_overrides=[
+                    Parameter('autostart', value=False)] if name == 'recorder' else [])
             try:
                 assert node.get_name() == name
                 parameters[name] = {key: node.get_parameter(key)
