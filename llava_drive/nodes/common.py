@@ -75,14 +75,22 @@ def spin_tolerantly(node) -> None:
     executor.remove_node(node)
 
 
-def run_node(node_class, args=None) -> None:
+def run_node(node_class, args=None, keep_context_on_interrupt=False) -> None:
     """
     Init, spin ``node_class()``, and always clean up (DESIGN.md section 8).
 
     SIGTERM is turned into the same clean shutdown as Ctrl-C: Humble's rclpy does not handle
     it, and a recorder killed without ``destroy_node`` would leave an unfinished bag.
+
+    :param keep_context_on_interrupt: leave rclpy's SIGINT handler out, so the context is
+        still up in ``destroy_node`` (the policy publishes its final brake there).
     """
-    rclpy.init(args=args)
+    if keep_context_on_interrupt:
+        from rclpy.signals import SignalHandlerOptions
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        signal.signal(signal.SIGINT, _raise_interrupt)
+    else:
+        rclpy.init(args=args)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     node = None
     exit_code = 0

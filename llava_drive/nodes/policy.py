@@ -18,8 +18,6 @@ On shutdown a final full brake goes out: the CARLA bridge applies the last contr
 from collections import Counter
 import gc
 import math
-import signal
-import sys
 import threading
 import time
 
@@ -30,14 +28,11 @@ from llava_drive.control import FULL_BRAKE
 from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
 from llava_drive.inference import Frame, InferenceWorker, load_policy
-from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, declare, reliable_qos
+from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
+                                      run_node)
 from llava_drive.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
-import rclpy
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
@@ -338,39 +333,14 @@ class Policy(Node):
         super().destroy_node()
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(args=None):
     """
     Run the policy node; Ctrl-C and SIGTERM still let it send its final brake.
 
-    Like :func:`llava_drive.nodes.common.run_node`, except that rclpy's own SIGINT handler is
-    not installed: it shuts the context down before ``destroy_node`` runs, and a shut-down
-    context cannot publish the brake.
+    rclpy's own SIGINT handler would shut the context down before ``destroy_node`` runs, and
+    a shut-down context cannot publish the brake.
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = None
-    exit_code = 0
-    try:
-        node = Policy()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ParameterException, ValueError) as error:  # bad parameter or checkpoint: no trace
-        print(f'[policy] refused to start: {error}', file=sys.stderr)
-        exit_code = 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if exit_code:
-        sys.exit(exit_code)
+    run_node(Policy, args, keep_context_on_interrupt=True)
 
 
 if __name__ == '__main__':
