@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llava_drive.bag.writer import BagWriter, BagWriterConfig  # noqa: E402
 from llava_drive.control import Control  # noqa: E402
 from llava_drive.expert_driver import ExpertDriver  # noqa: E402
-from llava_drive.features.spec import FeatureMode  # noqa: E402
+from llava_drive.features.spec import DEFAULT_GRID, FeatureMode  # noqa: E402
 from llava_drive.sim.world import SimConfig, Simulator  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -93,7 +93,7 @@ def run_mode(mode: str, model_dir: Path, bags, train_names, test_names, work: Pa
     from llava_drive.learning.train import train, TrainConfig
 
     started = time.monotonic()
-    extractor = LlavaFeatureExtractor(model_dir, mode=mode)
+    extractor = LlavaFeatureExtractor(model_dir, mode=mode, grid=args.grid)
     feature_dir = work / 'features' / mode
     results = extract_bags(extractor, bags, feature_dir, batch_size=args.batch_size,
                            progress=False)
@@ -106,7 +106,7 @@ def run_mode(mode: str, model_dir: Path, bags, train_names, test_names, work: Pa
     files = {r.output.stem: r.output for r in results}
     started = time.monotonic()
     metrics = train([files[name] for name in train_names], work / 'models' / mode,
-                    TrainConfig(head='mlp', epochs=args.epochs, seed=args.seed,
+                    TrainConfig(head='mlp', epochs=args.epochs, seed=args.seed, lr=args.lr,
                                 val_fraction=args.val_fraction, split_by='bag'),
                     progress=False, log=None)
     train_s = time.monotonic() - started
@@ -148,6 +148,9 @@ def main(argv=None) -> int:
                         choices=[m.value for m in FeatureMode])
     parser.add_argument('--batch-size', type=int, default=32, help='extraction batch size')
     parser.add_argument('--epochs', type=int, default=100, help='maximum training epochs')
+    parser.add_argument('--lr', type=float, default=1e-3, help='AdamW learning rate')
+    parser.add_argument('--grid', type=int, default=DEFAULT_GRID,
+                        help='k of the k x k pooling of the grid modes')
     parser.add_argument('--val-fraction', type=float, default=0.2,
                         help='share of training routes used for validation')
     parser.add_argument('--seed', type=int, default=0)

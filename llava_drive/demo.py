@@ -16,10 +16,10 @@ import time
 
 from llava_drive.cli_record import seed_list
 
-# The tiny random LLaVA: only the vision tower's patch grid keeps where the lane is
-# (benchmarks/feature_modes.py: held-out steering R^2 0.45 for vision_grid, below 0 for the
-# decoder modes, whose random weights scramble it). A real LLaVA uses the default mode.
+# The tiny random LLaVA under appearance randomization: the vision tower's 4 x 4 patch grid
+# generalizes best to unseen lighting and colours (benchmarks/feature_modes.py --randomize).
 DEMO_FEATURE_MODE = 'vision_grid'
+DEMO_GRID = 4
 
 
 def register(subparsers):
@@ -44,6 +44,8 @@ def register(subparsers):
     parser.add_argument('--height', type=int, default=150, help='camera height')
     parser.add_argument('--mode', default=DEMO_FEATURE_MODE,
                         help='feature mode of the policy (token0 is the baseline)')
+    parser.add_argument('--grid', type=int, default=DEMO_GRID,
+                        help='k of the k x k pooling of grid modes')
     parser.add_argument('--repetitions', type=int, default=3,
                         help='closed-loop episodes per held-out route and driver')
     parser.add_argument('--route-length', type=float, default=150.0,
@@ -107,7 +109,7 @@ def run(args) -> int:
         mark = time.monotonic()
         step(f'extract LLaVA features ({args.mode})',
              ['extract', *train_bags, check_bag, '--model', model, '--mode', args.mode,
-              '--out', features, '--no-progress'])
+              '--grid', args.grid, '--out', features, '--no-progress'])
         step('extract token0 features (the baseline: the same for every frame)',
              ['extract', *train_bags, '--model', model, '--mode', 'token0',
               '--out', features_token0, '--no-progress'])

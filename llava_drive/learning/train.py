@@ -56,7 +56,9 @@ class TrainConfig:
     :param scale_loss: divide each action's squared error by that action's variance in the
         training labels (floored at ``min_label_variance``), so an action with a small
         spread, typically steering, is not drowned by throttle and brake.
-    :param min_label_variance: floor of the variance used by ``scale_loss``.
+    :param min_label_variance: floor of the variance used by ``scale_loss`` (0.01: std 0.1,
+        a tenth of a control's range), so a nearly constant action, such as a brake the
+        expert hardly uses, cannot dominate the loss and with it the early stopping.
     :param device: torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``...).
     :param max_gap_factor: a stamp step above this many median steps breaks a window.
     """
@@ -80,7 +82,7 @@ class TrainConfig:
     patience: int = 10
     loss_weights: tuple = field(default=(1.0, 1.0, 1.0))
     scale_loss: bool = True
-    min_label_variance: float = 1e-3
+    min_label_variance: float = 1e-2
     device: str = 'cpu'
     max_gap_factor: float = DEFAULT_MAX_GAP_FACTOR
 

@@ -2,7 +2,9 @@
 Embedded simulator node speaking the carla_ros_bridge topics (DESIGN.md section 3).
 
 Publishes the front camera (bgra8), camera_info, odometry, speedometer, route waypoints and
-``/clock``; applies ``vehicle_control_cmd`` with CARLA VehicleControl semantics. In
+``/clock``, and ``/tf`` (map -> vehicle) plus ``/tf_static`` (vehicle -> camera) like the bridge
+when ``tf2_msgs`` is importable (every ROS install has it; the standalone wheels do not, and
+without ROS there is no RViz to need it); applies ``vehicle_control_cmd`` with CARLA VehicleControl semantics. In
 synchronous mode it waits, like the bridge's ``synchronous_mode_wait_for_vehicle_control_command``,
 for a control stamped with the current frame before stepping, so recording and evaluation run
 as fast as the nodes allow and are deterministic. Episode progress and infractions go out as
@@ -12,7 +14,7 @@ import json
 import math
 import time
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped
 from llava_drive.control import FULL_BRAKE
 from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import raw_fields
@@ -25,15 +27,33 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header, String
 
+try:
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # standalone wheels: no tf2_msgs (DESIGN.md section 2)
+    TFMessage = None
+
 EPISODE_TOPIC = '/llava_drive/sim/episode'
 STATUS_TOPIC = '/llava_drive/sim/status'
 
 
-def yaw_to_quaternion(yaw: float, orientation) -> None:
-    """Fill a geometry_msgs/Quaternion in place with a rotation of ``yaw`` about z."""
-    orientation.x = orientation.y = 0.0
-    orientation.z = math.sin(yaw / 2.0)
-    orientation.w = math.cos(yaw / 2.0)
+def set_orientation(orientation, yaw: float, pitch: float = 0.0) -> None:
+    """Fill a quaternion with yaw about z, then pitch about y (positive pitch looks down)."""
+    cp, sp = math.cos(pitch / 2.0), math.sin(pitch / 2.0)
+    cy, sy = math.cos(yaw / 2.0), math.sin(yaw / 2.0)
+    orientation.w, orientation.x = cy * cp, -sy * sp
+    orientation.y, orientation.z = cy * sp, sy * cp
+
+
+def transform(parent: str, child: str, stamp_ns: int, x: float, y: float, z: float,
+              yaw: float = 0.0, pitch: float = 0.0) -> TransformStamped:
+    """Return the TransformStamped placing ``child`` in ``parent``."""
+    tf = TransformStamped()
+    ns_to_stamp(stamp_ns, tf.header.stamp)
+    tf.header.frame_id, tf.child_frame_id = parent, child
+    t = tf.transform.translation
+    t.x, t.y, t.z = float(x), float(y), float(z)
+    set_orientation(tf.transform.rotation, yaw, pitch)
+    return tf
 
 
 class SimBridge(Node):
@@ -101,6 +121,13 @@ class SimBridge(Node):
         self.clock_pub = self.create_publisher(Clock, '/clock', 10)
         self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
         self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
+        self.tf_pub = self.tf_static_pub = None
+        if TFMessage is not None:
+            self.tf_pub = self.create_publisher(TFMessage, '/tf', 100)
+            self.tf_static_pub = self.create_publisher(TFMessage, '/tf_static', LATCHED_QOS)
+        else:
+            self.get_logger().info('tf2_msgs is not installed: no /tf (RViz needs a ROS '
+                                   'install, which has it)')
         self.control_topic = f'{prefix}/vehicle_control_cmd'
         self.create_subscription(self.codec.msg_type, self.control_topic, self.on_control,
                                  CONTROL_QOS)
@@ -146,6 +173,7 @@ class SimBridge(Node):
         self.sim.reset(seed, variation=self.variation + laps)
         self.control = FULL_BRAKE
         self.publish_route()
+        self.publish_camera_mount()
         self.publish_episode('start')
         self.get_logger().info(f'episode {self.episode}: route {seed}')
         return True
@@ -161,6 +189,15 @@ class SimBridge(Node):
             info['summary'] = self.sim.summary().to_dict()
         self.episode_pub.publish(String(data=json.dumps(info)))
 
+    def publish_camera_mount(self):
+        """Publish vehicle -> camera on /tf_static (the mount can change per episode)."""
+        if self.tf_static_pub is None:
+            return
+        camera = self.sim.camera_config()
+        self.tf_static_pub.publish(TFMessage(transforms=[transform(
+            self.role, self.camera_frame, self.sim_time_ns, camera.mount_forward_m, 0.0,
+            camera.mount_height_m, pitch=math.radians(camera.pitch_deg))]))
+
     def publish_route(self):
         """Publish the route's driving path (latched), like carla_waypoint_publisher."""
         path = Path()
@@ -170,7 +207,7 @@ class SimBridge(Node):
             pose = PoseStamped()
             pose.header = path.header
             pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            yaw_to_quaternion(yaw, pose.pose.orientation)
+            set_orientation(pose.pose.orientation, yaw)
             path.poses.append(pose)
         self.path_pub.publish(path)
         fx, fy, cx, cy = self.sim.camera_intrinsics()
@@ -264,9 +301,12 @@ class SimBridge(Node):
         odom.header.frame_id = 'map'
         odom.child_frame_id = self.role
         odom.pose.pose.position.x, odom.pose.pose.position.y = float(state.x), float(state.y)
-        yaw_to_quaternion(state.yaw, odom.pose.pose.orientation)
+        set_orientation(odom.pose.pose.orientation, state.yaw)
         odom.twist.twist.linear.x = float(state.speed)
         self.odom_pub.publish(odom)
+        if self.tf_pub is not None:
+            self.tf_pub.publish(TFMessage(transforms=[transform(
+                'map', self.role, stamp_ns, state.x, state.y, 0.0, yaw=state.yaw)]))
         self.speed_pub.publish(Float32(data=float(state.speed)))
         status = dict(self.sim.summary().to_dict(), stamp_ns=stamp_ns, episode=self.episode,
                       route_seed=int(self.route_seeds[self.route_index]),
