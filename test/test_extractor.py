@@ -35,6 +35,8 @@ def full_forward(model_dir, input_ids, pixel_values):
 def test_truncated_decoder_equals_full_model_hidden_states(tiny_llava_dir, layer):  # noqa
     ex = extractor(tiny_llava_dir, mode='last_token', layer=layer)
     assert len(ex.model.language_model.layers) == layer  # later layers never loaded
+    # LLaVA reads the vision tower's layer -2: its last layer is not loaded either.
+    assert len(ex.model.vision_tower.encoder.layers) == 2
     assert not hasattr(ex, 'lm_head') and not hasattr(ex.model, 'lm_head')
     pixel_values = ex.pixel_values(FRAMES)
     truncated = ex.decoder_states(pixel_values)

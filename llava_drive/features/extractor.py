@@ -85,6 +85,26 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+
+def _stop_vision_tower_at_feature_layer(config) -> None:
+    """
+    Cut the vision tower config after the last layer LLaVA reads (``vision_feature_layer``).
+
+    LLaVA-1.5 reads layer -2, so the full forward runs one CLIP layer for nothing. The
+    indices are rewritten as positive ones, which address the same states of the shorter tower
+    (``hidden_states`` holds the embeddings and then one entry per layer).
+    """
+    wanted = config.vision_feature_layer
+    depth = config.vision_config.num_hidden_layers
+    indices = [wanted] if isinstance(wanted, int) else list(wanted)
+    positive = [index if index >= 0 else depth + 1 + index for index in indices]
+    if not all(0 <= index <= depth for index in positive):
+        raise ExtractorError('vision_feature_layer %r is outside the %d-layer vision tower'
+                             % (wanted, depth))
+    config.vision_config.num_hidden_layers = max(positive)
+    config.vision_feature_layer = positive[0] if isinstance(wanted, int) else positive
+
+
 class LlavaFeatureExtractor:
     """
     Turn RGB frames into feature vectors with a local LLaVA checkpoint.
@@ -142,6 +162,7 @@ class LlavaFeatureExtractor:
         text_config.num_hidden_layers = keep
         if getattr(text_config, 'layer_types', None):
             text_config.layer_types = text_config.layer_types[:keep]
+        _stop_vision_tower_at_feature_layer(config)
 
         placement = {}
         if self.device.type == 'cuda' and importlib.util.find_spec('accelerate'):
