@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 import math
 from typing import Optional, Sequence, Tuple
 
+from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control, FULL_BRAKE
 import numpy as np
 
@@ -61,26 +62,18 @@ class ExpertConfig:
     stop_margin_m: float = 2.0
 
     def __post_init__(self):
-        """Check every value is finite and in range."""
+        """Check every value is finite and in range (all >= 0, some > 0)."""
+        positive = ('max_lateral_accel_mps2', 'comfort_decel_mps2', 'wheelbase_m',
+                    'min_lookahead_m')
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value) or value < 0:
-                raise ValueError(f'ExpertConfig.{f.name} must be a finite number >= 0, '
-                                 f'got {value!r}')
-        for name in ('max_lateral_accel_mps2', 'comfort_decel_mps2', 'wheelbase_m',
-                     'min_lookahead_m', 'max_throttle'):
-            if getattr(self, name) <= 0:
-                raise ValueError(f'ExpertConfig.{name} must be positive, '
-                                 f'got {getattr(self, name)!r}')
-        if not 0 < self.max_steer_deg < 90:
-            raise ValueError(f'ExpertConfig.max_steer_deg must be in (0, 90), '
-                             f'got {self.max_steer_deg!r}')
+            number_in_range(f'ExpertConfig.{f.name}', getattr(self, f.name), 0,
+                            low_open=f.name in positive)
+        number_in_range('ExpertConfig.max_steer_deg', self.max_steer_deg, 0, 90,
+                        low_open=True, high_open=True)
+        number_in_range('ExpertConfig.max_throttle', self.max_throttle, 0, 1, low_open=True)
         if self.min_lookahead_m > self.max_lookahead_m:
             raise ValueError(f'ExpertConfig.min_lookahead_m={self.min_lookahead_m} exceeds '
                              f'max_lookahead_m={self.max_lookahead_m}')
-        if self.max_throttle > 1:
-            raise ValueError(f'ExpertConfig.max_throttle must be <= 1, got {self.max_throttle}')
 
 
 def path_curvatures(points: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 import math
 from typing import Optional
 
+from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control
 import numpy as np
 
@@ -35,14 +36,8 @@ class NoiseConfig:
     def __post_init__(self):
         """Check every value is finite and non-negative, and the magnitudes are at most 1."""
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value) or value < 0:
-                raise ValueError(f'NoiseConfig.{f.name} must be a finite number >= 0, '
-                                 f'got {value!r}')
-        for name in ('ou_sigma', 'pulse_magnitude'):
-            if getattr(self, name) > 1:
-                raise ValueError(f'NoiseConfig.{name} must be <= 1, got {getattr(self, name)}')
+            high = 1 if f.name in ('ou_sigma', 'pulse_magnitude') else math.inf
+            number_in_range(f'NoiseConfig.{f.name}', getattr(self, f.name), 0, high)
 
 
 class ExpertNoise:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import math
 from typing import NamedTuple, Optional
 
+from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control, FULL_BRAKE
 
 # Reasons that replace the command by a full brake, in order of precedence.
@@ -60,21 +61,10 @@ class GateConfig:
 
     def __post_init__(self):
         """Check every field; errors name the bad value."""
-        def number(name):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                raise ValueError(f'{name} must be a finite number, got {value!r}')
-            return value
-        if number('max_age_s') <= 0:
-            raise ValueError(f'max_age_s must be > 0, got {self.max_age_s!r}')
-        if number('steer_rate_limit') < 0:
-            raise ValueError(f'steer_rate_limit must be >= 0 (0 = off), got '
-                             f'{self.steer_rate_limit!r}')
-        if not 0 < number('steer_smoothing') <= 1:
-            raise ValueError(f'steer_smoothing must be in (0, 1], got {self.steer_smoothing!r}')
-        if not 0 < number('brake_threshold') <= 1:
-            raise ValueError(f'brake_threshold must be in (0, 1], got {self.brake_threshold!r}')
+        number_in_range('max_age_s', self.max_age_s, 0, low_open=True)
+        number_in_range('steer_rate_limit', self.steer_rate_limit, 0)
+        for name in ('steer_smoothing', 'brake_threshold'):
+            number_in_range(name, getattr(self, name), 0, 1, low_open=True)
 
 
 class GateCommand(NamedTuple):

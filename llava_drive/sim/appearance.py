@@ -1,11 +1,17 @@
 """Seeded visual randomization: colours, lighting, haze and camera mount jitter."""
 from dataclasses import dataclass, fields
-import math
 from typing import Tuple
 
+from llava_drive.config_checks import number_in_range
 import numpy as np
 
 BGR = Tuple[int, int, int]
+# Closed range of every number field of Appearance.
+NUMBER_RANGES = {
+    'brightness': (0.2, 2.0), 'haze': (0.0, 1.0), 'texture_strength': (0.0, 3.0),
+    'cloud_cover': (0.0, 1.0), 'camera_height_offset_m': (-0.5, 0.5),
+    'camera_pitch_offset_deg': (-5.0, 5.0),
+}
 
 
 @dataclass(frozen=True)
@@ -45,30 +51,15 @@ class Appearance:
     camera_pitch_offset_deg: float = 0.0
 
     def __post_init__(self):
-        """Check colour triples, the brightness, haze and jitter ranges."""
+        """Check colour triples and that every number is in its range (``NUMBER_RANGES``)."""
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name.endswith('_bgr'):
                 if len(value) != 3 or any(not 0 <= int(c) <= 255 for c in value):
                     raise ValueError(f'Appearance.{f.name} must be 3 values in 0..255, '
                                      f'got {value!r}')
-            elif not math.isfinite(value):
-                raise ValueError(f'Appearance.{f.name} must be finite, got {value!r}')
-        if not 0.2 <= self.brightness <= 2.0:
-            raise ValueError(f'Appearance.brightness must be in [0.2, 2], got {self.brightness}')
-        for name in ('haze', 'cloud_cover'):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f'Appearance.{name} must be in [0, 1], '
-                                 f'got {getattr(self, name)}')
-        if not 0.0 <= self.texture_strength <= 3.0:
-            raise ValueError(f'Appearance.texture_strength must be in [0, 3], '
-                             f'got {self.texture_strength}')
-        if abs(self.camera_height_offset_m) > 0.5:
-            raise ValueError(f'Appearance.camera_height_offset_m must be within 0.5 m, '
-                             f'got {self.camera_height_offset_m}')
-        if abs(self.camera_pitch_offset_deg) > 5.0:
-            raise ValueError(f'Appearance.camera_pitch_offset_deg must be within 5 deg, '
-                             f'got {self.camera_pitch_offset_deg}')
+            else:
+                number_in_range(f'Appearance.{f.name}', value, *NUMBER_RANGES[f.name])
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> 'Appearance':

@@ -17,6 +17,7 @@ import math
 from typing import List, Sequence, Tuple
 
 import cv2
+from llava_drive.config_checks import number_in_range
 import numpy as np
 
 # Distance over which the haze reaches 63% of its strength (m).
@@ -55,14 +56,9 @@ class CameraConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 16:
                 raise ValueError(f'CameraConfig.{name} must be an integer >= 16, got {value!r}')
-        if not 1.0 <= self.fov_deg <= 170.0:
-            raise ValueError(f'CameraConfig.fov_deg must be in [1, 170], got {self.fov_deg!r}')
-        if not 0.2 <= self.mount_height_m <= 10.0:
-            raise ValueError(f'CameraConfig.mount_height_m must be in [0.2, 10], '
-                             f'got {self.mount_height_m!r}')
-        if not -45.0 <= self.pitch_deg <= 60.0:
-            raise ValueError(f'CameraConfig.pitch_deg must be in [-45, 60], '
-                             f'got {self.pitch_deg!r}')
+        number_in_range('CameraConfig.fov_deg', self.fov_deg, 1.0, 170.0)
+        number_in_range('CameraConfig.mount_height_m', self.mount_height_m, 0.2, 10.0)
+        number_in_range('CameraConfig.pitch_deg', self.pitch_deg, -45.0, 60.0)
 
     def intrinsics(self) -> Tuple[float, float, float, float]:
         """Return ``(fx, fy, cx, cy)`` with ``fx = fy = W / (2 tan(fov / 2))``, centre W/2, H/2."""

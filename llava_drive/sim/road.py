@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import math
 from typing import List, Optional, Tuple
 
+from llava_drive.config_checks import number_in_range
 import numpy as np
 
 FIRST_EVALUATION_SEED = 101
@@ -84,13 +85,9 @@ class RouteConfig:
         for name in ('length_m', 'min_radius_m', 'max_radius_m', 'min_turn_deg', 'max_turn_deg',
                      'min_straight_m', 'max_straight_m', 'max_heading_deg', 'lane_width_m',
                      'spacing_m', 'parked_car_mean_gap_m', 'tree_mean_gap_m'):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f'RouteConfig.{name} must be a positive number, got {value!r}')
+            number_in_range(f'RouteConfig.{name}', getattr(self, name), 0, low_open=True)
         for name in ('shoulder_width_m', 'sidewalk_width_m', 'lead_in_m', 'lead_out_m'):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f'RouteConfig.{name} must be >= 0, got {value!r}')
+            number_in_range(f'RouteConfig.{name}', getattr(self, name), 0)
         if self.min_radius_m <= self.lane_width_m + self.shoulder_width_m + \
                 self.sidewalk_width_m:
             raise ValueError(f'RouteConfig.min_radius_m={self.min_radius_m} must exceed the '

@@ -15,6 +15,7 @@ location); the bicycle model itself is integrated at the rear axle, ``wheelbase 
 from dataclasses import dataclass, replace
 import math
 
+from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control
 
 GRAVITY = 9.81
@@ -61,16 +62,12 @@ class VehicleParams:
 
     def __post_init__(self):
         """Check that every parameter is a finite number in its range."""
+        allow_zero = ('steer_reduction_speed_mps', 'steer_time_constant_s', 'drag_area_m2',
+                      'rolling_resistance', 'hand_brake_decel_mps2')
         for name, value in vars(self).items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f'VehicleParams.{name} must be a finite number, got {value!r}')
-            allow_zero = name in ('steer_reduction_speed_mps', 'steer_time_constant_s',
-                                  'drag_area_m2', 'rolling_resistance', 'hand_brake_decel_mps2')
-            if value < 0 or (value == 0 and not allow_zero):
-                raise ValueError(f'VehicleParams.{name} must be positive, got {value!r}')
-        if not 0 < self.max_steer_deg < 90:
-            raise ValueError(f'VehicleParams.max_steer_deg must be in (0, 90), '
-                             f'got {self.max_steer_deg!r}')
+            number_in_range(f'VehicleParams.{name}', value, 0, low_open=name not in allow_zero)
+        number_in_range('VehicleParams.max_steer_deg', self.max_steer_deg, 0, 90,
+                        low_open=True, high_open=True)
 
     def max_steer_angle(self, speed: float) -> float:
         """

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import math
 from typing import List, Optional, Tuple
 
+from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control
 from llava_drive.sim.appearance import Appearance
 from llava_drive.sim.obstacles import box_corners, boxes_overlap, Tree
@@ -121,11 +122,7 @@ class SimConfig:
             'raster_resolution_m': (0.02, 1.0), 'lane_offset_m': (-3.5, 3.5),
         }
         for name, (low, high) in checks.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value) or not low <= value <= high:
-                raise ValueError(f'SimConfig.{name} must be a number in [{low}, {high}], '
-                                 f'got {value!r}')
+            number_in_range(f'SimConfig.{name}', getattr(self, name), low, high)
         if self.time_budget_s is not None and not (
                 isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
             raise ValueError(f'SimConfig.time_budget_s must be positive or None, '
