@@ -85,7 +85,6 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-
 def _stop_vision_tower_at_feature_layer(config) -> None:
     """
     Cut the vision tower config after the last layer LLaVA reads (``vision_feature_layer``).

@@ -77,6 +77,10 @@ def register(subparsers):
                      help='AdamW learning rate (default: %(default)s)')
     opt.add_argument('--weight-decay', type=float, default=0.01,
                      help='AdamW weight decay (default: %(default)s)')
+    opt.add_argument('--warmup-steps', type=int, default=100,
+                     help='optimizer steps over which the learning rate rises linearly to --lr '
+                          '(keeps wide, correlated features from saturating the outputs early; '
+                          '0 = off) (default: %(default)s)')
     opt.add_argument('--patience', type=int, default=10,
                      help='stop after this many epochs without a better validation loss; '
                           '0 = run all epochs (default: %(default)s)')
@@ -129,8 +133,8 @@ def run_train(args) -> int:
             head=args.head, window=args.window, hidden_size=args.hidden_size,
             num_layers=args.num_layers, num_heads=args.num_heads, dropout=args.dropout,
             use_speed=args.use_speed, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-            val_fraction=args.val_fraction, split_by=args.split_by, patience=args.patience,
+            lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+            seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by, patience=args.patience,
             loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss,
             device=args.device)
         train(args.features, args.out, config, progress=not args.no_progress)

@@ -47,6 +47,10 @@ class TrainConfig:
     :param batch_size: windows per optimizer step.
     :param lr: AdamW learning rate.
     :param weight_decay: AdamW weight decay.
+    :param warmup_steps: the learning rate rises linearly to ``lr`` over this many optimizer
+        steps (0 = off). Adam's first steps move every weight by about ``lr`` at once; with
+        thousands of correlated feature dimensions that drives tanh/sigmoid into saturation,
+        where the gradient vanishes and training stalls (seen with 2048-D image_grid features).
     :param seed: seed of the split, the initialization and the batch order.
     :param val_fraction: share of bags (or episodes) held out for validation.
     :param split_by: ``'bag'``, ``'episode'`` or ``'auto'`` (bag when >= 2 bags).
@@ -76,6 +80,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
+    warmup_steps: int = 100
     seed: int = 0
     val_fraction: float = 0.2
     split_by: str = 'auto'
@@ -95,9 +100,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f'{name} must be a positive integer, got {value!r}')
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
-                or self.patience < 0:
-            raise ValueError(f'patience must be an integer >= 0, got {self.patience!r}')
+        for name in ('patience', 'warmup_steps'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f'{name} must be an integer >= 0, got {value!r}')
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f'seed must be an integer, got {self.seed!r}')
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -249,6 +255,9 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
                            dtype=torch.float32, device=device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps)
+        if config.warmup_steps else 1.0)
 
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
     writer = SummaryWriter(log_dir=str(out_dir / 'logs'))
@@ -267,6 +276,7 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            warmup.step()
             total += float(loss.detach()) * len(rows)
         train_loss = total / len(order)
         val_loss = _evaluate_loss(head, val_set, weights, config.batch_size, device)
