@@ -134,7 +134,8 @@ def run_train(args) -> int:
             num_layers=args.num_layers, num_heads=args.num_heads, dropout=args.dropout,
             use_speed=args.use_speed, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-            seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by, patience=args.patience,
+            seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by,
+            patience=args.patience,
             loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss,
             device=args.device)
         train(args.features, args.out, config, progress=not args.no_progress)
