@@ -6,9 +6,9 @@ Publishes the front camera (bgra8), camera_info, odometry, speedometer, route wa
 when ``tf2_msgs`` is importable (every ROS install has it; the standalone wheels do not, and
 without ROS there is no RViz to need it). Applies ``vehicle_control_cmd`` with CARLA
 VehicleControl semantics. In synchronous mode it waits, like the bridge's
-``synchronous_mode_wait_for_vehicle_control_command``, for a control stamped with the current frame before stepping, so recording and evaluation run
-as fast as the nodes allow and are deterministic. Episode progress and infractions go out as
-JSON on ``/llava_drive/sim/status`` and ``/llava_drive/sim/episode``.
+``synchronous_mode_wait_for_vehicle_control_command``, for a control stamped with the current
+frame before stepping, so recording and evaluation run as fast as the nodes allow and are
+deterministic. Episode progress and infractions go out as JSON on ``/llava_drive/sim/status`` and ``/llava_drive/sim/episode``.
 """
 import json
 import math
