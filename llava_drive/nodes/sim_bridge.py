@@ -8,7 +8,8 @@ without ROS there is no RViz to need it). Applies ``vehicle_control_cmd`` with C
 VehicleControl semantics. In synchronous mode it waits, like the bridge's
 ``synchronous_mode_wait_for_vehicle_control_command``, for a control stamped with the current
 frame before stepping, so recording and evaluation run as fast as the nodes allow and are
-deterministic. Episode progress and infractions go out as JSON on ``/llava_drive/sim/status`` and ``/llava_drive/sim/episode``.
+deterministic. Episode progress and infractions go out as JSON on ``/llava_drive/sim/status``
+and ``/llava_drive/sim/episode``.
 """
 import json
 import math
