@@ -11,13 +11,21 @@ BACKENDS = ('sim', 'carla')
 
 
 def seed_list(text: str):
-    """Parse ``3`` or ``1,2,5`` into a list of route seeds."""
-    try:
-        seeds = [int(part) for part in text.split(',') if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'route seeds must be integers like 3 or 1,2,5: {text!r}')
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f'route seeds must be >= 0: {text!r}')
+    """Parse ``3``, ``1,2,5`` or ranges such as ``1-24,30`` into a list of route seeds."""
+    seeds = []
+    for part in filter(None, (p.strip() for p in text.split(','))):
+        first, _, last = part.partition('-')
+        try:
+            first, last = int(first), int(last or first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'route seeds must be integers >= 0 or ranges like 3, 1,2,5 or 1-24: '
+                f'{text!r}') from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f'route seed range {part!r} goes downwards')
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise argparse.ArgumentTypeError(f'no route seed in {text!r}')
     return seeds
 
 
@@ -35,7 +43,7 @@ def register(subparsers):
     parser.add_argument('--duration', type=float, default=60.0,
                         help='seconds of recorded (simulated) time')
     parser.add_argument('--seed', '--seeds', dest='seeds', type=seed_list, default=[1],
-                        help='route seed(s), e.g. 3 or 1,2,5 (1-100: training routes)')
+                        help='route seed(s), e.g. 3, 1,2,5 or 1-24 (1-100: training routes)')
     parser.add_argument('--out', type=Path, default=None,
                         help='bag directory (default bags/<backend>_<time>)')
     parser.add_argument('--image-format', choices=('jpeg', 'raw'), default='jpeg')
