@@ -15,7 +15,7 @@ from typing import List
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, GroupAction, IncludeLaunchDescription,
-                            OpaqueFunction, SetEnvironmentVariable)
+                            OpaqueFunction, SetEnvironmentVariable, Shutdown)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -127,8 +127,9 @@ def carla_actions() -> List:
 
 
 def policy_node() -> Node:
-    """Return the policy node with the checkpoint, model and device from the arguments."""
+    """Return the policy node; the launch ends if it exits (e.g. a refused checkpoint)."""
     return Node(package=PACKAGE, executable='policy', name='policy', output='screen',
+                on_exit=Shutdown(reason='the policy exited'),
                 parameters=[config_file('policy.yaml'), {
                     'role_name': typed('role_name', str),
                     'checkpoint': typed('checkpoint', str),

@@ -323,6 +323,16 @@ def test_backends_start_the_right_nodes(monkeypatch, backend, nodes, includes):
         'rviz2'}
 
 
+@pytest.mark.parametrize('launch_name, node', [('record.launch.py', 'recorder'),
+                                               ('policy.launch.py', 'policy')])
+def test_the_launch_ends_when_its_main_node_exits(monkeypatch, launch_name, node):
+    # A refused checkpoint or bag path must not leave the simulator waiting forever.
+    recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
+    [kwargs] = [kwargs for kwargs in recorded.kwargs('Node') if kwargs['name'] == node]
+    shutdowns = [obj for obj, _, _ in recorded.calls['Shutdown']]
+    assert any(kwargs.get('on_exit') is shutdown for shutdown in shutdowns)
+
+
 def test_carla_includes_bridge_objects_and_waypoints(monkeypatch):
     recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
     packages = {args[0] for _, args, _ in recorded.calls['FindPackageShare']}

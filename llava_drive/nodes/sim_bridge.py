@@ -160,6 +160,10 @@ class SimBridge(Node):
         """Start the next route; return False when there is none left."""
         if self.episode >= 0:
             self.publish_episode('end')
+            summary = self.sim.summary()
+            self.get_logger().info(
+                f'episode {self.episode} ended: {summary.done_reason}, route completion '
+                f'{summary.route_completion:.1f} %, driving score {summary.driving_score:.1f}')
         self.route_index += 1
         if self.route_index >= len(self.route_seeds):
             if not self.loop_routes:
