@@ -103,8 +103,8 @@ def test_deterministic_and_batch_independent(tiny_llava_dir):  # noqa: F811
 
 def test_spec_describes_the_features(tiny_llava_dir):  # noqa: F811
     spec = extractor(tiny_llava_dir, mode='image_grid').spec
-    assert (spec.mode, spec.layer, spec.grid, spec.image_size) == ('image_grid', 2, 2, 112)
-    assert spec.feature_dim == 128 * 4 and spec.preprocessing == 'pad'
+    assert (spec.mode, spec.layer, spec.grid, spec.image_size) == ('image_grid', 2, 4, 112)
+    assert spec.feature_dim == 128 * 4 * 4 and spec.preprocessing == 'pad'
     vision = extractor(tiny_llava_dir, mode='vision_cls').spec
     assert (vision.layer, vision.grid, vision.feature_dim) == (None, None, 64)
     assert extractor(tiny_llava_dir, mode='token0').spec.layer == 4

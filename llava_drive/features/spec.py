@@ -54,7 +54,9 @@ PREPROCESSING_POLICIES = ('pad', 'resize')
 DTYPES = ('float32', 'float16', 'bfloat16')
 
 DEFAULT_MODE = FeatureMode.IMAGE_GRID
-DEFAULT_GRID = 2
+# 4 x 4 beat 2 x 2 in every measured condition (benchmarks/feature_modes.py; README table).
+# For llava-1.5-7b that is 16 x 4096 = 65,536 floats (256 KB) per frame: --grid 2 saves 4x.
+DEFAULT_GRID = 4
 DEFAULT_PROMPT = 'What should the driver do next: steer, throttle and brake?'
 
 # Fields that never change the numbers in a feature vector.
