@@ -124,6 +124,8 @@ def load_launch_file(path: Path, monkeypatch) -> Recorded:
     monkeypatch.setattr(ament_index_python.packages, 'get_package_share_directory',
                         lambda package: str(ROOT) if package == PACKAGE else pytest.fail(
                             f'{path.name} looks up {package} at generation time'))
+    # Import the shared launch module afresh, so it binds the classes patched above.
+    monkeypatch.delitem(sys.modules, 'llava_drive.launch_support', raising=False)
     spec = importlib.util.spec_from_file_location(path.stem.replace('.', '_'), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -397,6 +399,14 @@ def test_bad_arguments_are_named(monkeypatch, arguments, message):
     recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
     with pytest.raises(ValueError, match=message):
         environment_actions(recorded, arguments, monkeypatch, {})
+
+
+def test_policy_launch_needs_a_checkpoint(monkeypatch):
+    recorded = load_launch_file(ROOT / 'launch' / 'policy.launch.py', monkeypatch)
+    with pytest.raises(ValueError, match='launch argument checkpoint is required'):
+        environment_actions(recorded, {}, monkeypatch, {})
+    assert environment_actions(recorded, {'checkpoint': 'trained_models/x'}, monkeypatch, {})[
+        'ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
 
 
 def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):
