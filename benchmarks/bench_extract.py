@@ -119,6 +119,7 @@ def worker_new(model_dir, frames, layer, batch_size, mode):
     if FeatureMode(mode) in VISION_MODES:
         layer = None  # the vision tower only
     extractor = LlavaFeatureExtractor(model_dir, mode=mode, layer=layer, prompt=PROMPT)
+    batch_size = batch_size or extractor.batch_size  # 0: the extractor's choice
     images = _frames(frames + batch_size)
     extractor.extract(images[:batch_size])  # warm-up batch, not timed
     start, cpu = time.perf_counter(), time.process_time()
@@ -127,7 +128,7 @@ def worker_new(model_dir, frames, layer, batch_size, mode):
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {'seconds': seconds, 'cpu_seconds': cpu, 'frames': frames,
             'seq_len': int(extractor.input_ids.shape[1]), 'layer': extractor.layer,
-            'rss_import_mb': rss_import}
+            'batch_size': batch_size, 'rss_import_mb': rss_import}
 
 
 def worker_original(model_dir, frames, layer, batch_size, mode):
@@ -221,7 +222,8 @@ def benchmark(label, model_dir, frames, batch_size, mode):
         'original: PIL processor, batch 1, full + LM head', rate_old, cpu_old,
         flops_old['total'] / 1e9, old['max_rss_mb'], old['rss_import_mb']))
     print('  %-50s %8.3f %9.3f %11.2f %9.0f %10.0f' % (
-        'new: %s L=%s, batch %d, tensor preprocessing' % (mode, new['layer'], batch_size),
+        'new: %s L=%s, batch %d, tensor preprocessing' % (mode, new['layer'],
+                                                          new['batch_size']),
         rate_new,
         cpu_new, flops_new['total'] / 1e9, new['max_rss_mb'], new['rss_import_mb']))
     print('  speed-up: wall %.2fx, CPU time %.2fx; FLOP ratio %.2fx (decoder tokens: new %d, '
@@ -237,7 +239,8 @@ def main(argv=None) -> int:
     parser.add_argument('--frames', type=int, default=32, help='timed frames per path')
     parser.add_argument('--frames-7b', type=int, default=4,
                         help='timed frames per path on the 7B-structure model')
-    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--batch-size', type=int, default=0,
+                        help="new path's frames per pass; 0 = the extractor's choice")
     parser.add_argument('--mode', default='image_grid')
     parser.add_argument('--skip-7b', action='store_true', help='only the tiny model')
     parser.add_argument('--models-dir', default=None,
@@ -281,7 +284,8 @@ def main(argv=None) -> int:
                 create_llava_7b_structure(big)
                 print('\n(created 7B-structure model in %.0f s)' % (time.perf_counter() - start))
             seq_len = benchmark('7B structure, reduced widths', big, args.frames_7b,
-                                min(args.batch_size, args.frames_7b), args.mode)
+                                min(args.batch_size, args.frames_7b) if args.batch_size else 0,
+                                args.mode)
         gpu_arithmetic(16, seq_len, args.gpu_tflops, args.gpu_utilisation)
     return 0
 

@@ -149,3 +149,11 @@ def test_pool_grid_and_default_layer():
     assert default_layer('token0', 32) == 32
     assert default_layer('vision_grid', 32) is None
     assert default_layer('last_token', 5) == 2
+
+
+def test_cpu_batches_stay_within_a_token_budget(tiny_llava_dir):  # noqa: F811
+    from llava_drive.features.extractor import CPU_TOKENS_PER_BATCH
+    decoder = extractor(tiny_llava_dir, mode='image_grid')
+    assert decoder.batch_size == CPU_TOKENS_PER_BATCH // decoder.input_ids.shape[1] > 1
+    vision = extractor(tiny_llava_dir, mode='vision_grid')
+    assert vision.batch_size == CPU_TOKENS_PER_BATCH // (8 * 8 + 1)

@@ -39,8 +39,10 @@ def register(subparsers) -> None:
                          help='k of the k x k pooling for grid modes (default: %(default)s)')
     extract.add_argument('--prompt', default=DEFAULT_PROMPT,
                          help='user text in the chat template (default: %(default)r)')
-    extract.add_argument('--batch-size', type=int, default=8,
-                         help='frames per forward pass (default: %(default)s)')
+    extract.add_argument('--batch-size', type=int, default=None,
+                         help='frames per forward pass (default: 8 on a GPU; on CPU as many '
+                              'frames as fit 1024 tokens, e.g. 1 for llava-1.5-7b, where '
+                              'bigger batches run slower)')
     extract.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
     extract.add_argument('--dtype', default='float32', choices=DTYPES,
                          help='model dtype (default: %(default)s; bfloat16 on GPUs)')

@@ -173,7 +173,7 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
                      seconds=seconds, stats=stats.as_dict())
 
 
-def extract_bags(extractor, bags, out_dir, batch_size: int = 8, shard=(0, 1),
+def extract_bags(extractor, bags, out_dir, batch_size: Optional[int] = None, shard=(0, 1),
                  overwrite: bool = False, progress: bool = True) -> list:
     """
     Extract this shard's bags; return one :class:`BagResult` per bag, failures included.
@@ -181,11 +181,12 @@ def extract_bags(extractor, bags, out_dir, batch_size: int = 8, shard=(0, 1),
     :param extractor: a loaded extractor (its spec names the features).
     :param bags: bag directories.
     :param out_dir: feature directory.
-    :param batch_size: frames per forward pass.
+    :param batch_size: frames per forward pass (None: the extractor's ``batch_size``).
     :param shard: ``(i, n)``, see :func:`select_shard`.
     :param overwrite: re-extract bags whose feature file is up to date.
     :param progress: show progress bars.
     """
+    batch_size = extractor.batch_size if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError('batch_size must be >= 1, got %r' % batch_size)
     selected = select_shard(bags, *shard)

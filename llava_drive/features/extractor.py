@@ -30,6 +30,11 @@ from llava_drive.features.spec import (
 SUPPORTED_MODEL_TYPES = ('llava',)
 # The text the processor puts where the image goes if the model has no chat template.
 FALLBACK_TEMPLATE = 'USER: <image>\n{prompt} ASSISTANT:'
+# On CPU, batches beyond about this many tokens run slower per frame (the activations and
+# attention maps leave the caches): llava-1.5-7b structure at L = 16, 597 tokens,
+# benchmarks/bench_extract.py: batch 1 1.00 s CPU/frame, batch 8 1.15 s.
+CPU_TOKENS_PER_BATCH = 1024
+GPU_BATCH_SIZE = 8
 
 
 class ExtractorError(Exception):
@@ -241,6 +246,18 @@ class LlavaFeatureExtractor:
         else:
             hidden = self.config.get_text_config().hidden_size
         return hidden * self.grid * self.grid if self.mode in GRID_MODES else hidden
+
+    @property
+    def batch_size(self) -> int:
+        """Return a good number of frames per forward pass on this device."""
+        if self.device.type != 'cpu':
+            return GPU_BATCH_SIZE
+        if self.mode in VISION_MODES:
+            side = self.config.vision_config.image_size // self.config.vision_config.patch_size
+            tokens = side * side + 1
+        else:
+            tokens = self.input_ids.shape[1]
+        return max(1, CPU_TOKENS_PER_BATCH // tokens)
 
     @property
     def spec(self) -> FeatureSpec:
