@@ -69,6 +69,8 @@ def spin_tolerantly(node) -> None:
         try:
             executor.spin_once(timeout_sec=0.5)
         except RuntimeError as error:
+            if not node.context.ok():
+                break  # shut down from a callback: the executor met destroyed entities
             dropped += 1
             node.get_logger().error(f'dropped a message rclpy could not take ({dropped} so '
                                     f'far): {error}', throttle_duration_sec=5.0)
