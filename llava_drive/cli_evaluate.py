@@ -5,7 +5,7 @@ from pathlib import Path
 import sys
 import time
 
-from llava_drive.cli_record import seed_list
+from llava_drive.cli_record import add_log_dir_argument, add_policy_model_arguments, seed_list
 
 EVALUATE_EPILOG = """\
 examples:
@@ -63,9 +63,8 @@ def register(subparsers):
                           help='episodes per route and driver (default: %(default)s)')
     evaluate.add_argument('--out', type=Path, default=None, metavar='DIR',
                           help='report directory (default: reports/eval_<time>)')
-    evaluate.add_argument('--model', type=Path, default=None, metavar='DIR',
-                          help='LLaVA directory for every checkpoint (default: the one each '
-                               'checkpoint names)')
+    add_policy_model_arguments(evaluate, 'LLaVA directory for every checkpoint (default: the '
+                                         'one each checkpoint names)')
     evaluate.add_argument('--baseline', type=baseline_arg, action='append', default=[],
                           metavar='NAME=DIR', help='also evaluate this checkpoint as NAME '
                                                    '(repeatable), e.g. token0=trained_models/t0')
@@ -80,17 +79,13 @@ def register(subparsers):
     evaluate.add_argument('--max-route-time', type=float, default=None, metavar='S',
                           help='simulated seconds per route before it ends as a timeout '
                                "(default: the simulator's, length / 2 m/s + 30 s)")
-    evaluate.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
-    evaluate.add_argument('--dtype', default=None,
-                          help="model dtype (default: the checkpoint's)")
     evaluate.add_argument('--allow-training-routes', action='store_true',
                           help='accept route seeds 1-100 (recording routes)')
     evaluate.add_argument('--no-video', dest='video', action='store_false',
                           help='skip the episode video')
     evaluate.add_argument('--control-timeout', type=float, default=10.0, metavar='S',
                           help='wall seconds the simulator waits for each control')
-    evaluate.add_argument('--log-dir', type=Path, default=None,
-                          help='node logs (default: a temporary directory, kept on failure)')
+    add_log_dir_argument(evaluate)
     evaluate.add_argument('--json', action='store_true', help='print summary.json too')
     evaluate.add_argument('--no-progress', action='store_true', help='no progress bar')
     evaluate.set_defaults(func=run_evaluate)
@@ -120,12 +115,8 @@ def register(subparsers):
     drive.add_argument('--height', type=int, default=600, help='camera height (sim)')
     drive.add_argument('--route-length', type=float, default=500.0, metavar='M',
                        help='route length in metres (sim)')
-    drive.add_argument('--model', type=Path, default=None, metavar='DIR',
-                       help="LLaVA directory (default: the checkpoint's)")
-    drive.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
-    drive.add_argument('--dtype', default=None, help="model dtype (default: the checkpoint's)")
-    drive.add_argument('--log-dir', type=Path, default=None,
-                       help='node logs (default: a temporary directory, kept on failure)')
+    add_policy_model_arguments(drive)
+    add_log_dir_argument(drive)
     drive.set_defaults(func=run_drive)
 
 

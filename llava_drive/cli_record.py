@@ -29,6 +29,22 @@ def seed_list(text: str):
     return seeds
 
 
+POLICY_MODEL_HELP = "LLaVA directory (default: the checkpoint's)"
+
+
+def add_policy_model_arguments(parser, model_help: str = POLICY_MODEL_HELP) -> None:
+    """Add ``--model``, ``--device`` and ``--dtype``: how a policy loads its LLaVA."""
+    parser.add_argument('--model', type=Path, default=None, metavar='DIR', help=model_help)
+    parser.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
+    parser.add_argument('--dtype', default=None, help="model dtype (default: the checkpoint's)")
+
+
+def add_log_dir_argument(parser) -> None:
+    """Add ``--log-dir`` for the logs of the node processes a command starts."""
+    parser.add_argument('--log-dir', type=Path, default=None,
+                        help='node logs (default: a temporary directory, kept on failure)')
+
+
 def register(subparsers):
     """Add the ``record`` subcommand."""
     parser = subparsers.add_parser(
@@ -58,8 +74,7 @@ def register(subparsers):
                         help='sim: fixed lighting, colours and camera')
     parser.add_argument('--timeout', type=float, default=None,
                         help='wall-clock limit in seconds (default: 10 x duration + 60)')
-    parser.add_argument('--log-dir', type=Path, default=None,
-                        help='node logs (default: a temporary directory, kept on failure)')
+    add_log_dir_argument(parser)
     dagger = parser.add_argument_group(
         'DAgger', 'let a trained policy drive while the expert only labels (its clean '
                   'command is recorded as the control)')
@@ -67,10 +82,7 @@ def register(subparsers):
                         help='who drives the car')
     dagger.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
                         help='trained checkpoint (--driver policy)')
-    dagger.add_argument('--model', type=Path, default=None, metavar='DIR',
-                        help="LLaVA directory (default: the checkpoint's)")
-    dagger.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
-    dagger.add_argument('--dtype', default=None, help="model dtype (default: the checkpoint's)")
+    add_policy_model_arguments(dagger)
     parser.set_defaults(func=run)
 
 
