@@ -290,9 +290,20 @@ class SimBridge(Node):
         self.sim.step(self.control)
         self.sim_time_ns += int(round(self.dt * 1e9))
         if self.sim.summary().done:
+            self.publish_status(self.sim_time_ns)  # the finished episode's end, done: true
             if not self.next_episode():
                 return
         self.publish_frame()
+
+    def publish_status(self, stamp_ns: int):
+        """Publish the episode's progress and the vehicle state as JSON."""
+        state = self.sim.state
+        status = dict(self.sim.summary().to_dict(), stamp_ns=stamp_ns, episode=self.episode,
+                      route_seed=int(self.route_seeds[self.route_index]),
+                      x=float(state.x), y=float(state.y), yaw=float(state.yaw),
+                      speed=float(state.speed), control=list(self.control.as_array()),
+                      control_timeouts=self.control_timeouts)
+        self.status_pub.publish(String(data=json.dumps(status)))
 
     def publish_frame(self):
         """Publish clock, odometry, speed, status and camera for the current state."""
@@ -313,12 +324,7 @@ class SimBridge(Node):
             self.tf_pub.publish(TFMessage(transforms=[transform(
                 'map', self.role, stamp_ns, state.x, state.y, 0.0, yaw=state.yaw)]))
         self.speed_pub.publish(Float32(data=float(state.speed)))
-        status = dict(self.sim.summary().to_dict(), stamp_ns=stamp_ns, episode=self.episode,
-                      route_seed=int(self.route_seeds[self.route_index]),
-                      x=float(state.x), y=float(state.y), yaw=float(state.yaw),
-                      speed=float(state.speed), control=list(self.control.as_array()),
-                      control_timeouts=self.control_timeouts)
-        self.status_pub.publish(String(data=json.dumps(status)))
+        self.publish_status(stamp_ns)
         image = Image()
         ns_to_stamp(stamp_ns, image.header.stamp)
         image.header.frame_id = self.camera_frame

@@ -1,9 +1,13 @@
-"""The sim bridge's tf geometry: the camera mount and vehicle pose as RViz will read them."""
+"""The sim bridge: its tf geometry as RViz will read it, and its episode status."""
+import json
 import math
 
-from llava_drive.nodes.sim_bridge import transform
+from llava_drive.nodes.sim_bridge import SimBridge, STATUS_TOPIC, transform
 import numpy as np
 import pytest
+from rclpy.parameter import Parameter
+from ros_helpers import wait_for
+from std_msgs.msg import String
 
 
 def rotation_matrix(q) -> np.ndarray:
@@ -30,3 +34,19 @@ def test_optical_axis_points_along_yaw_and_down_by_pitch(yaw, pitch):
     t = tf.transform.translation
     assert (t.x, t.y, t.z) == (3.0, -4.0, 0.5)
     assert (tf.header.stamp.sec, tf.header.stamp.nanosec) == (0, 1)
+
+
+def test_the_last_status_of_an_episode_says_done(ros_graph):
+    statuses = []
+    watcher = ros_graph.node('status_watcher')
+    watcher.create_subscription(String, STATUS_TOPIC,
+                                lambda msg: statuses.append(json.loads(msg.data)), 1000)
+    # Real-time stepping without a driver: the car stands until the 1 s budget runs out.
+    ros_graph.add(SimBridge(context=ros_graph.context, parameter_overrides=[
+        Parameter('synchronous_mode', value=False), Parameter('image_width', value=64),
+        Parameter('image_height', value=48), Parameter('time_budget', value=1.0),
+        Parameter('route_seeds', value=[3]), Parameter('start_delay', value=0.0)]))
+    assert wait_for(lambda: any(s['done'] for s in statuses), timeout=30), statuses[-1:]
+    [done] = [s for s in statuses if s['done']]
+    assert done['episode'] == 0 and done['done_reason'] == 'timeout'
+    assert done['time'] == pytest.approx(1.0, abs=0.06)
