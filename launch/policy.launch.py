@@ -17,8 +17,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from llava_drive.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
-                                        config_file, dds_environment, declare_arguments,
-                                        PACKAGE, rviz_node, typed)
+                                        dds_environment, declare_arguments, package_node,
+                                        rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)'),
@@ -41,33 +41,24 @@ def checked_environment(context):
 
 def sim_nodes() -> List[Node]:
     """Return the embedded simulator (one step per policy answer) and the optional expert."""
-    sim = Node(package=PACKAGE, executable='sim_bridge', name='sim_bridge', output='screen',
-               parameters=[config_file('sim_bridge.yaml'), {
-                   'role_name': typed('role_name', str),
-                   'route_seeds': typed('route_seeds', List[int]),
-                   'synchronous_mode': True,
-                   'synchronous_mode_wait_for_ack_topic': '',
-                   'wait_for_image_subscribers': 1,
-               }])
-    expert = Node(package=PACKAGE, executable='expert', name='expert', output='screen',
-                  condition=IfCondition(LaunchConfiguration('expert_labels')),
-                  parameters=[config_file('expert.yaml'), {
-                      'role_name': typed('role_name', str),
-                      'drive': False,
-                  }])
+    sim = package_node('sim_bridge', {
+        'route_seeds': typed('route_seeds', List[int]),
+        'synchronous_mode': True,
+        'synchronous_mode_wait_for_ack_topic': '',
+        'wait_for_image_subscribers': 1,
+    })
+    expert = package_node('expert', {'drive': False},
+                          condition=IfCondition(LaunchConfiguration('expert_labels')))
     return [sim, expert]
 
 
 def policy_node() -> Node:
     """Return the policy node; the launch ends if it exits (e.g. a refused checkpoint)."""
-    return Node(package=PACKAGE, executable='policy', name='policy', output='screen',
-                on_exit=Shutdown(reason='the policy exited'),
-                parameters=[config_file('policy.yaml'), {
-                    'role_name': typed('role_name', str),
-                    'checkpoint': typed('checkpoint', str),
-                    'model': typed('model', str),
-                    'device': typed('device', str),
-                }])
+    return package_node('policy', {
+        'checkpoint': typed('checkpoint', str),
+        'model': typed('model', str),
+        'device': typed('device', str),
+    }, on_exit=Shutdown(reason='the policy exited'))
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -16,8 +16,8 @@ from launch import LaunchDescription
 from launch.actions import GroupAction, OpaqueFunction, Shutdown
 from launch_ros.actions import Node
 from llava_drive.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
-                                        config_file, dds_environment, declare_arguments,
-                                        PACKAGE, rviz_node, typed)
+                                        dds_environment, declare_arguments, package_node,
+                                        rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)'),
@@ -32,36 +32,27 @@ ARGUMENTS = COMMON_ARGUMENTS + [
 
 def sim_bridge_node() -> Node:
     """Return the embedded simulator; it waits for the recorder, then for each written frame."""
-    return Node(package=PACKAGE, executable='sim_bridge', name='sim_bridge', output='screen',
-                parameters=[config_file('sim_bridge.yaml'), {
-                    'role_name': typed('role_name', str),
-                    'route_seeds': typed('route_seeds', List[int]),
-                    'wait_for_image_subscribers': 1,
-                    # Lossless: the next step waits until the recorder has written this frame.
-                    'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
-                }])
+    return package_node('sim_bridge', {
+        'route_seeds': typed('route_seeds', List[int]),
+        'wait_for_image_subscribers': 1,
+        # Lossless: the next step waits until the recorder has written this frame.
+        'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
+    })
 
 
 def expert_node() -> Node:
     """Return the expert driver, with steering noise when asked."""
-    return Node(package=PACKAGE, executable='expert', name='expert', output='screen',
-                parameters=[config_file('expert.yaml'), {
-                    'role_name': typed('role_name', str),
-                    'noise': typed('noise', bool),
-                }])
+    return package_node('expert', {'noise': typed('noise', bool)})
 
 
 def recorder_node() -> Node:
     """Return the recorder writing ``bag_path``; the launch ends if it exits (bad bag path)."""
-    return Node(package=PACKAGE, executable='recorder', name='recorder', output='screen',
-                on_exit=Shutdown(reason='the recorder exited'),
-                parameters=[config_file('recorder.yaml'), {
-                    'role_name': typed('role_name', str),
-                    'bag_path': typed('bag_path', str),
-                    'image_format': typed('image_format', str),
-                    'max_duration': typed('duration', float),
-                    'exit_when_done': True,
-                }])
+    return package_node('recorder', {
+        'bag_path': typed('bag_path', str),
+        'image_format': typed('image_format', str),
+        'max_duration': typed('duration', float),
+        'exit_when_done': True,
+    }, on_exit=Shutdown(reason='the recorder exited'))
 
 
 def generate_launch_description() -> LaunchDescription:

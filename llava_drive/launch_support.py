@@ -127,6 +127,20 @@ def carla_actions() -> List:
     ]
 
 
+def package_node(name: str, overrides: dict, **options) -> Node:
+    """
+    Return our node ``name`` with ``config/<name>.yaml``, ``role_name`` and ``overrides``.
+
+    :param name: executable and node name (``sim_bridge``, ``expert``, ...).
+    :param overrides: parameters set on top of the YAML file.
+    :param options: further ``Node`` arguments (``condition``, ``on_exit``).
+    """
+    return Node(package=PACKAGE, executable=name, name=name, output='screen',
+                parameters=[config_file(f'{name}.yaml'),
+                            {'role_name': typed('role_name', str), **overrides}],
+                **options)
+
+
 def rviz_node() -> Node:
     """Return RViz with the package's view when installed, else its default view."""
     view = config_file('llava_drive.rviz')
