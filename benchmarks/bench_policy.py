@@ -34,8 +34,8 @@ import numpy as np
 def camera_process(args):
     """Publish frames, record send and control arrival times; print them as JSON."""
     import rclpy
-    from llava_drive.control_codec import ControlCodec, ns_to_stamp
     from llava_drive.image_codec import raw_fields
+    from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
@@ -116,7 +116,7 @@ def main():
     parser.add_argument('--camera', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from llava_drive.ros_env import apply_local_ros_environment
+    from llava_drive.bringup.environment import apply_local_ros_environment
     os.environ.setdefault('ROS_DOMAIN_ID', str(150 + os.getpid() % 50))
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     apply_local_ros_environment()

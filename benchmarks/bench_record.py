@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 import tempfile
 
-from llava_drive.recording import record, RecordingOptions
-from llava_drive.ros_env import apply_local_ros_environment
+from llava_drive.bringup.environment import apply_local_ros_environment
+from llava_drive.recording.session import record, RecordingOptions
 
 
 def main():

@@ -14,7 +14,7 @@ import statistics
 import time
 
 import cv2
-from llava_drive.expert_driver import ExpertDriver
+from llava_drive.expert.driver import ExpertDriver
 from llava_drive.sim.world import SimConfig, Simulator
 
 

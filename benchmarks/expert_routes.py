@@ -12,8 +12,8 @@ import math
 import statistics
 import time
 
-from llava_drive.expert_driver import ExpertDriver
-from llava_drive.expert_noise import ExpertNoise
+from llava_drive.expert.driver import ExpertDriver
+from llava_drive.expert.noise import ExpertNoise
 from llava_drive.sim.scoring import mean_driving_score
 from llava_drive.sim.world import SimConfig, Simulator
 

@@ -2,7 +2,7 @@
 Compare LLaVA feature modes by how well an MLP head predicts held-out steering.
 
 Pipeline, without ROS: the embedded simulator (``llava_drive.sim``) is driven by the pure
-expert (``llava_drive.expert_driver``) on separate routes, one bag per route written with
+expert (``llava_drive.expert.driver``) on separate routes, one bag per route written with
 ``BagWriter`` (20 Hz, JPEG). The executed steering gets seeded Ornstein-Uhlenbeck noise, as
 the expert node's ``noise_steer_std`` does, while the bag records the expert's clean command,
 so the data contains recoveries. Then, for each feature mode, the real extractor (the tiny
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llava_drive.bag.writer import BagWriter, BagWriterConfig  # noqa: E402
 from llava_drive.control import Control  # noqa: E402
-from llava_drive.expert_driver import ExpertDriver  # noqa: E402
+from llava_drive.expert.driver import ExpertDriver  # noqa: E402
 from llava_drive.features.spec import DEFAULT_GRID, FeatureMode  # noqa: E402
 from llava_drive.sim.world import SimConfig, Simulator  # noqa: E402
 import numpy as np  # noqa: E402

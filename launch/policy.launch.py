@@ -16,9 +16,9 @@ from launch.actions import GroupAction, OpaqueFunction, Shutdown
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from llava_drive.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
-                                        dds_environment, declare_arguments, package_node,
-                                        rviz_node, typed)
+from llava_drive.bringup.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
+                                                dds_environment, declare_arguments, package_node,
+                                                rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)'),

@@ -15,9 +15,9 @@ from typing import List
 from launch import LaunchDescription
 from launch.actions import GroupAction, OpaqueFunction, Shutdown
 from launch_ros.actions import Node
-from llava_drive.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
-                                        dds_environment, declare_arguments, package_node,
-                                        rviz_node, typed)
+from llava_drive.bringup.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
+                                                dds_environment, declare_arguments, package_node,
+                                                rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)'),

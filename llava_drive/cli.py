@@ -11,9 +11,9 @@ import sys
 
 # Modules providing ``register(subparsers)``; each parser sets ``func(args) -> int``.
 COMMAND_MODULES = [
-    'llava_drive.cli_record',
-    'llava_drive.cli_evaluate',
-    'llava_drive.cli_carla',
+    'llava_drive.recording.cli',
+    'llava_drive.evaluation.cli',
+    'llava_drive.carla.cli',
     'llava_drive.bag.cli',
     'llava_drive.features.cli',
     'llava_drive.learning.cli',

@@ -14,7 +14,7 @@ from pathlib import Path
 import shlex
 import time
 
-from llava_drive.cli_record import seed_list
+from llava_drive.recording.cli import seed_list
 
 # The tiny random LLaVA under appearance randomization: the vision tower's 4 x 4 patch grid
 # predicts held-out steering as well as image_grid (R^2 0.833 vs 0.831,

@@ -6,7 +6,7 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
-from llava_drive.ros_env import apply_local_ros_environment  # noqa: E402
+from llava_drive.bringup.environment import apply_local_ros_environment  # noqa: E402
 
 # Also a ROS domain of our own, so parallel test runs on one machine never cross-talk.
 apply_local_ros_environment()

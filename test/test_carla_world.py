@@ -4,7 +4,7 @@ import sys
 import types
 
 from llava_drive import cli
-from llava_drive.carla_world import CarlaUnavailable, setup_world, WorldSettings
+from llava_drive.carla.world import CarlaUnavailable, setup_world, WorldSettings
 import pytest
 
 
@@ -269,8 +269,8 @@ def test_unknown_weather_lists_presets(carla):
 
 def run_cli(monkeypatch, argv):
     """Run ``llava-drive`` with carla-setup registered (whether or not cli.py lists it yet)."""
-    modules = [name for name in cli.COMMAND_MODULES if name != 'llava_drive.cli_carla']
-    monkeypatch.setattr(cli, 'COMMAND_MODULES', modules + ['llava_drive.cli_carla'])
+    modules = [name for name in cli.COMMAND_MODULES if name != 'llava_drive.carla.cli']
+    monkeypatch.setattr(cli, 'COMMAND_MODULES', modules + ['llava_drive.carla.cli'])
     return cli.main(argv)
 
 

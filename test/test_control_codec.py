@@ -1,6 +1,6 @@
 """Control codec: the only code that touches control message fields."""
 from llava_drive.control import Control, FULL_BRAKE
-from llava_drive.control_codec import CarlaEgoVehicleControl, ControlCodec
+from llava_drive.nodes.control_codec import CarlaEgoVehicleControl, ControlCodec
 import pytest
 from sensor_msgs.msg import Joy
 

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from llava_drive.ros_env import local_ros_environment
+from llava_drive.bringup.environment import local_ros_environment
 
 
 def test_demo_runs_every_step_and_writes_the_report(tmp_path):

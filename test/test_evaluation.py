@@ -5,11 +5,11 @@ import math
 
 import cv2
 from fixtures_llava import tiny_llava_dir  # noqa: F401 - pytest fixture
-from llava_drive.evaluation import EvaluationOptions
-from llava_drive.evaluation_metrics import (aggregate, EpisodeResult, lateral_errors, rmse,
+from llava_drive.evaluation.evaluate import EvaluationOptions
+from llava_drive.evaluation.metrics import (aggregate, EpisodeResult, lateral_errors, rmse,
                                             steering_smoothness, summary_from_dict,
                                             Trajectory, with_time_limit)
-from llava_drive.evaluation_report import (EpisodeVideo, plot_route, score_sets,
+from llava_drive.evaluation.report import (EpisodeVideo, plot_route, score_sets,
                                            summary_document, write_markdown)
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import EpisodeSummary, Event
@@ -177,7 +177,7 @@ def test_episode_video_reopens(tmp_path):
 @pytest.fixture(scope='module')
 def small_checkpoint(tmp_path_factory, tiny_llava_dir):  # noqa: F811
     """Train a small head on tiny-LLaVA features of expert driving (no ROS, ~10 s)."""
-    from llava_drive.expert_driver import ExpertDriver
+    from llava_drive.expert.driver import ExpertDriver
     from llava_drive.features.extractor import LlavaFeatureExtractor
     from llava_drive.features.store import write_feature_file
     from llava_drive.learning.train import train, TrainConfig
@@ -209,7 +209,7 @@ def small_checkpoint(tmp_path_factory, tiny_llava_dir):  # noqa: F811
 
 def test_closed_loop_evaluation_policy_and_expert(small_checkpoint, tiny_llava_dir,  # noqa: F811
                                                   tmp_path):
-    from llava_drive.evaluation import evaluate
+    from llava_drive.evaluation.evaluate import evaluate
     out = tmp_path / 'report'
     document = evaluate(EvaluationOptions(
         checkpoint=small_checkpoint, model=tiny_llava_dir, routes=[101], repetitions=1,
@@ -254,7 +254,7 @@ def test_closed_loop_evaluation_policy_and_expert(small_checkpoint, tiny_llava_d
 
 def test_drive_runs_and_stops_with_a_status_line(small_checkpoint, tiny_llava_dir,  # noqa
                                                  tmp_path):
-    from llava_drive.driving import drive, DriveOptions
+    from llava_drive.evaluation.drive import drive, DriveOptions
     out = io.StringIO()
     result = drive(DriveOptions(checkpoint=small_checkpoint, model=tiny_llava_dir,
                                 duration=9.0, route_length=50.0, log_dir=tmp_path / 'logs',
@@ -269,9 +269,9 @@ def test_drive_runs_and_stops_with_a_status_line(small_checkpoint, tiny_llava_di
 def test_dagger_records_expert_labels_while_the_policy_drives(
         small_checkpoint, tiny_llava_dir, ros_graph, tmp_path):  # noqa: F811
     from llava_drive.bag.reader import read_pairs
-    from llava_drive.control_codec import ControlCodec
     from llava_drive.nodes.common import CONTROL_QOS
-    from llava_drive.recording import record, RecordingOptions
+    from llava_drive.nodes.control_codec import ControlCodec
+    from llava_drive.recording.session import record, RecordingOptions
 
     codec = ControlCodec('auto')
     executed = {}

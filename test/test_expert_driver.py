@@ -2,8 +2,8 @@
 import math
 
 from llava_drive.control import Control, FULL_BRAKE
-from llava_drive.expert_driver import ExpertConfig, ExpertDriver
-from llava_drive.expert_noise import ExpertNoise, NoiseConfig
+from llava_drive.expert.driver import ExpertConfig, ExpertDriver
+from llava_drive.expert.noise import ExpertNoise, NoiseConfig
 from llava_drive.sim.world import SimConfig, Simulator
 import numpy as np
 import pytest

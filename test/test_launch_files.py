@@ -125,7 +125,7 @@ def load_launch_file(path: Path, monkeypatch) -> Recorded:
                         lambda package: str(ROOT) if package == PACKAGE else pytest.fail(
                             f'{path.name} looks up {package} at generation time'))
     # Import the shared launch module afresh, so it binds the classes patched above.
-    monkeypatch.delitem(sys.modules, 'llava_drive.launch_support', raising=False)
+    monkeypatch.delitem(sys.modules, 'llava_drive.bringup.launch_support', raising=False)
     spec = importlib.util.spec_from_file_location(path.stem.replace('.', '_'), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

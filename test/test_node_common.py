@@ -43,7 +43,7 @@ def test_declared_range_refuses_an_override(context):
 
 
 def test_stack_environment_isolates_the_simulator_only():
-    from llava_drive.ros_env import stack_environment
+    from llava_drive.bringup.environment import stack_environment
     sim = stack_environment('sim', {})
     assert sim['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     assert 1 <= int(sim['ROS_DOMAIN_ID']) <= 100
@@ -54,6 +54,6 @@ def test_stack_environment_isolates_the_simulator_only():
 
 
 def test_node_spec_quotes_empty_strings():
-    from llava_drive.stack import NodeSpec
+    from llava_drive.bringup.stack import NodeSpec
     command = NodeSpec('n', 'm', None, {'model': '', 'seeds': [1, 2], 'on': True}).command()
     assert command[-6:] == ['-p', "model:=''", '-p', 'seeds:=[1, 2]', '-p', 'on:=true']

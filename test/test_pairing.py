@@ -2,7 +2,7 @@
 import math
 
 from llava_drive.control import Control
-from llava_drive.pairing import Pairer, PairingConfig
+from llava_drive.recording.pairing import Pairer, PairingConfig
 import pytest
 
 MS = 1_000_000

@@ -14,16 +14,16 @@ import time
 
 import cv2
 from fixtures_llava import scene_frame, tiny_llava_dir  # noqa: F401 (a fixture)
+from llava_drive.bringup.environment import config_path, local_ros_environment
+from llava_drive.bringup.stack import NodeSpec
 from llava_drive.control import Control, FULL_BRAKE
-from llava_drive.control_codec import ControlCodec, ns_to_stamp
-from llava_drive.expert_driver import ExpertDriver
-from llava_drive.expert_noise import ExpertNoise, NoiseConfig
+from llava_drive.expert.driver import ExpertDriver
+from llava_drive.expert.noise import ExpertNoise, NoiseConfig
 from llava_drive.image_codec import raw_fields
-from llava_drive.inference import PolicyLoadError
+from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp
 from llava_drive.nodes.policy import EMERGENCY_STOP_TOPIC, Policy
-from llava_drive.ros_env import config_path, local_ros_environment
+from llava_drive.policy.inference import PolicyLoadError
 from llava_drive.sim.world import SimConfig, Simulator
-from llava_drive.stack import NodeSpec
 import numpy as np
 import pytest
 from ros_helpers import wait_for
@@ -370,7 +370,7 @@ def test_emergency_stop_enable_service_diagnostics_and_final_brake(alone, checkp
 
 def test_node_process_sends_a_final_brake_on_ctrl_c(alone, checkpoints, tmp_path):
     """Ctrl-C (SIGINT, as ros2 launch and Stack send it) still gets the brake out."""
-    from llava_drive.stack import Stack
+    from llava_drive.bringup.stack import Stack
 
     helper = alone.node('camera')
     controls = Controls(helper)
@@ -429,7 +429,7 @@ def test_missing_checkpoint_is_a_clear_error(alone, checkpoint, message):
 
 def test_worker_keeps_a_frame_history_for_temporal_heads(checkpoints):
     """A K=3 speed head gets [3, D] windows and speeds, padded at the start."""
-    from llava_drive.inference import FeatureHistory, Frame, InferenceWorker, LoadedPolicy
+    from llava_drive.policy.inference import FeatureHistory, Frame, InferenceWorker, LoadedPolicy
 
     history = FeatureHistory(3)
     first, speeds = history.push(np.ones(4), 1.0)
@@ -492,7 +492,7 @@ def test_yaml_sets_only_declared_parameters_with_their_types(alone):
 
 @pytest.mark.parametrize('steer', [-1.0, -0.3, 0.0, 0.5, 1.0])
 def test_steering_path_is_a_bicycle_model_arc_turning_right_for_positive_steer(steer):
-    from llava_drive.annotate import steering_path
+    from llava_drive.policy.annotate import steering_path
 
     points = steering_path(steer, speed=5.0, max_steer_deg=35.0, wheelbase=2.9)
     assert points.shape == (30, 2) and points[0].tolist() == [0.0, 0.0]
@@ -509,7 +509,7 @@ def test_steering_path_is_a_bicycle_model_arc_turning_right_for_positive_steer(s
 
 
 def test_annotated_frame_shows_expert_and_gate():
-    from llava_drive.annotate import annotate_frame
+    from llava_drive.policy.annotate import annotate_frame
 
     frame = scene_frame(3, 240, 320)
     plain = annotate_frame(frame, Control(steer=0.3, throttle=0.5))

@@ -9,11 +9,11 @@ import time
 from llava_drive.bag import format as bagfmt
 from llava_drive.bag.reader import OpenBag, read_json_topic, read_pairs
 from llava_drive.bag.recover import recover_bag
-from llava_drive.recording import RecordingOptions
-from llava_drive.ros_env import local_ros_environment
+from llava_drive.bringup.environment import local_ros_environment
+from llava_drive.bringup.stack import Stack
+from llava_drive.recording.session import RecordingOptions
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.world import SimConfig
-from llava_drive.stack import Stack
 from mcap.reader import make_reader
 import pytest
 from ros_helpers import wait_for
@@ -24,7 +24,7 @@ SMALL = {'width': 200, 'height': 150}
 
 
 def test_record_pairs_stamps_and_expert_on_road(tmp_path):
-    from llava_drive.recording import record
+    from llava_drive.recording.session import record
     bag = tmp_path / 'run'
     result = record(RecordingOptions(duration=12.0, route_seeds=[4], out=bag,
                                      log_dir=tmp_path / 'logs', **SMALL), progress=False)

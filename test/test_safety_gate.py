@@ -2,7 +2,7 @@
 import math
 
 from llava_drive.control import Control, FULL_BRAKE
-from llava_drive.safety_gate import GateConfig, SafetyGate
+from llava_drive.policy.safety_gate import GateConfig, SafetyGate
 import pytest
 
 MS = 1_000_000  # ns

@@ -1,7 +1,7 @@
 """Route seed lists on the command line: single seeds, lists and ranges."""
 import argparse
 
-from llava_drive.cli_record import seed_list
+from llava_drive.recording.cli import seed_list
 import pytest
 
 

@@ -3,7 +3,7 @@ import json
 import math
 
 from llava_drive.control import Control
-from llava_drive.expert_driver import ExpertDriver
+from llava_drive.expert.driver import ExpertDriver
 from llava_drive.sim.scoring import EpisodeSummary, Event, mean_driving_score, PENALTIES
 from llava_drive.sim.world import SimConfig, Simulator
 import pytest

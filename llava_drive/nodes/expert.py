@@ -8,10 +8,10 @@ odometry it was computed from. Works unchanged against carla_ros_bridge's topics
 """
 import math
 
-from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
-from llava_drive.expert_driver import ExpertConfig, ExpertDriver
-from llava_drive.expert_noise import ExpertNoise, NoiseConfig
+from llava_drive.expert.driver import ExpertConfig, ExpertDriver
+from llava_drive.expert.noise import ExpertNoise, NoiseConfig
 from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
+from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 

@@ -3,12 +3,13 @@ Policy node: camera image -> LLaVA features -> action head -> ``vehicle_control_
 
 Loads a checkpoint and the extractor its feature specification names (a mismatch is refused
 at start-up, naming every difference). The camera subscription (best effort, depth 1) only
-hands the newest frame to an inference thread (:class:`llava_drive.inference.InferenceWorker`),
-so the executor serving the timers never waits for the model. Every result goes through the
-safety gate (:mod:`llava_drive.safety_gate`) and out at once, stamped with its source image's
-stamp (in synchronous simulation that steps the world, one result per frame); a fixed-rate
-timer re-publishes the gated command, or a full brake when images or inferences are older
-than ``max_age``, the output is NaN, the emergency stop (``/llava_drive/emergency_stop``,
+hands the newest frame to an inference thread
+(:class:`llava_drive.policy.inference.InferenceWorker`), so the executor serving the timers
+never waits for the model. Every result goes through the safety gate
+(:mod:`llava_drive.policy.safety_gate`) and out at once, stamped with its source image's stamp
+(in synchronous simulation that steps the world, one result per frame); a fixed-rate timer
+re-publishes the gated command, or a full brake when images or inferences are older than
+``max_age``, the output is NaN, the emergency stop (``/llava_drive/emergency_stop``,
 std_msgs/Bool: True brakes until False; subscribed volatile so that any publisher matches,
 hence a value published before the node started is not seen) is on, or driving is disabled
 (``~/enable``, std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
@@ -23,14 +24,14 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
-from llava_drive.annotate import annotate_frame, steering_path
 from llava_drive.control import FULL_BRAKE
-from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
-from llava_drive.inference import Frame, InferenceWorker, load_policy
 from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
                                       run_node)
-from llava_drive.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
+from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.policy.annotate import annotate_frame, steering_path
+from llava_drive.policy.inference import Frame, InferenceWorker, load_policy
+from llava_drive.policy.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
 from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Image

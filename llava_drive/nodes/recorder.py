@@ -14,11 +14,11 @@ import time
 
 from llava_drive.bag.format import OdometrySample
 from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
-from llava_drive.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import decode_raw, ImageError
 from llava_drive.nodes.common import (CONTROL_QOS, declare, reliable_qos, run_node,
                                       topic_or_default)
-from llava_drive.pairing import Pairer, PairingConfig
+from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
+from llava_drive.recording.pairing import Pairer, PairingConfig
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Image

@@ -17,10 +17,10 @@ import time
 
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from llava_drive.control import FULL_BRAKE
-from llava_drive.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import (CONTROL_QOS, declare, LATCHED_QOS, reliable_qos,
                                       run_node)
+from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.sim.world import SimConfig, Simulator
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node

@@ -16,7 +16,7 @@ def config_path(name: str) -> Path:
     :param name: file name inside ``config/`` (e.g. ``recorder.yaml``).
     """
     candidates = [
-        Path(__file__).resolve().parents[1] / 'config' / name,  # source / editable install
+        Path(__file__).resolve().parents[2] / 'config' / name,  # source / editable install
         Path(sys.prefix) / 'share' / 'llava_drive' / 'config' / name,  # pip data_files
     ]
     try:

@@ -17,10 +17,10 @@ import tempfile
 import time
 from typing import Optional
 
-from llava_drive.node_specs import (DIAGNOSTICS_TOPIC, expert_spec, policy_spec,
-                                    sim_bridge_spec)
-from llava_drive.ros_env import stack_environment
-from llava_drive.stack import Stack
+from llava_drive.bringup.environment import stack_environment
+from llava_drive.bringup.node_specs import (DIAGNOSTICS_TOPIC, expert_spec, policy_spec,
+                                            sim_bridge_spec)
+from llava_drive.bringup.stack import Stack
 
 BACKENDS = ('sim', 'carla')
 DRIVERS = ('policy', 'expert')
@@ -115,8 +115,8 @@ class DriveMonitor:
     def __init__(self, context):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from llava_drive.control_codec import ControlCodec
         from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
+        from llava_drive.nodes.control_codec import ControlCodec
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32, String
 

@@ -7,8 +7,8 @@ place. No ROS imports.
 from pathlib import Path
 from typing import Optional
 
-from llava_drive.ros_env import config_path
-from llava_drive.stack import NodeSpec
+from llava_drive.bringup.environment import config_path
+from llava_drive.bringup.stack import NodeSpec
 
 POLICY_ANNOTATED_TOPIC = '/policy/annotated_image'
 DIAGNOSTICS_TOPIC = '/diagnostics'

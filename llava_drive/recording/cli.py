@@ -88,7 +88,7 @@ def register(subparsers):
 
 def run(args) -> int:
     """Run the recording stack and return an exit code."""
-    from llava_drive.recording import RecordingOptions, record
+    from llava_drive.recording.session import RecordingOptions, record
     out = args.out or Path('bags') / time.strftime(f'{args.backend}_%Y%m%d_%H%M%S')
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_record_'))
     try:

@@ -19,16 +19,16 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from llava_drive.evaluation_metrics import (EpisodeResult, summary_from_dict, Trajectory,
+from llava_drive.bringup.environment import local_ros_environment
+from llava_drive.bringup.node_specs import (expert_spec, POLICY_ANNOTATED_TOPIC, policy_spec,
+                                            sim_bridge_spec)
+from llava_drive.bringup.stack import Stack
+from llava_drive.evaluation.metrics import (EpisodeResult, summary_from_dict, Trajectory,
                                             with_time_limit)
-from llava_drive.evaluation_report import (EpisodeVideo, EXPERT, plot_routes, POLICY,
+from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, POLICY,
                                            score_sets, score_table, summary_document,
                                            write_json, write_markdown)
-from llava_drive.node_specs import (expert_spec, POLICY_ANNOTATED_TOPIC, policy_spec,
-                                    sim_bridge_spec)
-from llava_drive.ros_env import local_ros_environment
 from llava_drive.sim.road import Route, RouteConfig
-from llava_drive.stack import Stack
 
 STATUS_TOPIC = '/llava_drive/sim/status'
 EPISODE_TOPIC = '/llava_drive/sim/episode'
@@ -254,8 +254,8 @@ class EpisodeWatcher:
         """Video fallback: the raw camera with the control drawn on it."""
         from llava_drive.bag.review import draw_overlay
         from llava_drive.control import Control
-        from llava_drive.control_codec import stamp_to_ns
         from llava_drive.image_codec import decode_raw, to_rgb
+        from llava_drive.nodes.control_codec import stamp_to_ns
 
         if self.video is None:
             return

@@ -37,7 +37,7 @@ def register(subparsers):
 
 def run(args) -> int:
     """Set up the world, print what was applied, and serve the traffic until Ctrl-C."""
-    from llava_drive.carla_world import CarlaUnavailable, setup_world
+    from llava_drive.carla.world import CarlaUnavailable, setup_world
     try:
         world = setup_world(args.host, args.port, args.town, synchronous=args.synchronous,
                             fixed_delta=args.fixed_delta, weather=args.weather,

@@ -5,7 +5,7 @@ from pathlib import Path
 import sys
 import time
 
-from llava_drive.cli_record import add_log_dir_argument, add_policy_model_arguments, seed_list
+from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
 
 EVALUATE_EPILOG = """\
 examples:
@@ -126,7 +126,7 @@ def run_evaluate(args) -> int:
 
     :param args: parsed arguments
     """
-    from llava_drive.evaluation import evaluate, EvaluationOptions
+    from llava_drive.evaluation.evaluate import evaluate, EvaluationOptions
 
     out = args.out or Path('reports') / time.strftime('eval_%Y%m%d_%H%M%S')
     try:
@@ -154,7 +154,7 @@ def run_drive(args) -> int:
 
     :param args: parsed arguments
     """
-    from llava_drive.driving import drive, DriveOptions
+    from llava_drive.evaluation.drive import drive, DriveOptions
 
     try:
         options = DriveOptions(

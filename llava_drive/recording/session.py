@@ -6,9 +6,9 @@ from pathlib import Path
 import time
 from typing import List, Optional
 
-from llava_drive.node_specs import policy_spec
-from llava_drive.ros_env import config_path, stack_environment
-from llava_drive.stack import NodeSpec, Stack
+from llava_drive.bringup.environment import config_path, stack_environment
+from llava_drive.bringup.node_specs import policy_spec
+from llava_drive.bringup.stack import NodeSpec, Stack
 
 RECORDER_STATUS = '/recorder/status'
 DRIVERS = ('expert', 'policy')

@@ -1,7 +1,7 @@
 """
 What ``llava-drive evaluate`` writes: summary.json, report.md, trajectory plots and a video.
 
-Pure (no ROS imports): everything works from :class:`~llava_drive.evaluation_metrics`
+Pure (no ROS imports): everything works from :class:`~llava_drive.evaluation.metrics`
 results, so a report can be rebuilt from ``episodes.json`` without running anything.
 """
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import cv2
-from llava_drive.evaluation_metrics import aggregate, EpisodeResult
+from llava_drive.evaluation.metrics import aggregate, EpisodeResult
 from llava_drive.sim.road import Route, RouteConfig
 import numpy as np
 

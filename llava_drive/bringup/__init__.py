@@ -1,0 +1,1 @@
+"""Process bring-up: node specs, ROS environment, the process stack, launch support."""

@@ -1,0 +1,1 @@
+"""CARLA: preparing a running CARLA server (town, step, weather, traffic) and its command."""

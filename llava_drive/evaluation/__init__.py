@@ -1,0 +1,1 @@
+"""Closed-loop driving: drive, evaluate against the expert, leaderboard metrics, reports."""

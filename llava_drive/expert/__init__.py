@@ -1,0 +1,1 @@
+"""The expert driver (pure pursuit + PID) and its recovery noise, without ROS."""

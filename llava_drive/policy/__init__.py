@@ -1,0 +1,1 @@
+"""The driving policy without ROS: inference worker, safety gate, annotated image."""

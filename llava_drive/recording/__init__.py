@@ -1,0 +1,1 @@
+"""Recording sessions: pairing frames with labels, the recording stack and its command."""
