@@ -39,7 +39,7 @@ def decode_raw(encoding: str, height: int, width: int, step: int, data) -> np.nd
         raise ImageError('empty_image', f'{width}x{height}')
     if step < width * channels:
         raise ImageError('truncated_image', f'step {step} < width {width} x {channels} channels')
-    buffer = np.frombuffer(data, dtype=np.uint8)  # free: no copy (DESIGN.md section 6)
+    buffer = np.frombuffer(data, dtype=np.uint8)  # free: no copy
     if buffer.size == 0:
         raise ImageError('empty_image', 'no pixel data')
     if buffer.size < step * height:

@@ -1,7 +1,7 @@
 """Test-wide environment: DDS on loopback, a private ROS domain, offline Hugging Face."""
 import os
 
-# Before any rclpy import: DDS reads these when a context starts (DESIGN.md section 2).
+# Before any rclpy import: DDS reads these when a context starts (architecture: Topics).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')

@@ -1,5 +1,5 @@
 """
-Bag format v1: topics, message types, serialization and metadata (DESIGN.md section 4).
+Bag format v1: topics, message types, serialization and metadata (architecture: Bag format v1).
 
 Messages are serialized with the pure-Python ``rosbags`` typestore, so bags are written and
 read the same way with or without a ROS install; ``carla_msgs/msg/CarlaEgoVehicleControl`` is
@@ -21,7 +21,7 @@ from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 import yaml
 
 BAG_FORMAT_VERSION = 1
-METADATA_VERSION = 8  # Humble cannot read version 9 (DESIGN.md section 6)
+METADATA_VERSION = 8  # Humble cannot read version 9
 STORAGE_IDENTIFIER = 'mcap'
 
 DEFAULT_ROLE_NAME = 'ego_vehicle'

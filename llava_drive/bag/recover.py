@@ -2,7 +2,7 @@
 Recover a bag whose writer died (SIGKILL, power loss, full disk).
 
 Such a bag has an MCAP without summary and footer, maybe a truncated last record, and no
-``metadata.yaml``; rosbags refuses to read it (DESIGN.md section 6). Recovery scans every
+``metadata.yaml``; rosbags refuses to read it. Recovery scans every
 complete record with a tolerant streaming read, salvages the complete messages at the start of
 a truncated chunk, writes a new MCAP with summary plus ``metadata.yaml``, and keeps the
 original beside it as ``<name>.mcap.orig``. Nothing is deleted. A healthy bag is left alone.

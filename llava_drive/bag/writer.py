@@ -4,8 +4,8 @@ Crash-safe writer of bag format v1: image/control pairs into a rosbag2 MCAP dire
 The default storage backend writes MCAP with the ``mcap`` library and flushes a chunk every
 ``flush_interval_s`` (from a small background thread, so a SIGKILL loses at most that interval
 even when pairs stop arriving); ``metadata.yaml`` is written on :meth:`BagWriter.close`.
-Where ``rosbag2_py`` is importable (a sourced ROS 2 install) it is used instead, as DESIGN.md
-section 4 asks; both get the same CDR bytes from :mod:`llava_drive.bag.format`.
+Where ``rosbag2_py`` is importable (a sourced ROS 2 install) it is used instead
+(architecture: Bag format v1); both get the same CDR bytes from :mod:`llava_drive.bag.format`.
 """
 from dataclasses import dataclass
 import importlib
@@ -499,7 +499,7 @@ class BagWriter:
         """
         Return our version-8 metadata with rosbag2's file list and distro.
 
-        rosbag2 on Kilted writes version 9, which Humble cannot read (DESIGN.md section 4),
+        rosbag2 on Kilted writes version 9, which Humble cannot read (architecture: Bag format v1),
         and only Iron+ stores custom_data; our counts are the same messages.
         """
         theirs = bagfmt.read_metadata(self.path)

@@ -32,7 +32,7 @@ def config_path(name: str) -> Path:
 
 
 def fastdds_profile_path() -> Path:
-    """Return the shipped FastDDS profile (large-sample shared memory, DESIGN.md 3)."""
+    """Return the shipped FastDDS profile (large-sample shared memory)."""
     return config_path('fastdds_shm.xml')
 
 

@@ -17,7 +17,7 @@ examples:
 Every driver (the checkpoint, the expert, each --baseline) drives every route REPETITIONS
 times in the embedded simulator, in synchronous mode, as ROS 2 nodes (sim_bridge + policy or
 expert). Per route: driving score DS = RC x P (route completion x infraction penalty); the
-global driving score is the mean of the per-route DS (DESIGN.md section 7). The report
+global driving score is the mean of the per-route DS (CARLA Leaderboard 2.0). The report
 directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png and an MP4 of
 the first episode. Routes 1-100 are recording routes and are refused unless
 --allow-training-routes.

@@ -1,5 +1,5 @@
 """
-Closed-loop evaluation in the embedded simulator over ROS (DESIGN.md section 7).
+Closed-loop evaluation in the embedded simulator over ROS (architecture: Evaluation and scoring).
 
 For every driver (the policy checkpoint, the expert, named baseline checkpoints), every route
 and every repetition, :func:`evaluate` starts ``sim_bridge`` (synchronous, one route, no
@@ -51,7 +51,7 @@ class EvaluationOptions:
 
     :param checkpoint: trained policy checkpoint; None evaluates only the expert/baselines
     :param routes: route seeds (held out: 101 and up unless ``allow_training_routes``)
-    :param repetitions: episodes per route and driver (DESIGN.md asks for at least 3)
+    :param repetitions: episodes per route and driver (at least 3 for a spread)
     :param out: report directory (must not exist or be empty)
     :param width: camera width (px)
     :param height: camera height (px)

@@ -1,5 +1,5 @@
 """
-Closed-loop metrics of evaluation episodes (DESIGN.md section 7); pure, no ROS imports.
+Closed-loop metrics of evaluation episodes (architecture: Evaluation and scoring); no ROS.
 
 One :class:`EpisodeResult` per driver x route x repetition holds the simulator's
 :class:`~llava_drive.sim.scoring.EpisodeSummary` and the driven trajectory. :func:`aggregate`

@@ -278,7 +278,7 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
         f'{config.get("width")}x{config.get("height")}, synchronous simulator, at most '
         f'{config.get("route_time_limit")} s simulated per route (then a timeout).  ',
         'Driving score per route DS = RC x P; the global score is the mean of the per-route '
-        'DS (DESIGN.md section 7); ± is the spread (standard deviation) of the global score '
+        'DS (CARLA Leaderboard 2.0); ± is the spread (standard deviation) of the global score '
         'over repetitions. Steer rate is the mean |d steer / dt| (lower is smoother).', '',
         '## Overall', '', score_table(scores), '',
         '## Per route', '', route_table(scores), '']

@@ -2,7 +2,7 @@
 Offline evaluation: per-action metrics of a checkpoint on held-out feature files, and plots.
 
 Offline error is a sanity check, not a quality gate: only closed-loop driving tells whether
-a head drives (DESIGN.md section 7).
+a head drives (architecture: Evaluation and scoring).
 """
 import json
 from pathlib import Path

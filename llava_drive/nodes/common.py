@@ -79,7 +79,7 @@ def spin_tolerantly(node) -> None:
 
 def run_node(node_class, args=None, keep_context_on_interrupt=False) -> None:
     """
-    Init, spin ``node_class()``, and always clean up (DESIGN.md section 8).
+    Init, spin ``node_class()``, and always clean up.
 
     SIGTERM is turned into the same clean shutdown as Ctrl-C: Humble's rclpy does not handle
     it, and a recorder killed without ``destroy_node`` would leave an unfinished bag.

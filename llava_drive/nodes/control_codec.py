@@ -1,5 +1,5 @@
 """
-The one place that knows control message types and fields (DESIGN.md section 3).
+The one place that knows control message types and fields (architecture: Topics).
 
 On the wire: ``carla_msgs/msg/CarlaEgoVehicleControl`` when carla_msgs is importable, else
 ``sensor_msgs/Joy`` with ``axes = [steer, throttle, brake]``. Everything else deals in

@@ -27,7 +27,7 @@ from std_srvs.srv import Trigger
 
 
 class Recorder(Node):
-    """Writes image/control pairs to rosbag2 bags (DESIGN.md section 4)."""
+    """Writes image/control pairs to rosbag2 bags (architecture: Bag format v1)."""
 
     def __init__(self, **node_options):
         super().__init__('recorder', **node_options)

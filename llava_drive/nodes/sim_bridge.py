@@ -1,5 +1,5 @@
 """
-Embedded simulator node speaking the carla_ros_bridge topics (DESIGN.md section 3).
+Embedded simulator node speaking the carla_ros_bridge topics (architecture: Topics).
 
 Publishes the front camera (bgra8), camera_info, odometry, speedometer, route waypoints and
 ``/clock``, and ``/tf`` (map -> vehicle) plus ``/tf_static`` (vehicle -> camera) like the bridge
@@ -30,7 +30,7 @@ from std_msgs.msg import Float32, Header, String
 
 try:
     from tf2_msgs.msg import TFMessage
-except ImportError:  # standalone wheels: no tf2_msgs (DESIGN.md section 2)
+except ImportError:  # standalone wheels: no tf2_msgs (architecture: Topics)
     TFMessage = None
 
 EPISODE_TOPIC = '/llava_drive/sim/episode'

@@ -1,7 +1,7 @@
 """
 The policy's safety gate: what actually goes to the car, whatever the model says (no ROS).
 
-The CARLA bridge applies the last control forever (DESIGN.md section 6), so every command
+The CARLA bridge applies the last control forever, so every command
 passes through :class:`SafetyGate`. It brakes fully (throttle 0, brake 1, steer 0) when the
 newest image or the newest inference is older than ``max_age_s`` (monotonic wall clock), when
 the model's output is NaN or infinite, while emergency-stopped, and while disabled. Otherwise

@@ -1,5 +1,5 @@
 """
-Infraction events and the per-route driving score, CARLA leaderboard style (DESIGN.md s. 7).
+Infraction events and the per-route driving score, CARLA leaderboard style (architecture).
 
 Driving score of one route ``DS = RC * P``: ``RC`` is the route completion in percent and ``P``
 the product of the penalties of all infraction events (1 when there were none). Across routes

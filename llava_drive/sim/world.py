@@ -11,7 +11,7 @@ Usage::
 
 Frame: ROS REP-103 ``map`` (x forward at the start, y left, yaw counter-clockwise). The car
 starts at ``s = 0`` in the right lane (``lane_offset_m``, negative = right of the centreline),
-heading along the route. Infractions each step (DESIGN.md section 7):
+heading along the route. Infractions each step (architecture: Evaluation and scoring):
 
 * ``off_road`` (penalty 0.65): the footprint centre leaves the two lanes (``|lateral| >
   lane_width``), i.e. it is on the parking shoulder, the sidewalk or grass. One event per
