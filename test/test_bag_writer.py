@@ -12,11 +12,10 @@ import cv2
 from llava_drive.bag import format as bagfmt
 from llava_drive.bag import writer as bagwriter
 from llava_drive.bag.reader import read_pairs
-from llava_drive.bag.recover import recover_bag, scan_records
+from llava_drive.bag.recover import Message, recover_bag, Scan, scan_file
 from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
 from llava_drive.control import Control
 from mcap.reader import make_reader
-from mcap.records import Message
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
@@ -241,13 +240,15 @@ FULL_DISK_CHILD = textwrap.dedent("""
             if i % 3 == 0:
                 writer.flush()
     except BagWriteError as error:
-        writer.close({})
-        print(json.dumps({'errno': error.errno, 'message': str(error), 'written': written}))
+        writer.close({'rejected': {'from_caller': 1}})
+        print(json.dumps({'errno': error.errno, 'message': str(error), 'written': written,
+                          'on_disk': writer.pairs_written, 'loss': writer.loss,
+                          'summary': writer.summary()}))
 """)
 
 
-def test_file_size_limit_gives_bag_write_error_and_recoverable_bag(tmp_path):
-    """EFBIG from a real rlimit surfaces as BagWriteError; recover restores flushed pairs."""
+def test_file_size_limit_ends_the_bag_and_reports_the_loss(tmp_path):
+    """EFBIG from a real rlimit: the bag is ended readable, the loss counted exactly."""
     bag = tmp_path / 'full'
     result = subprocess.run([sys.executable, '-c', FULL_DISK_CHILD, str(bag)], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
@@ -256,13 +257,20 @@ def test_file_size_limit_gives_bag_write_error_and_recoverable_bag(tmp_path):
     assert outcome['errno'] == errno.EFBIG
     assert str(bag) in outcome['message']
     assert outcome['written'] > 10
-    assert not (bag / 'metadata.yaml').exists()  # close() after the error leaves it for recover
-    report = recover_bag(bag)
-    assert report.action == 'rebuilt'
-    pairs = list(read_pairs(bag))
-    # At most the pairs since the last flush (3) and the failing one are lost.
-    assert outcome['written'] - 4 <= len(pairs) <= outcome['written']
+    # Pairs acknowledged since the last flush (at most 3) are lost, and said so.
+    assert outcome['written'] - outcome['loss']['pairs'] == outcome['on_disk']
+    assert 0 <= outcome['loss']['pairs'] <= 3
+    pairs = list(read_pairs(bag))  # readable without recover: metadata.yaml was written
+    assert len(pairs) == outcome['on_disk']
     assert pairs[0].image_rgb.shape == (60, 80, 3)
+    metadata = bagfmt.read_metadata(bag)
+    summary = bagfmt.custom_json(metadata, bagfmt.CUSTOM_SUMMARY_KEY)
+    assert summary['error'] == outcome['message']
+    assert summary['lost']['pairs'] == outcome['loss']['pairs']
+    assert summary['rejected'] == {'from_caller': 1}
+    assert summary['pairs_written'] == len(pairs)
+    assert not (bag / bagwriter.LOCK_FILE).exists()
+    assert recover_bag(bag).action == 'healthy'
 
 
 def test_flush_thread_puts_pairs_on_disk_before_close(tmp_path):
@@ -271,10 +279,11 @@ def test_flush_thread_puts_pairs_on_disk_before_close(tmp_path):
     writer = BagWriter(BagWriterConfig(str(bag), flush_interval_s=0.1))
     for i in range(3):
         writer.write_pair(1_000 + i, road_frame(i), 'bgr8', Control(), 0.0)
-    time.sleep(0.5)
-    with open(bag / 'live_0.mcap', 'rb') as stream:
-        from llava_drive.bag.recover import _Scan
-        messages = [r for r in scan_records(stream, _Scan()) if isinstance(r, Message)]
+    deadline = time.monotonic() + 30.0
+    messages = []
+    while len(messages) < 9 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        messages = [r for r in scan_file(bag / 'live_0.mcap', Scan()) if isinstance(r, Message)]
     assert len(messages) == 9  # image, control, speed for 3 pairs
     writer.close()
 

@@ -97,7 +97,7 @@ def run_recover(args) -> int:
     status, reports = 0, []
     for path in args.paths:
         try:
-            report = recover_bag(path)
+            report = recover_bag(path, keep_original=not args.no_backup)
         except (RecoverError, OSError) as error:
             status = _fail(error)
             continue
@@ -185,11 +185,21 @@ def register(subparsers) -> None:
     recover = commands.add_parser(
         'recover', help='make a bag readable after the recorder was killed',
         formatter_class=formatter,
-        description='For a bag whose writer died (SIGKILL, power loss, full disk): read every\n'
-                    'complete record, rewrite the MCAP with its summary and write\n'
-                    'metadata.yaml. The original file is kept as <name>.mcap.orig. A healthy\n'
-                    'bag is reported as such and left unchanged.',
-        epilog='example:\n  llava-drive bag recover bags/run_001')
+        description='For a bag whose writer died (SIGKILL, power loss, full disk) or whose\n'
+                    'file was damaged: scan the whole MCAP, skip damaged records and go on at\n'
+                    'the next readable chunk, keep every message record that still parses\n'
+                    '(also from chunks that fail their CRC or were cut short), rewrite the MCAP\n'
+                    'with its summary and write metadata.yaml. The original is moved out of\n'
+                    'the bag to <parent>/.recover-originals/<bag>/ (ros2 bag info counts every\n'
+                    'file in the bag directory). A healthy bag is left unchanged; a bag still\n'
+                    'being written (writer.lock held by a live process) is refused.',
+        epilog='examples:\n  llava-drive bag recover bags/run_001\n'
+               '  llava-drive bag recover bags/run_001 --no-backup   # delete the original '
+               'once the\n'
+               '                                                    # new file reads back')
     recover.add_argument('paths', nargs='+', metavar='PATH', help='bag directory (one or more)')
     recover.add_argument('--json', action='store_true', help='print the reports as JSON')
+    recover.add_argument('--no-backup', action='store_true',
+                         help='delete the original after the rebuilt file was read back and '
+                              'verified, instead of moving it to .recover-originals/')
     recover.set_defaults(func=run_recover)

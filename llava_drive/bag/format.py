@@ -44,6 +44,7 @@ CUSTOM_SUMMARY_KEY = 'llava_drive.summary'
 
 EXCLUSIONS_FILE = 'exclusions.yaml'
 METADATA_FILE = 'metadata.yaml'
+LOCK_FILE = 'writer.lock'  # flock-held by a live writer, with its pid; removed on close
 
 _CONTROL_MSG = Path(__file__).resolve().parent.parent / 'msg' / 'CarlaEgoVehicleControl.msg'
 
