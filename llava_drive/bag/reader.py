@@ -144,8 +144,10 @@ class OpenBag:
         """
         Yield ``(connection, log time, deserialized message)`` in log-time order.
 
-        :param connections: connections to read.
+        :param connections: connections to read (none: nothing is read).
         """
+        if not connections:
+            return  # rosbags reads every message of the bag when given an empty list
         try:
             for connection, log_ns, raw in self._reader.messages(connections=connections):
                 yield connection, log_ns, self._reader.deserialize(raw, connection.msgtype)
