@@ -1,7 +1,6 @@
 """Bags the recorder did not write: no episode markers, sqlite3 storage, other tools' topics."""
 import json
 
-import cv2
 from llava_drive.bag import format as bagfmt
 from llava_drive.bag.info import bag_info, format_info
 from llava_drive.bag.reader import read_json_topic, read_pairs
