@@ -105,7 +105,9 @@ def qos_profile_yaml(reliable: bool = True, transient_local: bool = False,
     :param transient_local: latched (transient local) durability.
     :param depth: history depth.
     """
-    infinite = QosTime(sec=2147483647, nsec=4294967295)
+    # RMW_DURATION_INFINITE as rosbag2 (Humble+) writes it; {2147483647, 4294967295} is the
+    # Foxy-era Fast DDS sentinel that rosbag2 only translates when reading old bags.
+    infinite = QosTime(sec=9223372036, nsec=854775807)
     qos = Qos(
         history=QosHistory.KEEP_LAST, depth=depth,
         reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
@@ -323,7 +325,8 @@ def build_metadata(relative_path: str, topics: Sequence[TopicCount], start_ns: i
     :param start_ns: first message log time (0 when empty).
     :param end_ns: last message log time.
     :param custom_data: string key/value pairs.
-    :param ros_distro: the ROS distro that wrote it ('' when unknown).
+    :param ros_distro: the ROS distro that wrote it (default: ``ROS_DISTRO``, else '' as
+        rosbag2 itself stores it when the variable is unset).
     """
     count = sum(topic.count for topic in topics)
     duration = max(0, end_ns - start_ns) if count else 0
@@ -346,8 +349,9 @@ def build_metadata(relative_path: str, topics: Sequence[TopicCount], start_ns: i
         'compression_mode': '',
         'files': [{'path': relative_path, 'starting_time': {'nanoseconds_since_epoch': start},
                    'duration': {'nanoseconds': duration}, 'message_count': count}],
-        'custom_data': dict(custom_data) if custom_data else None,
-        'ros_distro': ros_distro or os.environ.get('ROS_DISTRO', 'llava_drive'),
+        # A map even when empty: rosbag2 (Iron+) reads it as a map and refuses null.
+        'custom_data': dict(custom_data or {}),
+        'ros_distro': ros_distro or os.environ.get('ROS_DISTRO', ''),
     }}
 
 
