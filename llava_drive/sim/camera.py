@@ -13,6 +13,7 @@ The camera sits ``mount_forward_m`` ahead of the rear axle, ``mount_height_m`` u
 down by ``pitch_deg``. Output is ``H x W x 4`` uint8 **bgra8**, like CARLA's camera.
 """
 from dataclasses import dataclass
+import itertools
 import math
 from typing import List, Sequence, Tuple
 
@@ -143,15 +144,18 @@ class Camera:
     :param raster: the painted ground
     :param parked_cars: parked cars to draw
     :param trees: trees to draw
+    :param props: more static props, ``(x, y, yaw, size, parts)`` each, ``parts`` as
+        :func:`car_parts` returns them (``size`` widens the field-of-view test)
     """
 
     def __init__(self, config: CameraConfig, raster, parked_cars: Sequence = (),
-                 trees: Sequence = ()):
+                 trees: Sequence = (), props: Sequence = ()):
         """Precompute the per-pixel ground points, the sky, the haze and the props."""
         self.config = config
         self.raster = raster
         self.parked_cars = list(parked_cars)
         self.trees = list(trees)
+        self._extra = list(props)
         ap = raster.appearance
         self._haze_bgr = np.array([c * ap.brightness for c in ap.sky_horizon_bgr]).clip(0, 255)
         self._background = self._sky()
@@ -235,33 +239,51 @@ class Camera:
 
     def _prepare_props(self):
         """Return per prop: pose, box corners (boxes x 8 x 3) in its frame, face colours."""
-        ap = self.raster.appearance
         props = [(car.x, car.y, car.yaw, car.length, car_parts(car)) for car in self.parked_cars]
         props += [(tree.x, tree.y, 0.0, tree.crown_width, tree_parts(tree))
                   for tree in self.trees]
-        prepared = []
-        for x, y, yaw, size, parts in props:
-            corners = np.array([[(b[i & 1], b[2 + ((i >> 1) & 1)], b[4 + (i >> 2)])
-                                 for i in range(8)] for b, _, _ in parts], float)
-            colours = np.empty((len(parts), len(_FACES), 3))
-            for p, (_, base, glass_sides) in enumerate(parts):
-                for f, (_, normal) in enumerate(_FACES):
-                    shade = 0.55 + 0.45 * max(0.0, float(np.dot(normal, LIGHT_DIRECTION)))
-                    colour = GLASS_BGR if glass_sides and normal[2] == 0.0 else base
-                    colours[p, f] = np.array(colour) * shade * ap.brightness
-            centres = corners[:, _FACE_INDEX].mean(axis=2)          # boxes x faces x 3
-            prepared.append((x, y, yaw, size, corners, centres, colours))
-        return prepared
+        return [self.prepare_prop(*prop) for prop in props + self._extra]
+
+    def prepare_prop(self, x: float, y: float, yaw: float, size: float, parts):
+        """
+        Return a prop ready to draw: pose, box corners (boxes x 8 x 3), face centres, colours.
+
+        A part whose third element is ``'lit'`` glows: its colour is neither shaded nor dimmed
+        by the lighting (lamps); ``True`` gives it glass sides.
+
+        :param x: map x (m)
+        :param y: map y (m)
+        :param yaw: heading (rad)
+        :param size: extent used by the field-of-view test (m)
+        :param parts: ``((x0, x1, y0, y1, z0, z1), colour_bgr, glass_sides)`` per box
+        """
+        ap = self.raster.appearance
+        corners = np.array([[(b[i & 1], b[2 + ((i >> 1) & 1)], b[4 + (i >> 2)])
+                             for i in range(8)] for b, _, _ in parts], float)
+        colours = np.empty((len(parts), len(_FACES), 3))
+        for p, (_, base, glass_sides) in enumerate(parts):
+            for f, (_, normal) in enumerate(_FACES):
+                if glass_sides == 'lit':
+                    colours[p, f] = base
+                    continue
+                shade = 0.55 + 0.45 * max(0.0, float(np.dot(normal, LIGHT_DIRECTION)))
+                colour = GLASS_BGR if glass_sides and normal[2] == 0.0 else base
+                colours[p, f] = np.array(colour) * shade * ap.brightness
+        centres = corners[:, _FACE_INDEX].mean(axis=2)          # boxes x faces x 3
+        return (x, y, yaw, size, corners, centres, colours)
 
     # -- rendering -----------------------------------------------------------------------------
 
-    def render(self, rear_x: float, rear_y: float, yaw: float) -> np.ndarray:
+    def render(self, rear_x: float, rear_y: float, yaw: float,
+               dynamic: Sequence = ()) -> np.ndarray:
         """
         Render the view from a vehicle pose.
 
         :param rear_x: map x of the rear axle centre (m)
         :param rear_y: map y of the rear axle centre (m)
         :param yaw: heading (rad)
+        :param dynamic: props of this frame only (moving cars, lit lamps), as
+            :meth:`prepare_prop` returns them
         :return: ``H x W x 4`` uint8 bgra8 image
         """
         out = self._background.copy()
@@ -278,11 +300,12 @@ class Camera:
             out[r0:r1] = cv2.blendLinear(ground, self._haze_image[r0:r1], band['clear'],
                                          band['haze'])
         self._draw_skyline(out, yaw)
-        if self._props:
-            self._draw_props(out, rear_x, rear_y, yaw)
+        if self._props or dynamic:
+            self._draw_props(out, rear_x, rear_y, yaw, dynamic)
         return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
 
-    def _draw_props(self, out: np.ndarray, rear_x: float, rear_y: float, yaw: float):
+    def _draw_props(self, out: np.ndarray, rear_x: float, rear_y: float, yaw: float,
+                    dynamic: Sequence = ()):
         cfg = self.config
         fx, fy, cx, cy = cfg.intrinsics()
         pitch = math.radians(cfg.pitch_deg)
@@ -292,7 +315,8 @@ class Camera:
         tan_half_fov = 0.5 * cfg.width / fx
         haze = self.raster.appearance.haze
         visible = []
-        for px, py, pyaw, size, corners, centres, colours in self._props:
+        props = itertools.chain(self._props, dynamic)
+        for px, py, pyaw, size, corners, centres, colours in props:
             dx, dy = px - cam_x, py - cam_y
             ahead = c * dx + s * dy
             distance2 = dx * dx + dy * dy

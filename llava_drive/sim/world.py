@@ -44,6 +44,9 @@ from llava_drive.sim.vehicle import Vehicle, VehicleParams, VehicleState
 import numpy as np
 
 
+MAP_KINDS = ('road', 'town')
+
+
 @dataclass
 class SimConfig:
     """
@@ -74,6 +77,9 @@ class SimConfig:
     :param finish_tolerance_m: the route is finished this close to its end
     :param raster_resolution_m: metres per pixel of the top-down world picture
     :param vehicle: vehicle parameters
+    :param map_kind: ``'road'`` (one two-lane road with curves, lane keeping) or ``'town'``
+        (junctions, traffic, lights and a scenario: :mod:`llava_drive.sim.town`)
+    :param traffic_vehicles: vehicles driving a town besides the scenario's
     """
 
     width: int = 800
@@ -99,9 +105,19 @@ class SimConfig:
     finish_tolerance_m: float = 1.0
     raster_resolution_m: float = 0.08
     vehicle: VehicleParams = field(default_factory=VehicleParams)
+    map_kind: str = 'road'
+    traffic_vehicles: int = 16
 
     def __post_init__(self):
         """Check every field, naming the bad value."""
+        if self.map_kind not in MAP_KINDS:
+            raise ValueError(f'SimConfig.map_kind must be one of {MAP_KINDS}, '
+                             f'got {self.map_kind!r}')
+        if isinstance(self.traffic_vehicles, bool) or \
+                not isinstance(self.traffic_vehicles, int) or \
+                not 0 <= self.traffic_vehicles <= 200:
+            raise ValueError(f'SimConfig.traffic_vehicles must be an integer in [0, 200], '
+                             f'got {self.traffic_vehicles!r}')
         for name in ('width', 'height'):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 8192:
@@ -170,8 +186,21 @@ class Simulator:
     """
     A fixed-step driving simulator with a front camera (see the module docstring).
 
-    :param config: configuration; ``reset`` is called with ``config.route_seed``
+    :param config: configuration; ``reset`` is called with ``config.route_seed``. With
+        ``map_kind='town'`` the instance is a
+        :class:`~llava_drive.sim.town.world.TownSimulator`.
     """
+
+    # Lateral offset of the driven lane from the route line (the town's route line is the
+    # lane centre itself).
+    lane_offset = None
+
+    def __new__(cls, config: Optional[SimConfig] = None):
+        """Return a town simulator for ``map_kind='town'`` so every caller gets either."""
+        if cls is Simulator and config is not None and config.map_kind == 'town':
+            from llava_drive.sim.town.world import TownSimulator
+            cls = TownSimulator
+        return super().__new__(cls)
 
     def __init__(self, config: Optional[SimConfig] = None):
         """Create the simulator and reset it to ``config.route_seed``."""
@@ -300,7 +329,7 @@ class Simulator:
             raise ValueError(f'waypoints_ahead needs n >= 1 and spacing_m > 0, got {n}, '
                              f'{spacing_m}')
         s_values = self._projection.s + spacing_m * np.arange(n)
-        return [tuple(row) for row in self.route.poses_at(s_values, self.config.lane_offset_m)
+        return [tuple(row) for row in self.route.poses_at(s_values, self._lane_offset())
                 .tolist()]
 
     def route_waypoints(self, spacing_m: float = 1.0) -> List[Tuple[float, float, float]]:
@@ -317,8 +346,11 @@ class Simulator:
             raise ValueError(f'spacing_m must be positive, got {spacing_m}')
         end = self.route.length + self.route.config.lead_out_m
         s_values = spacing_m * np.arange(int(end / spacing_m) + 1)
-        return [tuple(row) for row in self.route.poses_at(s_values, self.config.lane_offset_m)
+        return [tuple(row) for row in self.route.poses_at(s_values, self._lane_offset())
                 .tolist()]
+
+    def _lane_offset(self) -> float:
+        return self.config.lane_offset_m if self.lane_offset is None else self.lane_offset
 
     # -- camera ------------------------------------------------------------------------------
 
@@ -440,6 +472,6 @@ class Simulator:
         return StepResult(
             time=self.time, state=st, events=tuple(events), done=self.done,
             done_reason=self.done_reason, route_completion=self.route_completion, s=proj.s,
-            lateral_error=proj.lateral - self.config.lane_offset_m,
+            lateral_error=proj.lateral - self._lane_offset(),
             heading_error=proj.heading_error(st.yaw), off_road=self._off_road,
             in_collision=self._in_collision)
