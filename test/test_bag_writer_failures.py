@@ -94,11 +94,10 @@ def test_recovery_on_a_full_disk_leaves_no_partial_file(small_fs):
     writer._file_lock.release()  # as if SIGKILLed: no close, no metadata.yaml
     original = mcap_path.read_bytes()
     filler = small_fs / 'filler'
-    with open(filler, 'wb') as stream:
+    with open(filler, 'wb', buffering=0) as stream:  # unbuffered: close cannot fail
         try:
             while True:
-                stream.write(b'\0' * 65536)
-                stream.flush()
+                stream.write(b'\0' * 4096)
         except OSError as error:
             assert error.errno == errno.ENOSPC
     with pytest.raises(OSError) as raised:

@@ -35,7 +35,7 @@ MESSAGE_HEAD = struct.Struct('<HIQQ')  # channel id, sequence, log time, publish
 BACKUP_DIR = '.recover-originals'
 # MCAP opcodes (https://mcap.dev/spec): what the scan needs to tell apart.
 OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 1, 2, 3, 4, 5, 6
-OP_MESSAGE_INDEX, OP_DATA_END = 7, 15
+OP_MESSAGE_INDEX, OP_STATISTICS, OP_DATA_END = 7, 11, 15
 KNOWN_OPCODES = frozenset(range(1, 16))
 COMPRESSIONS = ('', 'zstd', 'lz4')
 MAX_ORPHAN_BYTES = 256 * 1024 * 1024  # messages held while waiting for their channel record
@@ -68,6 +68,8 @@ class RecoveryReport:
     damaged_regions: int = 0
     bytes_dropped: int = 0
     messages_without_channel: int = 0
+    messages_undecodable: int = 0
+    messages_implausible_stamp: int = 0
     messages_expected: Optional[int] = None
     unpaired_images: int = 0
     unpaired_controls: int = 0
@@ -107,6 +109,10 @@ class RecoveryReport:
         if self.messages_without_channel:
             lines.append(f'  without channel:      {self.messages_without_channel} messages '
                          '(no copy of their channel record survived; dropped)')
+        if self.messages_undecodable or self.messages_implausible_stamp:
+            lines.append(f'  damaged messages:     {self.messages_undecodable} that do not '
+                         f'deserialize, {self.messages_implausible_stamp} with a log time outside'
+                         ' the recording (dropped)')
         if self.first_stamp_ns is not None:
             span = (self.last_stamp_ns - self.first_stamp_ns) / 1e9
             lines.append(f'  stamps:               {self.first_stamp_ns} .. {self.last_stamp_ns}'
@@ -125,6 +131,7 @@ class Schema:
     name: str
     encoding: str
     data: bytes
+    source: str = ''  # summary, chunk (CRC checked), top (data section), salvage (damaged)
 
 
 @dataclass
@@ -136,6 +143,7 @@ class Channel:
     topic: str
     message_encoding: str
     metadata: Dict[str, str]
+    source: str = ''  # as for Schema
 
 
 @dataclass
@@ -147,6 +155,7 @@ class Message:
     log_time: int
     publish_time: int
     data: bytes
+    salvaged: bool = False  # from a damaged chunk or region: content not CRC-checked
 
 
 @dataclass
@@ -160,15 +169,20 @@ class Scan:
     salvaged: int = 0
     data_end: bool = False
     summary_start: int = 0
+    summary_damaged: bool = False
+    footer: bool = False
     summary_schemas: Dict[int, Schema] = field(default_factory=dict)
     summary_channels: Dict[int, Channel] = field(default_factory=dict)
     summary_message_count: Optional[int] = None
+    time_range: Optional[Tuple[int, int]] = None  # message log times, from the summary
+    implausible: int = 0
 
     @property
     def clean(self) -> bool:
-        """Return True when nothing was damaged or cut and the data section was ended."""
-        return self.data_end and not (self.damaged_chunks or self.damaged_regions
-                                      or self.bytes_dropped)
+        """Return True when nothing was damaged or cut and the file is properly ended."""
+        damage = (self.damaged_chunks or self.damaged_regions or self.bytes_dropped
+                  or self.summary_damaged)
+        return self.data_end and self.footer and not damage
 
 
 def _string(buf, offset: int, end: int) -> Tuple[str, int]:
@@ -246,8 +260,13 @@ class _Inner:
         if record is None:
             return False
         following = offset + size
-        return following == len(data) or self._record_at(data, following, strict=True)[0] \
-            is not None
+        if following == len(data) or self._record_at(data, following, strict=True)[0]:
+            return True
+        # The last record of a chunk is followed by the chunk's message index records.
+        if following + RECORD_HEAD.size > len(data):
+            return False
+        opcode, length = RECORD_HEAD.unpack_from(data, following)
+        return opcode == OP_MESSAGE_INDEX and following + RECORD_HEAD.size + length <= len(data)
 
     def records(self, data, trusted: bool) -> Iterator[object]:
         """
@@ -262,6 +281,8 @@ class _Inner:
             if record is not None:
                 if isinstance(record, Channel):
                     self.known_channels.add(record.id)
+                if not isinstance(record, Message):
+                    record.source = 'chunk' if trusted else 'salvage'
                 yield record
                 offset += size
                 continue
@@ -285,6 +306,37 @@ class _Inner:
         return len(data)
 
 
+class Copies:
+    """
+    Every copy of the schema and channel records met in a scan; :meth:`best` picks one.
+
+    Trust order: the summary (CRC-checked), a chunk that passed its CRC, a record at top level
+    of the data section, a record salvaged from damage; among equals, the most frequent.
+    """
+
+    RANK = {'summary': 3, 'chunk': 2, 'top': 1, 'salvage': 0, '': 0}
+
+    def __init__(self):
+        self.schemas: Dict[int, list] = {}
+        self.channels: Dict[int, list] = {}
+
+    def add(self, record) -> None:
+        """Remember one schema or channel record."""
+        table = self.schemas if isinstance(record, Schema) else self.channels
+        table.setdefault(record.id, []).append(record)
+
+    @classmethod
+    def _best(cls, copies: list):
+        top = max(cls.RANK[copy.source] for copy in copies)
+        candidates = [copy for copy in copies if cls.RANK[copy.source] == top]
+        return max(candidates, key=candidates.count)
+
+    def best(self):
+        """Return ``(schemas, channels)`` by id, one copy each."""
+        return ({key: self._best(value) for key, value in self.schemas.items()},
+                {key: self._best(value) for key, value in self.channels.items()})
+
+
 def _decompress(compression: str, data, size_hint: int, partial: bool) -> bytes:
     """Return decompressed chunk data; with ``partial``, as much as a cut stream gives."""
     if compression == '':
@@ -305,11 +357,11 @@ def _decompress(compression: str, data, size_hint: int, partial: bool) -> bytes:
 class _Scanner:
     """One tolerant pass over a mapped MCAP file."""
 
-    def __init__(self, buf, scan: Scan):
+    def __init__(self, buf, scan: Scan, known_channels=()):
         self.buf = buf
         self.size = len(buf)
         self.scan = scan
-        self.known_channels = set(scan.summary_channels)
+        self.known_channels = set(scan.summary_channels) | set(known_channels)
         self.inner = _Inner(scan, self.known_channels)
 
     def _chunk_header(self, offset: int, end: int):
@@ -363,6 +415,7 @@ class _Scanner:
             return
         compression, records_start, records_length, crc, size = header
         self.scan.compression = self.scan.compression or compression
+        chunk_range = struct.unpack_from('<QQ', self.buf, offset + RECORD_HEAD.size)
         records_end = min(records_start + records_length, end)
         raw = self.buf[records_start:records_end]
         if records_start + records_length == end:
@@ -377,20 +430,25 @@ class _Scanner:
         if not compression:
             # Header and bytes after the records are not kept; the inner parse counts the rest.
             self.scan.bytes_dropped += (records_start - offset) + (end - records_end)
-            yield from self._salvage(raw)
+            yield from self._salvage(raw, chunk_range)
             return
         try:
             data = _decompress(compression, raw, size, partial=True)
         except Exception:  # noqa: B902 - a compressed stream broken at its start
             data = b''
         dropped = self.scan.bytes_dropped
-        yield from self._salvage(data)
+        yield from self._salvage(data, chunk_range)
         # Compressed bytes cannot be attributed to records: the whole chunk counts as dropped.
         self.scan.bytes_dropped = dropped + (end - offset)
 
-    def _salvage(self, data) -> Iterator[object]:
+    def _salvage(self, data, time_range=None) -> Iterator[object]:
+        time_range = self.scan.time_range or time_range
         for record in self.inner.records(data, trusted=False):
             if isinstance(record, Message):
+                if time_range and not time_range[0] <= record.log_time <= time_range[1]:
+                    self.scan.implausible += 1  # a damaged log time
+                    continue
+                record.salvaged = True
                 self.scan.salvaged += 1
             yield record
 
@@ -425,6 +483,8 @@ class _Scanner:
                 if record is not None or skippable:
                     if isinstance(record, Channel):
                         self.known_channels.add(record.id)
+                    if isinstance(record, (Schema, Channel)):
+                        record.source = 'top'
                     if record is not None:
                         yield record
                     offset = end
@@ -454,15 +514,25 @@ class _Scanner:
 
 
 def _read_summary(buf, scan: Scan) -> None:
-    """Read schemas, channels and the message count from the summary section, if readable."""
-    if len(buf) < len(MAGIC) * 2 + 29 or buf[-len(MAGIC):] != MAGIC:
+    """Read schemas, channels and the message count from the summary, if it passes its CRC."""
+    footer = len(buf) - len(MAGIC) - RECORD_HEAD.size - 20
+    if footer < len(MAGIC) or buf[-len(MAGIC):] != MAGIC:
         return
-    footer = len(buf) - len(MAGIC) - 29
     opcode, length = RECORD_HEAD.unpack_from(buf, footer)
     if opcode != OP_FOOTER or length != 20:
         return
-    (summary_start,) = struct.unpack_from('<Q', buf, footer + RECORD_HEAD.size)
+    summary_start, _, crc = struct.unpack_from('<QQI', buf, footer + RECORD_HEAD.size)
+    if summary_start == 0:  # a valid end without summary (what BagWriter leaves on failure)
+        scan.footer = True
+        return
     if not len(MAGIC) < summary_start < footer:
+        return
+    scan.footer = True
+    scan.summary_start = summary_start  # the data section ends here either way
+    expected = zlib.crc32(buf[footer:footer + RECORD_HEAD.size + 16],
+                          zlib.crc32(buf[summary_start:footer]))
+    if crc and crc != expected:
+        scan.summary_damaged = True
         return
     offset = summary_start
     schemas, channels, count = {}, {}, None
@@ -470,33 +540,40 @@ def _read_summary(buf, scan: Scan) -> None:
         opcode, length = RECORD_HEAD.unpack_from(buf, offset)
         end = offset + RECORD_HEAD.size + length
         if end > footer:
-            return  # damaged summary: use none of it
+            scan.summary_damaged = True
+            return
         record = _parse(opcode, buf, offset + RECORD_HEAD.size, end)
+        if isinstance(record, (Schema, Channel)):
+            record.source = 'summary'
         if isinstance(record, Schema):
             schemas[record.id] = record
         elif isinstance(record, Channel):
             channels[record.id] = record
-        elif opcode == 0x0B and length >= 8:  # statistics: message count comes first
+        elif opcode == OP_STATISTICS and length >= 46:
+            # message count (8), schema, channel, attachment, metadata, chunk counts
+            # (2+4+4+4+4), then message start and end time (8+8)
             (count,) = struct.unpack_from('<Q', buf, offset + RECORD_HEAD.size)
+            scan.time_range = struct.unpack_from('<QQ', buf, offset + RECORD_HEAD.size + 26)
         offset = end
-    scan.summary_start = summary_start
     scan.summary_schemas, scan.summary_channels = schemas, channels
     scan.summary_message_count = count
 
 
-def scan_file(mcap_path: Path, scan: Scan) -> Iterator[object]:
+def scan_file(mcap_path: Path, scan: Scan, known_channels=()) -> Iterator[object]:
     """
     Yield schema, channel and message records of an MCAP file, tolerating any damage.
 
     :param mcap_path: the file.
     :param scan: counters and summary contents, filled in while scanning.
+    :param known_channels: channel ids known to exist (from an earlier pass): salvaged
+        messages must belong to a known channel, and a channel record may come after them.
     """
     with open(mcap_path, 'rb') as stream:
         if os.fstat(stream.fileno()).st_size == 0:
             raise RecoverError(f'{mcap_path} is empty')
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             _read_summary(buf, scan)
-            yield from _Scanner(buf, scan).records()
+            yield from _Scanner(buf, scan, known_channels).records()
 
 
 def scan_records(stream, scan: Scan) -> Iterator[object]:
@@ -512,19 +589,23 @@ def scan_records(stream, scan: Scan) -> Iterator[object]:
 class _Rebuild:
     """Copy scanned records into a new, complete MCAP file (same chunk compression)."""
 
-    def __init__(self, target: Path, scan: Scan):
+    def __init__(self, target: Path, scan: Scan, copies: Copies):
         self.target = target
         self.stream = open(target, 'xb')
         self.scan = scan
         self.writer = None
-        self.schemas: Dict[int, Schema] = dict(scan.summary_schemas)
-        self.channels: Dict[int, Channel] = dict(scan.summary_channels)
+        # The most trusted copies from the first pass; records met now fill only gaps.
+        self.resolved_schemas, self.resolved_channels = copies.best()
+        self.schemas: Dict[int, Schema] = {}
+        self.channels: Dict[int, Channel] = {}
         self.schema_ids: Dict[int, int] = {}
         self.channel_ids: Dict[int, int] = {}
         self.topics: Dict[int, bagfmt.TopicCount] = {}
         self.orphans: List[Message] = []
         self.orphan_bytes = 0
         self.orphans_dropped = 0
+        self.undecodable = 0
+        self.salvaged = 0
         self.start_ns: Optional[int] = None
         self.end_ns: Optional[int] = None
         self.messages = 0
@@ -538,12 +619,13 @@ class _Rebuild:
     def _channel(self, channel_id: int) -> Optional[int]:
         if channel_id in self.channel_ids:
             return self.channel_ids[channel_id]
-        channel = self.channels.get(channel_id)
+        channel = self.resolved_channels.get(channel_id, self.channels.get(channel_id))
         if channel is None:
             return None
         if self.writer is None:
             self._start()
-        schema = self.schemas.get(channel.schema_id)
+        schema = self.resolved_schemas.get(channel.schema_id,
+                                           self.schemas.get(channel.schema_id))
         schema_id = 0
         if schema is not None:
             if schema.id not in self.schema_ids:
@@ -578,13 +660,29 @@ class _Rebuild:
                                                 bytes(record.data)))
                     self.orphan_bytes += len(record.data)
                 return
+            if record.salvaged and not self._decodes(record):
+                self.undecodable += 1
+                return
             self.writer.add_message(channel, record.log_time, bytes(record.data),
                                     record.publish_time, record.sequence)
+            self.salvaged += record.salvaged
             self.topics[record.channel_id].count += 1
             self.messages += 1
             stamp = record.log_time
             self.start_ns = stamp if self.start_ns is None else min(self.start_ns, stamp)
             self.end_ns = stamp if self.end_ns is None else max(self.end_ns, stamp)
+
+    def _decodes(self, record: Message) -> bool:
+        """Return False if a salvaged message of a known type does not deserialize (damage)."""
+        msgtype = self.topics[record.channel_id].msgtype
+        store = bagfmt.typestore()
+        if msgtype not in store.types:
+            return True  # another tool's type: nothing to check it against
+        try:
+            store.deserialize_cdr(bytes(record.data), msgtype)
+        except Exception:  # noqa: B902 - rosbags raises several types for broken CDR
+            return False
+        return True
 
     def finish(self) -> None:
         if self.writer is None:
@@ -712,8 +810,7 @@ def recover_bag(path, keep_original: bool = True) -> RecoveryReport:
     mcap_path = _single_mcap(bag_dir)
     scan = Scan()
     counts: Dict[int, int] = {}
-    channels: Dict[int, Channel] = {}
-    schemas: Dict[int, Schema] = {}
+    copies = Copies()
     stamps = [None, None]
     for record in scan_file(mcap_path, scan):  # a read-only pass: is anything damaged?
         if isinstance(record, Message):
@@ -721,12 +818,11 @@ def recover_bag(path, keep_original: bool = True) -> RecoveryReport:
             low, high = stamps
             stamps = [record.log_time if low is None else min(low, record.log_time),
                       record.log_time if high is None else max(high, record.log_time)]
-        elif isinstance(record, Channel):
-            channels.setdefault(record.id, record)
-        elif isinstance(record, Schema):
-            schemas.setdefault(record.id, record)
-    channels = {**scan.summary_channels, **channels}
-    schemas = {**scan.summary_schemas, **schemas}
+        else:
+            copies.add(record)
+    for record in [*scan.summary_schemas.values(), *scan.summary_channels.values()]:
+        copies.add(record)
+    schemas, channels = copies.best()
     report.messages_expected = scan.summary_message_count
     if scan.clean and set(counts) <= set(channels):
         report.messages = sum(counts.values())
@@ -744,7 +840,7 @@ def recover_bag(path, keep_original: bool = True) -> RecoveryReport:
         report.action = 'metadata_written'
         start_ns, end_ns = stamps[0] or 0, stamps[1] or 0
     else:
-        topics, start_ns, end_ns = _rebuild(mcap_path, report, keep_original)
+        topics, start_ns, end_ns = _rebuild(mcap_path, report, keep_original, copies)
     # Provisional metadata so the bag opens; then count pairs and add the custom data.
     bagfmt.write_metadata(bag_dir, bagfmt.build_metadata(mcap_path.name, topics, start_ns,
                                                          end_ns))
@@ -755,25 +851,27 @@ def recover_bag(path, keep_original: bool = True) -> RecoveryReport:
     return report
 
 
-def _rebuild(mcap_path: Path, report: RecoveryReport, keep_original: bool):
+def _rebuild(mcap_path: Path, report: RecoveryReport, keep_original: bool, copies: Copies):
     """Copy every readable record into a new MCAP; move the original out of the bag."""
     scan = Scan()
     temporary = mcap_path.with_name(mcap_path.name + '.recovering')
     temporary.unlink(missing_ok=True)  # debris of an interrupted earlier run
-    rebuild = _Rebuild(temporary, scan)
+    rebuild = _Rebuild(temporary, scan, copies)
     try:
-        for record in scan_file(mcap_path, scan):
+        for record in scan_file(mcap_path, scan, copies.channels):
             rebuild.add(record)
         rebuild.finish()
     except BaseException:
         rebuild.discard()
         raise
     report.messages = rebuild.messages
-    report.salvaged_from_damaged_chunks = scan.salvaged
+    report.salvaged_from_damaged_chunks = rebuild.salvaged
     report.damaged_chunks = scan.damaged_chunks
     report.damaged_regions = scan.damaged_regions
     report.bytes_dropped = scan.bytes_dropped
     report.messages_without_channel = len(rebuild.orphans) + rebuild.orphans_dropped
+    report.messages_undecodable = rebuild.undecodable
+    report.messages_implausible_stamp = scan.implausible
     report.first_stamp_ns, report.last_stamp_ns = rebuild.start_ns, rebuild.end_ns
     if keep_original:
         original = backup_path(mcap_path)

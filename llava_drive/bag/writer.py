@@ -33,7 +33,7 @@ from llava_drive.bag import format as bagfmt
 from llava_drive.control import Control
 from llava_drive.image_codec import CHANNELS, ImageError, to_bgr
 from mcap.data_stream import RecordBuilder
-from mcap.records import DataEnd, Footer
+from mcap.records import Channel as McapChannel, DataEnd, Footer, Schema as McapSchema
 from mcap.writer import CompressionType, Writer
 import numpy as np
 import yaml
@@ -183,6 +183,7 @@ class _McapBackend:
         self._writer = Writer(self._stream, chunk_size=_NO_AUTOMATIC_CHUNKS,
                               compression=compression)
         self._schemas: Dict[str, int] = {}
+        self._copies = []  # schema/channel records to repeat after the chunk that has them
         self._fsync = config.fsync
         self.durable_offset = 0  # everything before it is complete records on disk
         self._writer.start(profile='ros2', library=f'llava_drive-{__version__}')
@@ -194,10 +195,16 @@ class _McapBackend:
             text, _ = bagfmt.message_definition(msgtype)
             self._schemas[msgtype] = self._writer.register_schema(
                 name=msgtype, encoding='ros2msg', data=text.encode())
+            self._copies.append(McapSchema(id=self._schemas[msgtype], name=msgtype,
+                                           encoding='ros2msg', data=text.encode()))
         _, rihs01 = bagfmt.message_definition(msgtype)
-        return self._writer.register_channel(
+        metadata = {'offered_qos_profiles': qos_yaml, 'topic_type_hash': rihs01}
+        channel = self._writer.register_channel(
             topic=topic, message_encoding='cdr', schema_id=self._schemas[msgtype],
-            metadata={'offered_qos_profiles': qos_yaml, 'topic_type_hash': rihs01})
+            metadata=metadata)
+        self._copies.append(McapChannel(id=channel, topic=topic, message_encoding='cdr',
+                                        schema_id=self._schemas[msgtype], metadata=metadata))
+        return channel
 
     def write(self, channel: int, topic: str, stamp_ns: int, data: bytes) -> None:
         self._writer.add_message(channel_id=channel, log_time=stamp_ns, data=data,
@@ -205,6 +212,16 @@ class _McapBackend:
 
     def flush(self) -> None:
         self._writer.flush()
+        if self._copies:
+            # A second copy of new schema and channel records, outside the chunk: if that
+            # chunk is ever damaged (and the summary with it), recovery still knows the topics.
+            # MCAP allows identical duplicates; the mcap Writer's offsets follow tell().
+            builder = RecordBuilder()
+            for record in self._copies:
+                record.write(builder)
+            self._stream.write(builder.end())
+            self._stream.flush()
+            self._copies = []
         if self._fsync:
             os.fsync(self._stream.fileno())
         self.durable_offset = self._stream.tell()
