@@ -160,19 +160,22 @@ LAMP_HEIGHTS = {RED: 5.35, YELLOW: 4.7, GREEN: 4.05}
 LAMP_HALF = 0.3
 
 
-def lamp_parts(head_left: float, lit: str) -> List[tuple]:
+def lamp_parts(head_left: float, lit: Optional[str]) -> List[tuple]:
     """
     Return the three lamps of a light's head, ``lit`` one glowing, in the light's frame.
 
     :param head_left: distance from the pole to the head (m)
-    :param lit: the state shown
+    :param lit: the state shown; None paints them like the housing (for a camera behind or
+        beside the head: lamps are painted after the housing, which would show them through it)
     """
     parts = []
     for state in STATES:
         z = LAMP_HEIGHTS[state]
         half = LAMP_HALF + (0.05 if state == lit else 0.0)
         box = (-0.36, -0.28, head_left - half, head_left + half, z - half, z + half)
-        if state == lit:
+        if lit is None:
+            parts.append((box, (35.0, 38.0, 30.0), False))
+        elif state == lit:
             parts.append((box, tuple(float(c) for c in LAMP_BGR[state]), 'lit'))
         else:
             parts.append((box, tuple(float(c) for c in DIM_BGR[state]), False))

@@ -19,6 +19,7 @@ line is the centre of the lanes it must drive (lateral offset 0). Events each st
   the route), ``blocked`` (slower than ``blocked_speed_mps`` for ``blocked_time_s``),
   ``route_timeout`` (the time limit).
 """
+import math
 from typing import Dict, List, Optional, Tuple
 
 from llava_drive.control import Control
@@ -150,11 +151,11 @@ class TownSimulator(Simulator):
         scenario_lane, scenario_local = self.lane_at(route.scenario_s)[1:]
         keep_clear.append((scenario_lane, scenario_local - 40.0, scenario_local + 25.0))
         if route.scenario == 'lead_brake':
-            k, lane, local = self.lane_at(22.0)
+            k, lane, local = self.lane_at(16.0)
             last = self.lane_at(route.scenario_s)[0]
-            agent = traffic.add(lane, local, 6.0, lanes=self._route_lanes[k:last + 1],
-                                script='lead_brake', trigger_s=route.scenario_s - 22.0,
-                                desired=7.0)
+            agent = traffic.add(lane, local, 3.0, lanes=self._route_lanes[k:last + 1],
+                                script='lead_brake', trigger_s=route.scenario_s - 16.0,
+                                desired=6.0)
             agent.colour_bgr = (30, 30, 170)
         elif route.scenario == 'stopped_vehicle':
             k, lane, local = self.lane_at(route.scenario_s)
@@ -394,9 +395,16 @@ class TownSimulator(Simulator):
                 self._heads[light.index] = {
                     state: self._camera.prepare_prop(light.pole_x, light.pole_y, light.stop_yaw,
                                                      left + 1.0, lamp_parts(left, state))
-                    for state in STATES}
-        dynamic = [self._heads[light.index][state]
-                   for light, state in self.lights.states(self.time)]
+                    for state in STATES + (None,)}
+        rx, ry = self.vehicle.rear_axle()
+        dynamic = []
+        for light, state in self.lights.states(self.time):
+            # Lit lamps only within 45 degrees of the head's axis (real heads have visors; and
+            # see lamp_parts).
+            facing = (light.pole_x - rx) * math.cos(light.stop_yaw) + \
+                (light.pole_y - ry) * math.sin(light.stop_yaw)
+            distance = math.hypot(light.pole_x - rx, light.pole_y - ry)
+            dynamic.append(self._heads[light.index][state if facing > 0.7 * distance else None])
         for agent in self.traffic.agents:
             if agent.active:
                 braking = agent.accel < -0.5 or agent.speed < 0.1
@@ -405,7 +413,6 @@ class TownSimulator(Simulator):
                     self._vehicle_templates[key] = self._camera.prepare_prop(
                         0.0, 0.0, 0.0, agent.length, vehicle_parts(agent, braking))[3:]
                 dynamic.append((agent.x, agent.y, agent.yaw) + self._vehicle_templates[key])
-        rx, ry = self.vehicle.rear_axle()
         return self._camera.render(rx, ry, self.vehicle.state.yaw, dynamic)
 
 
