@@ -4,11 +4,11 @@ import math
 from llava_drive.control import Control
 from llava_drive.expert.driver import ExpertDriver
 from llava_drive.expert.town import drive_route, TownExpert
+from llava_drive.planning import JUNCTION_OPTIONS, RoadOption, route_command
 from llava_drive.sim.obstacles import boxes_overlap
 from llava_drive.sim.town.benchmark import benchmark_seeds, TOWN_BENCHMARKS
 from llava_drive.sim.town.lights import GREEN, RED, TrafficLights
-from llava_drive.sim.town.network import LANEFOLLOW, LEFT, RIGHT, STRAIGHT, TownConfig, \
-    TownMap
+from llava_drive.sim.town.network import TownConfig, TownMap
 from llava_drive.sim.town.route import SCENARIOS, TownRoute
 from llava_drive.sim.world import SimConfig, Simulator
 import numpy as np
@@ -46,14 +46,14 @@ def test_lane_graph_is_connected_through_junctions_with_turn_options(town):
             if node.is_junction:
                 options.add(connector.option)
             else:
-                assert connector.option == LANEFOLLOW
+                assert connector.option == RoadOption.LANEFOLLOW
             turn = math.degrees(math.atan2(math.sin(target.points[0, 2] - lane.points[-1, 2]),
                                            math.cos(target.points[0, 2] - lane.points[-1, 2])))
-            if connector.option == LEFT:
+            if connector.option == RoadOption.LEFT:
                 assert turn > 40
-            if connector.option == RIGHT:
+            if connector.option == RoadOption.RIGHT:
                 assert turn < -40
-    assert options == {LEFT, RIGHT, STRAIGHT}
+    assert options == JUNCTION_OPTIONS
 
 
 def test_town_config_names_bad_values():
@@ -84,12 +84,16 @@ def test_routes_have_length_junctions_commands_and_a_scenario(seed):
         s = route.path[:, 3]
         inside = route.options[(s >= crossing.s_entry + 0.5) & (s < crossing.s_exit - 0.5)]
         assert set(inside.tolist()) == {crossing.option}
-    assert set(options) - {LEFT, RIGHT, STRAIGHT} == {LANEFOLLOW}
-    kept = route.sparse_indices()
-    assert kept[0] == 0 and kept[-1] == len(options) - 1
-    for i in range(1, len(options)):
-        if options[i] != options[i - 1]:
-            assert i in kept  # every command change is a sparse target
+    assert set(options) - JUNCTION_OPTIONS == {RoadOption.LANEFOLLOW}
+    plan = route.global_plan()
+    assert np.allclose(plan.poses[0], poses[0]) and np.allclose(plan.poses[-1], poses[-1])
+    assert len(plan.junctions()) == route.junction_count()
+    # Before each junction the command in effect is that junction's turn.
+    for crossing in route.crossings:
+        if crossing.option == RoadOption.LANEFOLLOW:
+            continue  # a bend
+        x, y, yaw = route.ego_route().pose_at(crossing.s_entry - 3.0)
+        assert route_command(plan, x, y, yaw).command == crossing.option
     again = TownRoute.generate(seed, TownMap.generate(seed))
     assert again.lanes == route.lanes and again.start_s == route.start_s
 

@@ -23,14 +23,13 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 from llava_drive.config_checks import number_in_range
+from llava_drive.planning import RoadOption
 from llava_drive.sim.obstacles import CAR_COLOURS_BGR, PARKED_CAR_LENGTH_M, \
     PARKED_CAR_WIDTH_M, ParkedCar, Tree
 from llava_drive.sim.road import wrap_angle
 from llava_drive.sim.town.geometry import bezier, offset, resample
 import numpy as np
 
-# CARLA RoadOption values (agents.navigation.local_planner), as plain ints in the map.
-LEFT, RIGHT, STRAIGHT, LANEFOLLOW = 1, 2, 3, 4
 # Heading changes smaller than this through a junction count as going straight.
 STRAIGHT_TOLERANCE_DEG = 40.0
 # Facade colours (BGR): plaster, brick, concrete, sandstone, pale blue, green-grey.
@@ -201,7 +200,7 @@ class Lane:
     start_node: int
     end_node: int
     road: int = -1
-    option: int = LANEFOLLOW
+    option: RoadOption = RoadOption.LANEFOLLOW
     successors: List[int] = field(default_factory=list)
     source: int = -1
     target: int = -1
@@ -386,11 +385,11 @@ class TownMap:
                     x1, y1, yaw1 = dst.points[0, :3]
                     turn = math.degrees(float(wrap_angle(yaw1 - yaw0)))
                     if not node.is_junction:
-                        option = LANEFOLLOW
+                        option = RoadOption.LANEFOLLOW
                     elif abs(turn) < STRAIGHT_TOLERANCE_DEG:
-                        option = STRAIGHT
+                        option = RoadOption.STRAIGHT
                     else:
-                        option = LEFT if turn > 0 else RIGHT
+                        option = RoadOption.LEFT if turn > 0 else RoadOption.RIGHT
                     xy = bezier((x0, y0), yaw0, (x1, y1), yaw1, count=60)
                     points = resample(xy, cfg.spacing_m)
                     points[0, 2], points[-1, 2] = yaw0, yaw1

@@ -4,9 +4,9 @@ Seeded routes through a town's lane graph, with CARLA route commands and one sce
 A :class:`TownRoute` starts in a road lane, crosses 1 to 3 junctions (bends do not count) and
 ends in a road lane, 150-400 m further. Its dense path (one point per ``spacing_m``) carries
 the ``RoadOption`` of the lane each point lies on: LEFT, RIGHT or STRAIGHT on junction
-connectors, LANEFOLLOW elsewhere, as CARLA's global route planner labels a route; the sparse
-plan keeps the points where the option changes plus one every ``sample_distance_m`` (the
-leaderboard's ``downsample_route``).
+connectors, LANEFOLLOW elsewhere, as CARLA's global route planner labels a route;
+:meth:`TownRoute.global_plan` gives the :class:`~llava_drive.planning.GlobalPlan` (sparse
+targets downsampled as the leaderboard does, plus the dense points).
 
 Every route names one scenario (:data:`SCENARIOS`), chosen by ``seed % 4`` and placed where the
 route allows it:
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import math
 from typing import List, Optional, Tuple
 
+from llava_drive.planning import GlobalPlan, RoadOption
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.town.geometry import resample
-from llava_drive.sim.town.network import LANEFOLLOW, STRAIGHT, TownMap
+from llava_drive.sim.town.network import TownMap
 import numpy as np
 
 SCENARIOS = ('lead_brake', 'crossing_traffic', 'red_light', 'stopped_vehicle')
@@ -32,8 +33,6 @@ MAX_ROUTE_M = 400.0
 # Drawn (not driven) path before the start and after the goal.
 LEAD_IN_M = 30.0
 LEAD_OUT_M = 80.0
-# The leaderboard's route downsampling keeps a point at least this often.
-SAMPLE_DISTANCE_M = 50.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class JunctionCrossing:
 
     :param node: the node
     :param connector: the connector lane driven through it
-    :param option: its RoadOption
+    :param option: its :class:`~llava_drive.planning.RoadOption`
     :param s_entry: route arc length of the connector's start (the stop line)
     :param s_exit: route arc length of its end
     :param source: the incoming road lane
@@ -51,7 +50,7 @@ class JunctionCrossing:
 
     node: int
     connector: int
-    option: int
+    option: RoadOption
     s_entry: float
     s_exit: float
     source: int
@@ -175,7 +174,8 @@ class TownRoute:
         while remaining > 0:
             # Prefer going straight (or following a bend) after the goal.
             successors = [town.lanes[i] for i in current.successors]
-            successors.sort(key=lambda c: (c.option not in (STRAIGHT, LANEFOLLOW), c.index))
+            onward = (RoadOption.STRAIGHT, RoadOption.LANEFOLLOW)
+            successors.sort(key=lambda c: (c.option not in onward, c.index))
             connector = successors[0]
             current = town.lanes[connector.target]
             self.lead_out_lanes += [connector.index, current.index]
@@ -198,9 +198,9 @@ class TownRoute:
         d = np.gradient(rows[:, :2], axis=0)
         rows[:, 2] = np.arctan2(d[:, 1], d[:, 0])
         self.path = rows
-        opts = np.full(len(rows), LANEFOLLOW)
+        opts = np.full(len(rows), int(RoadOption.LANEFOLLOW))
         for c in crossings:
-            opts[(s_values >= c.s_entry) & (s_values < c.s_exit)] = c.option
+            opts[(s_values >= c.s_entry) & (s_values < c.s_exit)] = int(c.option)
         self.options = opts
 
     def _place_scenario(self, scenario: str, rng) -> bool:
@@ -241,22 +241,14 @@ class TownRoute:
                              parked_cars=False, trees=False)
         return Route(self.seed, config, [], self.path.copy())
 
-    def dense(self) -> Tuple[np.ndarray, List[int]]:
+    def dense(self) -> Tuple[np.ndarray, List[RoadOption]]:
         """Return the driven part of the path ``(x, y, yaw)`` rows and their options."""
         mask = (self.path[:, 3] >= 0.0) & (self.path[:, 3] <= self.length + 1e-9)
-        return self.path[mask, :3].copy(), [int(o) for o in self.options[mask]]
+        return self.path[mask, :3].copy(), [RoadOption(int(o)) for o in self.options[mask]]
 
-    def sparse_indices(self, sample_distance_m: float = SAMPLE_DISTANCE_M) -> List[int]:
-        """Return the indices of the dense points kept in the sparse plan."""
-        poses, options = self.dense()
-        kept, travelled = [0], 0.0
-        for i in range(1, len(options)):
-            travelled += float(np.hypot(*(poses[i, :2] - poses[i - 1, :2])))
-            if options[i] != options[i - 1] or travelled > sample_distance_m or \
-                    i == len(options) - 1:
-                kept.append(i)
-                travelled = 0.0
-        return kept
+    def global_plan(self) -> GlobalPlan:
+        """Return the plan: dense waypoints and the sparse targets the leaderboard keeps."""
+        return GlobalPlan.from_dense(*self.dense())
 
     def junction_count(self) -> int:
         """Return how many junctions (not bends) the route crosses."""
@@ -264,8 +256,7 @@ class TownRoute:
 
     def describe(self) -> dict:
         """Return a plain summary: length, junction moves, scenario."""
-        names = {1: 'LEFT', 2: 'RIGHT', 3: 'STRAIGHT', 4: 'LANEFOLLOW'}
         return {'seed': self.seed, 'town': self.town.seed, 'length_m': round(self.length, 1),
-                'junctions': [names[c.option] for c in self.crossings
+                'junctions': [RoadOption(c.option).name for c in self.crossings
                               if self.town.nodes[c.node].is_junction],
                 'scenario': self.scenario, 'scenario_s': round(self.scenario_s, 1)}

@@ -23,6 +23,7 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 from llava_drive.control import Control
+from llava_drive.planning import GlobalPlan
 from llava_drive.sim.appearance import Appearance
 from llava_drive.sim.obstacles import box_corners, boxes_overlap
 from llava_drive.sim.town.lights import GREEN, head_offset, lamp_parts, light_parts, RED, \
@@ -343,15 +344,9 @@ class TownSimulator(Simulator):
 
     # -- what the world exposes -----------------------------------------------------------------
 
-    def route_plan(self) -> Tuple[np.ndarray, List[int], np.ndarray, List[int]]:
-        """
-        Return the global plan: sparse poses, their options, dense poses, their options.
-
-        Poses are ``(x, y, yaw)`` rows in the map frame; options CARLA ``RoadOption`` ints.
-        """
-        dense, options = self.town_route.dense()
-        kept = self.town_route.sparse_indices()
-        return dense[kept], [options[i] for i in kept], dense, options
+    def global_plan(self) -> GlobalPlan:
+        """Return the route's global plan (sparse targets and dense waypoints, map frame)."""
+        return self.town_route.global_plan()
 
     def light_states(self) -> List[dict]:
         """Return every traffic light: id, junction, controlled lane, stop line, state."""
