@@ -11,7 +11,8 @@ import math
 from llava_drive.expert.driver import ExpertConfig, ExpertDriver
 from llava_drive.expert.noise import ExpertNoise, NoiseConfig
 from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
-from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
+                                             driving_codec, stamp_to_ns)
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 
@@ -64,17 +65,25 @@ class Expert(Node):
                                     noise_defaults.pulse_magnitude,
                                     'largest steering pulse (steer units)', 0.0, 1.0))
         noise_seed = declare(self, 'noise_seed', 0, 'seed of the steering noise', 0, 2**31 - 1)
-        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
+        wire = declare(self, 'control_wire', 'auto',
+                       f'message type of the driving output, one of {DRIVE_WIRES}; ackermann '
+                       'publishes AckermannDriveStamped on ackermann_cmd_stamped (the label '
+                       'stays a control)')
+        if wire not in DRIVE_WIRES:
+            raise ValueError(f'control_wire must be one of {DRIVE_WIRES}, got {wire!r}')
 
         self.driver = ExpertDriver(config)
         self.noise = ExpertNoise(noise_config, seed=noise_seed) if noise_enabled else None
-        self.codec = ControlCodec(wire)
+        self.codec = ControlCodec('auto' if wire == 'ackermann' else wire)  # the label
+        self.drive_codec = driving_codec(wire, AckermannConfig(
+            max_steer_deg=config.max_steer_deg, wheelbase_m=config.wheelbase_m,
+            target_speed_mps=config.target_speed_mps))
         self.waypoints = []
         self.last_stamp = None
         prefix = f'/carla/{role}'
         self.label_pub = self.create_publisher(self.codec.msg_type, label_topic, CONTROL_QOS)
-        self.drive_pub = self.create_publisher(self.codec.msg_type,
-                                               f'{prefix}/vehicle_control_cmd', CONTROL_QOS)
+        self.drive_pub = self.create_publisher(self.drive_codec.msg_type,
+                                               f'{prefix}/{self.drive_codec.topic}', CONTROL_QOS)
         self.create_subscription(Path, f'{prefix}/waypoints', self.on_path, LATCHED_QOS)
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry,
                                  reliable_qos(10))
@@ -104,7 +113,7 @@ class Expert(Node):
         self.label_pub.publish(self.codec.encode(control, stamp_ns))
         if self.drive:
             executed = self.noise.perturb(control, dt) if self.noise else control
-            self.drive_pub.publish(self.codec.encode(executed, stamp_ns))
+            self.drive_pub.publish(self.drive_codec.encode(executed, stamp_ns))
 
 
 def main(args=None):

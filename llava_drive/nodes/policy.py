@@ -28,7 +28,8 @@ from llava_drive.control import FULL_BRAKE
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
 from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
                                       run_node)
-from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
+                                             driving_codec, ns_to_stamp, stamp_to_ns)
 from llava_drive.policy.annotate import annotate_frame, steering_path
 from llava_drive.policy.inference import Frame, InferenceWorker, load_policy
 from llava_drive.policy.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
@@ -60,7 +61,10 @@ PARAMETERS = [
      '(1 = no smoothing)', 0.01, 1.0),
     ('brake_threshold', 0.1, 'a predicted brake at or above this zeroes the throttle; below it '
      'the brake is released', 0.01, 1.0),
-    ('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}', None, None),
+    ('control_wire', 'auto', f'message type of the output, one of {DRIVE_WIRES}; ackermann '
+     'publishes AckermannDriveStamped on ackermann_cmd_stamped', None, None),
+    ('ackermann_speed', 8.0, 'speed commanded while not braking with control_wire ackermann '
+     '(m/s)', 0.0, 100.0),
     ('publish_annotated', True, 'publish ~/annotated_image (while someone subscribes)',
      None, None),
     ('expert_label_topic', '/llava_drive/expert/control',
@@ -98,7 +102,14 @@ class Policy(Node):
         self.max_steer_deg, self.wheelbase = p['max_steer_deg'], p['wheelbase']
         checkpoint = p['checkpoint']
 
-        self.codec = ControlCodec(p['control_wire'])
+        wire = p['control_wire']
+        if wire not in DRIVE_WIRES:
+            raise ValueError(f'control_wire must be one of {DRIVE_WIRES}, got {wire!r}')
+        self.codec = driving_codec(wire, AckermannConfig(
+            max_steer_deg=self.max_steer_deg, wheelbase_m=self.wheelbase,
+            target_speed_mps=p['ackermann_speed']))
+        # The expert's label stays a control whatever this node publishes.
+        self.label_codec = ControlCodec('auto' if wire == 'ackermann' else wire)
         self.gate = SafetyGate(GateConfig(
             max_age_s=p['max_age'], steer_rate_limit=p['steer_rate_limit'],
             steer_smoothing=p['steer_smoothing'], brake_threshold=p['brake_threshold']))
@@ -123,7 +134,7 @@ class Policy(Node):
 
         prefix = f'/carla/{self.role}'
         self.control_pub = self.create_publisher(self.codec.msg_type,
-                                                 f'{prefix}/vehicle_control_cmd', CONTROL_QOS)
+                                                 f'{prefix}/{self.codec.topic}', CONTROL_QOS)
         self.image_pub = self.create_publisher(Image, '~/annotated_image', reliable_qos(1))
         self.marker_pub = self.create_publisher(MarkerArray, '~/predicted_path', reliable_qos(1))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -136,7 +147,7 @@ class Policy(Node):
         self.create_subscription(Bool, EMERGENCY_STOP_TOPIC, self.on_emergency_stop,
                                  reliable_qos(10))
         if p['expert_label_topic']:
-            self.create_subscription(self.codec.msg_type, p['expert_label_topic'],
+            self.create_subscription(self.label_codec.msg_type, p['expert_label_topic'],
                                      self.on_expert, CONTROL_QOS)
         self.create_service(SetBool, '~/enable', self.on_enable)
         self.create_timer(1.0 / p['gate_rate'], self.on_gate_timer)
@@ -172,7 +183,7 @@ class Policy(Node):
     def on_expert(self, msg):
         """Keep the newest expert control for the annotated image."""
         try:
-            self.expert = self.codec.decode(msg)
+            self.expert = self.label_codec.decode(msg)
         except ValueError:
             self.expert = None
 
