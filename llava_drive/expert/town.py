@@ -12,11 +12,13 @@ an intelligent-driver-model acceleration (the same law the traffic uses) towards
   traffic manager will not reserve for the ego (a conflicting path is in use).
 
 The acceleration becomes throttle or brake by the embedded vehicle's full-throttle and
-full-brake accelerations. It reads privileged state from a
+full-brake accelerations. The obstacles come from privileged state of a
 :class:`~llava_drive.sim.town.world.TownSimulator` (lights, vehicles, reservations), like
-CARLA's rule-based autopilots read the world; the mapping from state to command is pure.
+CARLA's rule-based autopilots read the world: :meth:`TownExpert.hazards` turns it into a
+:class:`Hazards` record (in a ROS graph the sim bridge does this and publishes it), and
+:meth:`TownExpert.command` maps pose, path and hazards to a control without the simulator.
 """
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 import math
 from typing import Optional, Tuple
 
@@ -83,6 +85,49 @@ def idm_accel(speed: float, desired: float, gap: float, lead_speed: float, min_g
     return a * (free - interaction)
 
 
+@dataclass(frozen=True)
+class Hazards:
+    """
+    What the expert must not run into, along its route.
+
+    :param leader_gap: free distance to the vehicle ahead (m, ``inf``: none)
+    :param leader_speed: its speed along the route (m/s)
+    :param stop_distance: distance from the front bumper to a stop line it may not pass (m,
+        ``inf``: none)
+    :param stop_reason: why (``'red light'``, ``'yellow light'``, ``'give way: stop'``,
+        ``'give way'``) or ``''``
+    """
+
+    leader_gap: float = math.inf
+    leader_speed: float = 0.0
+    stop_distance: float = math.inf
+    stop_reason: str = ''
+
+    def to_dict(self) -> dict:
+        """Return JSON-safe data (``inf`` as None)."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'Hazards':
+        """
+        Rebuild from :meth:`to_dict` data.
+
+        :param data: the dictionary
+        :raises ValueError: on missing keys, wrong types or non-finite numbers
+        """
+        try:
+            gap, speed, stop = (math.inf if data[k] is None else float(data[k])
+                                for k in ('leader_gap', 'leader_speed', 'stop_distance'))
+            reason = data['stop_reason']
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f'bad hazards record {data!r}: {error}') from None
+        if not isinstance(reason, str) or math.isnan(gap) or math.isnan(stop) or \
+                not math.isfinite(speed):
+            raise ValueError(f'bad hazards record {data!r}')
+        return cls(gap, speed, stop, reason)
+
+
 class TownExpert:
     """
     Drive a town route: follow the lanes, keep the gap, obey lights, give way.
@@ -111,26 +156,57 @@ class TownExpert:
         :param sim: a :class:`~llava_drive.sim.town.world.TownSimulator`
         """
         st = sim.state
-        if not all(math.isfinite(v) for v in (st.x, st.y, st.yaw, st.speed)):
+        return self.command(st.x, st.y, st.yaw, st.speed, sim.waypoints_ahead(60),
+                            self.hazards(sim), sim.config.dt)
+
+    def hazards(self, sim) -> Hazards:
+        """
+        Return the obstacles ahead from the simulator's privileged state.
+
+        May reserve the next junction for the ego in the simulator's traffic manager (the ego
+        asks before entering, as the traffic does).
+
+        :param sim: a :class:`~llava_drive.sim.town.world.TownSimulator`
+        """
+        gap, lead_speed = self._leader(sim)
+        stop = self._stop_line(sim, max(0.0, sim.state.speed))
+        if stop is None:
+            return Hazards(gap, lead_speed)
+        return Hazards(gap, lead_speed, stop[0], stop[1])
+
+    def command(self, x: float, y: float, yaw: float, speed: float, waypoints,
+                hazards: Hazards, dt: float = 0.05) -> Control:
+        """
+        Return the command for a pose, the lane path ahead and the hazards (pure).
+
+        :param x: position x (m)
+        :param y: position y (m)
+        :param yaw: heading (rad)
+        :param speed: speed (m/s)
+        :param waypoints: lane-centre path ahead ``[(x, y, ...), ...]``
+        :param hazards: obstacles along the route
+        :param dt: time since the previous call (s)
+        """
+        if not all(math.isfinite(v) for v in (x, y, yaw, speed)):
             return FULL_BRAKE
-        lane = self.follower.control(st.x, st.y, st.yaw, st.speed, sim.waypoints_ahead(60),
-                                     sim.config.dt)
+        lane = self.follower.control(x, y, yaw, speed, waypoints, dt)
+        if lane.brake >= 1.0 and lane.throttle == 0.0 and lane.steer == 0.0:
+            return FULL_BRAKE  # the follower refused the input
         desired = self.follower.last_target_speed
-        speed = max(0.0, st.speed)
+        speed = max(0.0, speed)
         cfg = self.config
         accel = idm_accel(speed, desired, math.inf, 0.0, cfg.min_gap_m, cfg)
         self.reason = 'cruise'
-        gap, lead_speed = self._leader(sim)
-        if math.isfinite(gap):
-            follow = idm_accel(speed, desired, gap, lead_speed, cfg.min_gap_m, cfg)
+        if math.isfinite(hazards.leader_gap):
+            follow = idm_accel(speed, desired, hazards.leader_gap, hazards.leader_speed,
+                               cfg.min_gap_m, cfg)
             if follow < accel:
                 accel, self.reason = follow, 'vehicle ahead'
-        stop = self._stop_line(sim, speed)
-        if stop is not None:
-            distance, why = stop
-            halt = idm_accel(speed, desired, distance, 0.0, cfg.stop_line_gap_m, cfg)
+        if math.isfinite(hazards.stop_distance):
+            halt = idm_accel(speed, desired, hazards.stop_distance, 0.0, cfg.stop_line_gap_m,
+                             cfg)
             if halt < accel:
-                accel, self.reason = halt, why
+                accel, self.reason = halt, hazards.stop_reason
         if accel < 0.0 and speed < 0.3:
             return Control(steer=lane.steer, throttle=0.0, brake=1.0)
         if accel >= 0.0:

@@ -5,16 +5,27 @@ Publishes its clean command on ``label_topic`` (the recorder's label) and, when 
 true, the executed command on ``vehicle_control_cmd``, optionally perturbed by seeded noise so
 recordings contain recoveries (the label stays clean). Every control carries the stamp of the
 odometry it was computed from. Works unchanged against carla_ros_bridge's topics.
+
+With ``privileged_hazards: true`` (the embedded town) it drives as the town expert: it also
+waits for the sim bridge's hazards record of each frame (vehicle ahead, stop line it may not
+pass) and keeps the gap and stops with an intelligent-driver-model law
+(:class:`~llava_drive.expert.town.TownExpert`). Records that do not parse are dropped, counted
+and logged; a frame whose record never comes is not driven (the bridge's control timeout
+steps on).
 """
+import json
 import math
 
 from llava_drive.expert.driver import ExpertConfig, ExpertDriver
 from llava_drive.expert.noise import ExpertNoise, NoiseConfig
+from llava_drive.expert.town import Hazards, TownExpert
 from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, stamp_to_ns)
+from llava_drive.nodes.sim_bridge import HAZARDS_TOPIC
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
+from std_msgs.msg import String
 
 
 def quaternion_to_yaw(q) -> float:
@@ -71,8 +82,15 @@ class Expert(Node):
                        'stays a control)')
         if wire not in DRIVE_WIRES:
             raise ValueError(f'control_wire must be one of {DRIVE_WIRES}, got {wire!r}')
+        privileged = declare(self, 'privileged_hazards', False,
+                             f'drive by the hazards the sim bridge sends on {HAZARDS_TOPIC} (the '
+                             'embedded town: vehicles ahead, lights, giving way)')
 
         self.driver = ExpertDriver(config)
+        self.town = TownExpert(lane=config) if privileged else None
+        self.pending_odometry = None
+        self.hazards = {}
+        self.rejected = {}
         self.noise = ExpertNoise(noise_config, seed=noise_seed) if noise_enabled else None
         self.codec = ControlCodec('auto' if wire == 'ackermann' else wire)  # the label
         self.drive_codec = driving_codec(wire, AckermannConfig(
@@ -87,6 +105,8 @@ class Expert(Node):
         self.create_subscription(Path, f'{prefix}/waypoints', self.on_path, LATCHED_QOS)
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry,
                                  reliable_qos(10))
+        if self.town is not None:
+            self.create_subscription(String, HAZARDS_TOPIC, self.on_hazards, reliable_qos(10))
         self.get_logger().info(f'expert on {prefix}, target {config.target_speed_mps} m/s, '
                                f'noise {noise_enabled}, drive={self.drive}')
 
@@ -94,12 +114,45 @@ class Expert(Node):
         """Take a new route (map frame)."""
         self.waypoints = [(p.pose.position.x, p.pose.position.y) for p in msg.poses]
         self.driver.reset()
+        if self.town is not None:
+            self.town.reset()
         self.last_stamp = None
+
+    def reject(self, reason: str, detail: str):
+        """Count and log (rate-limited) a dropped hazards record."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.get_logger().warning(f'dropped hazards record ({reason}): {detail}; dropped so '
+                                  f'far: {self.rejected}', throttle_duration_sec=5.0)
+
+    def on_hazards(self, msg: String):
+        """Keep the hazards of a frame; drive it if its odometry is waiting."""
+        try:
+            data = json.loads(msg.data)
+            stamp_ns = data['stamp_ns']
+            if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int) or stamp_ns < 0:
+                raise ValueError(f'stamp_ns must be a non-negative integer, got {stamp_ns!r}')
+            hazards = Hazards.from_dict(data)
+        except (ValueError, KeyError, TypeError) as error:
+            self.reject('malformed', str(error)[:200])
+            return
+        self.hazards[stamp_ns] = hazards
+        while len(self.hazards) > 20:
+            self.hazards.pop(min(self.hazards))
+        if self.pending_odometry is not None and \
+                stamp_to_ns(self.pending_odometry.header.stamp) == stamp_ns:
+            pending, self.pending_odometry = self.pending_odometry, None
+            self.on_odometry(pending)
 
     def on_odometry(self, msg: Odometry):
         """Compute and publish the command for this odometry sample."""
         if not self.waypoints:
             return
+        hazards = None
+        if self.town is not None:
+            hazards = self.hazards.pop(stamp_to_ns(msg.header.stamp), None)
+            if hazards is None:
+                self.pending_odometry = msg  # its hazards record is still on the way
+                return
         pose = msg.pose.pose
         speed = math.hypot(msg.twist.twist.linear.x, msg.twist.twist.linear.y)
         stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -107,9 +160,13 @@ class Expert(Node):
         dt = 0.05 if self.last_stamp is None else (stamp_ns - self.last_stamp) / 1e9
         dt = min(max(dt, 0.001), 0.5)
         self.last_stamp = stamp_ns
-        control = self.driver.control(pose.position.x, pose.position.y,
-                                      quaternion_to_yaw(pose.orientation), speed, self.waypoints,
-                                      dt=dt)
+        yaw = quaternion_to_yaw(pose.orientation)
+        if hazards is None:
+            control = self.driver.control(pose.position.x, pose.position.y, yaw, speed,
+                                          self.waypoints, dt=dt)
+        else:
+            control = self.town.command(pose.position.x, pose.position.y, yaw, speed,
+                                        self.waypoints, hazards, dt)
         self.label_pub.publish(self.codec.encode(control, stamp_ns))
         if self.drive:
             executed = self.noise.perturb(control, dt) if self.noise else control

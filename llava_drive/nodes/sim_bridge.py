@@ -10,6 +10,13 @@ VehicleControl semantics. In synchronous mode it waits, like the bridge's
 frame before stepping, so recording and evaluation run as fast as the nodes allow and are
 deterministic. Episode progress and infractions go out as JSON on ``/llava_drive/sim/status``
 and ``/llava_drive/sim/episode``.
+
+With ``map: town`` the world is a town (junctions, traffic, lights, a scenario per route; route
+seeds then name town routes, e.g. the benchmarks' 9001+). Each frame it also publishes, before
+the camera, the privileged obstacles the town expert drives by (``HAZARDS_TOPIC``, JSON:
+``stamp_ns`` plus :class:`~llava_drive.expert.town.Hazards`), computed by the world as
+CARLA's autopilot reads its world; asking for them also reserves the next junction for the ego
+when it is clear.
 """
 import json
 import math
@@ -17,11 +24,12 @@ import time
 
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from llava_drive.control import FULL_BRAKE
+from llava_drive.expert.town import TownExpert
 from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import (CONTROL_QOS, declare, LATCHED_QOS, reliable_qos,
                                       run_node)
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
-from llava_drive.sim.world import SimConfig, Simulator
+from llava_drive.sim.world import MAP_KINDS, SimConfig, Simulator
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -35,6 +43,7 @@ except ImportError:  # standalone wheels: no tf2_msgs (architecture: Topics)
 
 EPISODE_TOPIC = '/llava_drive/sim/episode'
 STATUS_TOPIC = '/llava_drive/sim/status'
+HAZARDS_TOPIC = '/llava_drive/sim/expert_hazards'
 
 
 def set_orientation(orientation, yaw: float, pitch: float = 0.0) -> None:
@@ -103,13 +112,22 @@ class SimBridge(Node):
                                    'frame, so their connections to each other are up too',
                                    0.0, 60.0)
         wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
+        map_kind = declare(self, 'map', 'road',
+                           f'world: one of {MAP_KINDS} (road: lane keeping; town: junctions, '
+                           'traffic, lights, scenarios)')
+        traffic = declare(self, 'traffic_vehicles', SimConfig.traffic_vehicles,
+                          'vehicles driving a town, scenario vehicles not counted', 0, 200)
+        if map_kind not in MAP_KINDS:
+            raise ValueError(f'map must be one of {MAP_KINDS}, got {map_kind!r}')
 
         self.codec = ControlCodec(wire)
         self.sim = Simulator(SimConfig(
             width=width, height=height, fov_deg=fov, dt=self.dt,
             route_seed=int(self.route_seeds[0]), route_length_m=route_length,
             obstacles=obstacles, randomize=randomize,
-            time_budget_s=time_budget if time_budget > 0 else None))
+            time_budget_s=time_budget if time_budget > 0 else None, map_kind=map_kind,
+            traffic_vehicles=traffic))
+        self.hazard_source = TownExpert() if map_kind == 'town' else None
         prefix = f'/carla/{self.role}'
         self.camera_frame = f'{self.role}/rgb_front'
         image_qos = reliable_qos(10)
@@ -122,6 +140,8 @@ class SimBridge(Node):
         self.clock_pub = self.create_publisher(Clock, '/clock', 10)
         self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
         self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
+        self.hazards_pub = self.create_publisher(String, HAZARDS_TOPIC, image_qos) \
+            if self.hazard_source is not None else None
         self.tf_pub = self.tf_static_pub = None
         if TFMessage is not None:
             self.tf_pub = self.create_publisher(TFMessage, '/tf', 100)
@@ -176,6 +196,8 @@ class SimBridge(Node):
         # Each pass over the route list draws a new appearance.
         laps = self.episode // len(self.route_seeds)
         self.sim.reset(seed, variation=self.variation + laps)
+        if self.hazard_source is not None:
+            self.hazard_source.reset()
         self.control = FULL_BRAKE
         self.publish_route()
         self.publish_camera_mount()
@@ -325,6 +347,9 @@ class SimBridge(Node):
                 'map', self.role, stamp_ns, state.x, state.y, 0.0, yaw=state.yaw)]))
         self.speed_pub.publish(Float32(data=float(state.speed)))
         self.publish_status(stamp_ns)
+        if self.hazards_pub is not None:
+            hazards = dict(self.hazard_source.hazards(self.sim).to_dict(), stamp_ns=stamp_ns)
+            self.hazards_pub.publish(String(data=json.dumps(hazards)))
         image = Image()
         ns_to_stamp(stamp_ns, image.header.stamp)
         image.header.frame_id = self.camera_frame
