@@ -49,7 +49,7 @@ def scene_frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
 
 
 def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
-              episode: int = 0, size=(48, 64)) -> list:
+              episode: int = 0, size=(48, 64), poses=None) -> list:
     """
     Write a small bag with ``count`` pairs via BagWriter; return the written controls.
 
@@ -58,7 +58,11 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
     :param start_ns: stamp of the first pair.
     :param episode: episode id of the single episode.
     :param size: (height, width) of the frames.
+    :param poses: optional ``(x, y, yaw)`` per pair, written as odometry.
     """
+    import math
+
+    from llava_drive.bag.format import OdometrySample
     from llava_drive.bag.writer import BagWriter, BagWriterConfig
 
     controls = []
@@ -68,9 +72,14 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
         for index in range(count):
             control = Control(steer=round(-0.5 + index / count, 3), throttle=0.5,
                               brake=0.1 * (index % 2))
+            odometry = None
+            if poses is not None:
+                x, y, yaw = poses[index]
+                odometry = OdometrySample(position=(x, y, 0.0), orientation=(
+                    0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)))
             writer.write_pair(start_ns + index * 50_000_000,
                               scene_frame(index + 10 * episode, *size), 'rgb8', control,
-                              speed=float(index))
+                              speed=float(index), odometry=odometry)
             controls.append(control)
     finally:
         writer.close()

@@ -8,6 +8,7 @@ not decode are skipped and counted in :class:`ReadStats`, never fatal.
 from collections import Counter
 from dataclasses import dataclass, field
 import json
+import math
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -290,3 +291,24 @@ def count_pairs(path, honour_exclusions: bool = True) -> int:
     """
     return sum(1 for _ in read_pairs(path, honour_exclusions=honour_exclusions,
                                      decode_images=False))
+
+
+def read_odometry(path) -> Dict[int, Tuple[float, float, float]]:
+    """
+    Return the recorded odometry poses by header stamp: ``{stamp_ns: (x, y, yaw)}``.
+
+    The recorder writes one odometry message per pair with the pair's stamp, so a pair's pose
+    is ``poses.get(pair.stamp_ns)``. Messages with a non-finite pose are left out.
+
+    :param path: bag directory.
+    :raises BagReadError: missing bag or metadata, corrupt or truncated MCAP.
+    """
+    poses = {}
+    with OpenBag(path) as bag:
+        for _, _, message in bag.messages(bag.connections((bagfmt.ODOMETRY_TYPE,))):
+            position, q = message.pose.pose.position, message.pose.pose.orientation
+            yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+            pose = (float(position.x), float(position.y), yaw)
+            if all(math.isfinite(value) for value in pose):
+                poses[bagfmt.stamp_to_ns(message.header.stamp)] = pose
+    return poses

@@ -4,9 +4,12 @@
 Nothing heavy is imported at module level: torch and transformers load inside the commands,
 so ``llava-drive --help`` stays fast.
 """
+import json
 import logging
+from pathlib import Path
 import sys
 
+from llava_drive.features.route_prompt import ROUTE_PROMPT
 from llava_drive.features.spec import DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, DTYPES
 from llava_drive.features.spec import FeatureMode, PREPROCESSING_POLICIES
 
@@ -38,7 +41,14 @@ def register(subparsers) -> None:
     extract.add_argument('--grid', type=int, default=DEFAULT_GRID,
                          help='k of the k x k pooling for grid modes (default: %(default)s)')
     extract.add_argument('--prompt', default=DEFAULT_PROMPT,
-                         help='user text in the chat template (default: %(default)r)')
+                         help='user text in the chat template (default: %%(default)r); a '
+                              'template with {command}, {speed}, {target} is filled per frame '
+                              'from the route (modes last_token and token0), e.g. %r'
+                              % ROUTE_PROMPT)
+    extract.add_argument('--plan', default=None, metavar='FILE',
+                         help='JSON global plan (GlobalPlan.to_dict: poses, options) of the '
+                              "bags' route; route commands and target points come from it and "
+                              'the odometry (default: none, every frame LANEFOLLOW)')
     extract.add_argument('--batch-size', type=int, default=None,
                          help='frames per forward pass (default: 8 on a GPU; on CPU as many '
                               'frames as fit 1024 tokens, e.g. 1 for llava-1.5-7b, where '
@@ -80,12 +90,13 @@ def run_extract(args) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     try:
         shard = parse_shard(args.shard)
+        plan = load_plan_file(args.plan) if args.plan else None
         extractor = LlavaFeatureExtractor(
             args.model, mode=args.mode, layer=args.layer, grid=args.grid, prompt=args.prompt,
             device=args.device, dtype=args.dtype, preprocessing=args.preprocessing)
         results = extract_bags(extractor, args.bags, args.out, batch_size=args.batch_size,
                                shard=shard, overwrite=args.overwrite,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, plan=plan)
     except (ExtractorError, ValueError, OSError) as error:
         print('llava-drive extract: error: %s' % error, file=sys.stderr)
         return 2
@@ -107,6 +118,26 @@ def run_extract(args) -> int:
         print('%d of %d bags failed' % (len(failed), len(results)), file=sys.stderr)
         return 1
     return 0
+
+
+def load_plan_file(path):
+    """
+    Read a JSON global plan (``GlobalPlan.to_dict`` form); ValueError names the problem.
+
+    :param path: the JSON file.
+    """
+    from llava_drive.planning import GlobalPlan
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise ValueError('cannot read plan file %s: %s' % (path, error.strerror)) from None
+    except ValueError as error:
+        raise ValueError('plan file %s is not JSON: %s' % (path, error)) from None
+    try:
+        return GlobalPlan.from_dict(data)
+    except ValueError as error:
+        raise ValueError('plan file %s: %s' % (path, error)) from None
 
 
 def run_init_tiny(args) -> int:

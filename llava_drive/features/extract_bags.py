@@ -9,6 +9,12 @@ One feature file per bag, written atomically when the whole bag is done. Rules:
 - Sharding: with ``shard=(i, n)`` this process takes the bags whose index in the sorted,
   de-duplicated bag list is ``i`` modulo ``n``, so ``n`` processes (one per GPU) split the
   work without talking to each other.
+- Route inputs: each frame gets its pose from the bag's odometry and, when a global plan is
+  given, the route command in effect and the next target point from
+  :func:`llava_drive.planning.route_command` (progress carried frame to frame, restarted at
+  each episode, as the live policy does). Without a plan or a pose the command is
+  LANEFOLLOW and the target unknown (NaN), counted in the metadata. Per-frame prompt
+  templates are filled from these inputs; all of them are stored beside the features.
 - Broken bags: a bag that cannot be read (missing, no metadata, corrupt MCAP) or yields no
   usable frame is logged and skipped; the other bags are still extracted and the command
   exits non-zero at the end, naming the failed bags. Frames that do not decode are skipped
@@ -16,17 +22,21 @@ One feature file per bag, written atomically when the whole bag is done. Rules:
 """
 from dataclasses import dataclass, field
 import hashlib
+import json
 import logging
 from pathlib import Path
 import time
 from typing import Optional
 
 from llava_drive.bag import format as bagfmt
-from llava_drive.bag.reader import BagReadError, count_pairs, read_pairs, ReadStats
+from llava_drive.bag.reader import (BagReadError, count_pairs, read_odometry, read_pairs,
+                                    ReadStats)
 from llava_drive.bag.trim import exclusions_path
+from llava_drive.features.route_prompt import NO_PLAN_COMMAND, RouteInput
 from llava_drive.features.spec import FeatureSpec
 from llava_drive.features.store import (
     feature_file_for_bag, FeatureStoreError, read_feature_metadata, write_feature_file)
+from llava_drive.planning import GlobalPlan, route_command
 import numpy as np
 
 LOG = logging.getLogger(__name__)
@@ -76,21 +86,78 @@ def bag_fingerprint(bag_path) -> str:
     return digest.hexdigest()
 
 
-def is_up_to_date(feature_path, spec: FeatureSpec, fingerprint: str) -> bool:
+class RouteTracker:
     """
-    Return True when a finished feature file matches the spec and the bag fingerprint.
+    The route input of each frame of a bag, in order: pose, command and target point.
+
+    :param poses: ``{stamp_ns: (x, y, yaw)}`` from the bag's odometry.
+    :param plan: the route's global plan, or None.
+    """
+
+    def __init__(self, poses: dict, plan: Optional[GlobalPlan] = None):
+        """Start before the first frame."""
+        self.poses = poses
+        self.plan = plan
+        self.progress = None
+        self.episode = None
+        self.without_pose = 0
+        self.without_route = 0
+
+    def route(self, stamp_ns: int, episode: int, speed: float):
+        """
+        Return ``(RouteInput, pose [3])`` for the next frame.
+
+        :param stamp_ns: the frame's stamp.
+        :param episode: its episode (progress restarts when it changes).
+        :param speed: its speed in m/s.
+        """
+        if episode != self.episode:
+            self.episode, self.progress = episode, None
+        pose = self.poses.get(stamp_ns)
+        speed = float(speed) if np.isfinite(speed) else float('nan')
+        if pose is None:
+            self.without_pose += 1
+        if pose is None or self.plan is None:
+            self.without_route += 1
+            nan = (float('nan'),) * 3
+            return RouteInput(NO_PLAN_COMMAND, speed), np.asarray(pose or nan, np.float32)
+        result = route_command(self.plan, *pose, progress=self.progress)
+        self.progress = result.progress
+        return (RouteInput(result.command, speed, result.target_forward, result.target_left),
+                np.asarray(pose, np.float32))
+
+
+def plan_fingerprint(plan: Optional[GlobalPlan]) -> Optional[str]:
+    """
+    Return a hash of the sparse plan the route inputs come from (None without a plan).
+
+    :param plan: the global plan.
+    """
+    if plan is None:
+        return None
+    text = json.dumps(plan.to_dict(with_dense=False), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_up_to_date(feature_path, spec: FeatureSpec, fingerprint: str,
+                  plan: Optional[GlobalPlan] = None) -> bool:
+    """
+    Return True when a finished feature file matches the spec, the bag and the plan.
 
     :param feature_path: the feature file.
     :param spec: the extractor's spec.
     :param fingerprint: :func:`bag_fingerprint` of the bag.
+    :param plan: the plan the route inputs come from.
     """
     try:
         document = read_feature_metadata(feature_path)
         stored = FeatureSpec.from_dict(document['spec'])
     except (FeatureStoreError, KeyError, TypeError, ValueError):
         return False
-    same_bag = document.get('meta', {}).get('bag_fingerprint') == fingerprint
-    return same_bag and not stored.differences(spec)
+    meta = document.get('meta', {})
+    same_bag = meta.get('bag_fingerprint') == fingerprint
+    same_plan = meta.get('plan_fingerprint') == plan_fingerprint(plan)
+    return same_bag and same_plan and not stored.differences(spec)
 
 
 @dataclass
@@ -130,7 +197,7 @@ def _batches(pairs, batch_size: int):
 
 
 def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
-                progress: bool = True) -> BagResult:
+                progress: bool = True, plan: Optional[GlobalPlan] = None) -> BagResult:
     """
     Extract one bag into one feature file; raise :class:`BagReadError` for unreadable bags.
 
@@ -139,6 +206,7 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
     :param out_path: destination feature file.
     :param batch_size: frames per forward pass.
     :param progress: show a tqdm bar (frames/s).
+    :param plan: the global plan of the bag's route (None: no route, LANEFOLLOW).
     """
     from tqdm import tqdm
 
@@ -146,13 +214,23 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
     bag_path = Path(bag_path)
     fingerprint = bag_fingerprint(bag_path)
     total = count_pairs(bag_path, honour_exclusions=True)
+    tracker = RouteTracker(read_odometry(bag_path), plan)
     stats = ReadStats()
     features, actions, stamps, speed, episode = [], [], [], [], []
+    commands, targets, poses = [], [], []
     with tqdm(total=total, unit='frame', desc=bag_path.name, disable=not progress,
               dynamic_ncols=True) as bar:
         for batch in _batches(read_pairs(bag_path, honour_exclusions=True, stats=stats),
                               batch_size):
-            features.append(extractor.extract([p.image_rgb for p in batch]).cpu().numpy())
+            routes = []
+            for pair in batch:
+                route, pose = tracker.route(pair.stamp_ns, pair.episode, pair.speed)
+                routes.append(route)
+                poses.append(pose)
+                commands.append(int(route.command))
+                targets.append((route.target_forward, route.target_left))
+            features.append(extractor.extract([p.image_rgb for p in batch],
+                                              routes).cpu().numpy())
             actions.extend(p.control.as_array() for p in batch)
             stamps.extend(p.stamp_ns for p in batch)
             speed.extend(p.speed for p in batch)
@@ -165,16 +243,23 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
             'frames': len(stamps), 'frames_skipped_undecodable': stats.skipped,
             'frames_excluded': stats.excluded, 'read_stats': stats.as_dict(),
             'extraction_seconds': round(seconds, 3),
-            'batch_size': batch_size, 'device': str(extractor.device)}
+            'batch_size': batch_size, 'device': str(extractor.device),
+            'route_source': 'plan' if plan is not None else 'none',
+            'plan_fingerprint': plan_fingerprint(plan),
+            'frames_without_pose': tracker.without_pose,
+            'frames_without_route': tracker.without_route}
     write_feature_file(out_path, np.concatenate(features), np.asarray(actions, np.float32),
                        np.asarray(stamps, np.int64), np.asarray(speed, np.float32),
-                       np.asarray(episode, np.int64), extractor.spec, meta)
+                       np.asarray(episode, np.int64), extractor.spec, meta,
+                       command=np.asarray(commands, np.int64),
+                       target=np.asarray(targets, np.float32), pose=np.stack(poses))
     return BagResult(bag=bag_path, status='written', output=Path(out_path), frames=len(stamps),
                      seconds=seconds, stats=stats.as_dict())
 
 
 def extract_bags(extractor, bags, out_dir, batch_size: Optional[int] = None, shard=(0, 1),
-                 overwrite: bool = False, progress: bool = True) -> list:
+                 overwrite: bool = False, progress: bool = True,
+                 plan: Optional[GlobalPlan] = None) -> list:
     """
     Extract this shard's bags; return one :class:`BagResult` per bag, failures included.
 
@@ -185,6 +270,7 @@ def extract_bags(extractor, bags, out_dir, batch_size: Optional[int] = None, sha
     :param shard: ``(i, n)``, see :func:`select_shard`.
     :param overwrite: re-extract bags whose feature file is up to date.
     :param progress: show progress bars.
+    :param plan: the global plan of every bag's route (None: no route).
     """
     batch_size = extractor.batch_size if batch_size is None else batch_size
     if batch_size < 1:
@@ -199,21 +285,23 @@ def extract_bags(extractor, bags, out_dir, batch_size: Optional[int] = None, sha
         outputs[output] = bag
     results = []
     for output, bag in outputs.items():
-        results.append(_extract_one(extractor, bag, output, batch_size, overwrite, progress))
+        results.append(_extract_one(extractor, bag, output, batch_size, overwrite, progress,
+                                    plan))
     return results
 
 
-def _extract_one(extractor, bag, output, batch_size, overwrite, progress) -> BagResult:
+def _extract_one(extractor, bag, output, batch_size, overwrite, progress, plan) -> BagResult:
     """Extract or skip one bag, turning an unreadable bag into a failed result."""
     try:
         fingerprint: Optional[str] = bag_fingerprint(bag)
     except OSError:
         fingerprint = None  # unreadable: extract_bag reports why
-    if not overwrite and fingerprint and is_up_to_date(output, extractor.spec, fingerprint):
+    up_to_date = fingerprint and is_up_to_date(output, extractor.spec, fingerprint, plan)
+    if not overwrite and up_to_date:
         LOG.info('%s: up to date in %s, skipped', bag, output)
         return BagResult(bag=Path(bag), status='skipped', output=output)
     try:
-        result = extract_bag(extractor, bag, output, batch_size, progress)
+        result = extract_bag(extractor, bag, output, batch_size, progress, plan)
     except (BagReadError, OSError) as error:
         LOG.error('%s: skipped, cannot extract: %s', bag, error)
         return BagResult(bag=Path(bag), status='failed', output=output, error=str(error))

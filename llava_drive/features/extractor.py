@@ -23,9 +23,13 @@ import math
 from pathlib import Path
 
 from llava_drive.features.preprocess import ImageNormalization, preprocess_frames
+from llava_drive.features.route_prompt import (
+    check_phrases, DEFAULT_COMMAND_PHRASES, render_prompt, RouteInput, RoutePromptError,
+    template_fields)
 from llava_drive.features.spec import (
     DECODER_MODES, DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, DTYPES, FeatureMode, FeatureSpec,
-    GRID_MODES, model_content_hash, PREPROCESSING_POLICIES, VISION_MODES)
+    GRID_MODES, model_content_hash, PREPROCESSING_POLICIES, PROMPT_CONDITIONED_MODES,
+    VISION_MODES)
 
 SUPPORTED_MODEL_TYPES = ('llava',)
 # The text the processor puts where the image goes if the model has no chat template.
@@ -35,6 +39,8 @@ FALLBACK_TEMPLATE = 'USER: <image>\n{prompt} ASSISTANT:'
 # benchmarks/bench_extract.py: batch 1 1.00 s CPU/frame, batch 8 1.15 s.
 CPU_TOKENS_PER_BATCH = 1024
 GPU_BATCH_SIZE = 8
+# Tokenised per-frame prompts kept (speeds and commands repeat, so the hit rate is high).
+PROMPT_CACHE_SIZE = 4096
 
 
 class ExtractorError(Exception):
@@ -118,14 +124,18 @@ class LlavaFeatureExtractor:
     :param layer: decoder layer L for decoder modes (None: half the depth; token0 always uses
         the last layer); must be None for vision modes.
     :param grid: k for the k x k pooling of grid modes (ignored by other modes).
-    :param prompt: user text inside the model's chat template.
+    :param prompt: user text inside the model's chat template, or a template filled per frame
+        with ``{command}``, ``{speed}``, ``{target}`` (last_token and token0 only).
+    :param command_phrases: the command vocabulary of a ``{command}`` template (None: the
+        default phrases, e.g. LEFT -> 'Turn left at the next intersection.').
     :param device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
     :param dtype: ``'float32'``, ``'float16'`` or ``'bfloat16'``.
     :param preprocessing: ``'pad'`` or ``'resize'`` (see :mod:`.preprocess`).
     """
 
     def __init__(self, model_dir, mode=DEFAULT_MODE, layer=None, grid=DEFAULT_GRID,
-                 prompt=DEFAULT_PROMPT, device='cpu', dtype='float32', preprocessing='pad'):
+                 prompt=DEFAULT_PROMPT, device='cpu', dtype='float32', preprocessing='pad',
+                 command_phrases=None):
         """Load the processor and the part of the model the feature needs."""
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
@@ -150,6 +160,21 @@ class LlavaFeatureExtractor:
         self.torch_dtype = getattr(torch, dtype)
         self.preprocessing = preprocessing
         self.prompt = prompt
+        try:
+            self.prompt_fields = template_fields(prompt)
+            self.command_phrases = check_phrases(
+                DEFAULT_COMMAND_PHRASES if command_phrases is None else command_phrases) \
+                if 'command' in self.prompt_fields else ()
+        except RoutePromptError as error:
+            raise ExtractorError(str(error)) from None
+        if self.prompt_fields and self.mode not in PROMPT_CONDITIONED_MODES:
+            raise ExtractorError(
+                'mode %r cannot see a per-frame prompt: %s; use --mode last_token, or a vision '
+                'mode with the command as a head input' % (
+                    self.mode.value, 'vision modes never read the prompt'
+                    if self.mode in VISION_MODES else 'its image tokens come before the prompt '
+                    'text, and a causal decoder never lets them see it'))
+        self._prompt_cache = {}
 
         config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
         if config.model_type not in SUPPORTED_MODEL_TYPES:
@@ -195,7 +220,8 @@ class LlavaFeatureExtractor:
             model_hash=model_content_hash(self.model_dir),
             mode=self.mode.value, layer=self.layer if self.mode in DECODER_MODES else None,
             grid=self.grid, prompt=prompt, preprocessing=preprocessing,
-            image_size=self.normalization.size, dtype=dtype, feature_dim=self._feature_dim())
+            image_size=self.normalization.size, dtype=dtype, feature_dim=self._feature_dim(),
+            command_phrases=self.command_phrases)
 
     def _resolve_layer(self, layer):
         """Return the decoder layer to read, checking it against the depth and the mode."""
@@ -215,27 +241,82 @@ class LlavaFeatureExtractor:
                                  % (self.num_layers, layer))
         return layer
 
-    def _prompt_ids(self):
-        """Tokenise the chat-formatted prompt, image placeholders expanded by the processor."""
+    def _encode(self, user_text: str):
+        """Return the token ids [1, T] of one filled prompt, image placeholders expanded."""
         import numpy as np
 
+        cached = self._prompt_cache.get(user_text)
+        if cached is not None:
+            return cached
         conversation = [{'role': 'user', 'content': [
-            {'type': 'image'}, {'type': 'text', 'text': self.prompt}]}]
+            {'type': 'image'}, {'type': 'text', 'text': user_text}]}]
         if getattr(self.processor, 'chat_template', None):
             text = self.processor.apply_chat_template(
                 conversation, add_generation_prompt=True, tokenize=False)
         else:
-            text = FALLBACK_TEMPLATE.format(prompt=self.prompt)
+            text = FALLBACK_TEMPLATE.format(prompt=user_text)
         side = self.normalization.size
         blank = np.zeros((side, side, 3), np.uint8)
         encoded = self.processor(text=[text], images=[blank], return_tensors='pt')
         input_ids = encoded['input_ids'][:1].to(self.device)
+        if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
+            self._prompt_cache.clear()
+        self._prompt_cache[user_text] = (input_ids, text)
+        return input_ids, text
+
+    def _prompt_ids(self):
+        """Tokenise the prompt (a template filled for a standing car following its lane)."""
+        input_ids, self.prompt_text = self._encode(self.render(RouteInput()))
         image_token_id = self.config.image_token_id
         positions = (input_ids[0] == image_token_id).nonzero().flatten()
         if positions.numel() == 0:
-            raise ExtractorError('the prompt %r has no image token after templating' % text)
-        self.prompt_text = text
+            raise ExtractorError('the prompt %r has no image token after templating'
+                                 % self.prompt_text)
         return input_ids, positions
+
+    @property
+    def per_frame_prompt(self) -> bool:
+        """Return whether the prompt is a template filled per frame (routes are needed)."""
+        return bool(self.prompt_fields)
+
+    def render(self, route) -> str:
+        """
+        Return the user text for one frame's route input (the prompt itself if fixed).
+
+        :param route: a :class:`~llava_drive.features.route_prompt.RouteInput` or None.
+        """
+        try:
+            return render_prompt(self.prompt, self.command_phrases, route)
+        except RoutePromptError as error:
+            raise ExtractorError(str(error)) from None
+
+    def prompt_batch(self, routes, batch: int):
+        """
+        Return ``(input_ids [B, T], lengths [B])`` for a batch, one prompt per frame.
+
+        Different prompts are right-padded to the longest: in a causal decoder no real token
+        attends to the padding after it and positions stay 0..n-1, so each frame's states
+        equal those of its own unpadded forward (tested); one forward serves the batch.
+
+        :param routes: one route input per frame, or None for a fixed prompt.
+        :param batch: number of frames B.
+        """
+        import torch
+
+        if not self.per_frame_prompt:
+            length = self.input_ids.shape[1]
+            return (self.input_ids.expand(batch, -1),
+                    torch.full((batch,), length, dtype=torch.long, device=self.device))
+        if routes is None or len(routes) != batch:
+            raise ExtractorError('the prompt %r is a template: pass one route input per frame '
+                                 '(%d frames, got %s)' % (self.prompt, batch, 'none'
+                                                          if routes is None else len(routes)))
+        rows = [self._encode(self.render(route))[0][0] for route in routes]
+        lengths = torch.tensor([len(row) for row in rows], device=self.device)
+        pad = self.processor.tokenizer.pad_token_id
+        input_ids = torch.nn.utils.rnn.pad_sequence(
+            rows, batch_first=True, padding_value=0 if pad is None else pad)
+        return input_ids, lengths
 
     def _feature_dim(self) -> int:
         """Return D for the configured mode, from the model configuration."""
@@ -278,22 +359,24 @@ class LlavaFeatureExtractor:
         return preprocess_frames(frames_rgb, self.normalization, self.preprocessing,
                                  device=self.device, dtype=self.torch_dtype)
 
-    def decoder_states(self, pixel_values):
+    def decoder_states(self, pixel_values, input_ids=None):
         """
         Return the decoder states at layer L for the prompt and images, [B, T, H].
 
         Equal to ``hidden_states[L]`` of the full model's forward on the same inputs.
 
         :param pixel_values: output of :meth:`pixel_values`.
+        :param input_ids: [B, T] token ids (None: the fixed prompt for every frame).
         """
         import torch
 
         if self.mode in VISION_MODES:
             raise ExtractorError('mode %r loads no decoder layers' % self.mode.value)
-        batch = pixel_values.shape[0]
+        if input_ids is None:
+            input_ids = self.input_ids.expand(pixel_values.shape[0], -1)
         with torch.inference_mode():
-            output = self.model(input_ids=self.input_ids.expand(batch, -1),
-                                pixel_values=pixel_values, use_cache=False)
+            output = self.model(input_ids=input_ids, pixel_values=pixel_values,
+                                use_cache=False)
         return output.last_hidden_state
 
     def vision_states(self, pixel_values):
@@ -311,14 +394,18 @@ class LlavaFeatureExtractor:
             return output.hidden_states[layers]
         return torch.cat([output.hidden_states[index] for index in layers], dim=-1)
 
-    def extract(self, frames_rgb):
+    def extract(self, frames_rgb, routes=None):
         """
         Return the features of a batch of frames as float32 [B, D] on the model's device.
 
         :param frames_rgb: HxWx3 uint8 RGB frames of one size (list or BxHxWx3 array).
+        :param routes: one :class:`~llava_drive.features.route_prompt.RouteInput` per frame
+            when the prompt is a template (ignored otherwise).
         """
         import torch
 
+        if self.per_frame_prompt:
+            input_ids, lengths = self.prompt_batch(routes, len(frames_rgb))
         pixel_values = self.pixel_values(frames_rgb)
         with torch.inference_mode():
             if self.mode in VISION_MODES:
@@ -330,6 +417,12 @@ class LlavaFeatureExtractor:
                         raise ExtractorError('this vision tower has no CLS token')
                     return states[:, 0].float()
                 return pool_grid(states[:, 1:] if has_cls else states, self.grid)
+            if self.per_frame_prompt:
+                states = self.decoder_states(pixel_values, input_ids)
+                if self.mode == FeatureMode.LAST_TOKEN:
+                    rows = torch.arange(states.shape[0], device=states.device)
+                    return states[rows, lengths - 1].float()
+                return states[:, 0].float()  # token0 (the only other mode with templates)
             states = self.decoder_states(pixel_values)
             if self.mode == FeatureMode.LAST_TOKEN:
                 return states[:, -1].float()

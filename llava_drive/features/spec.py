@@ -15,6 +15,7 @@ import struct
 from typing import Optional
 
 from llava_drive import __version__
+from llava_drive.features.route_prompt import check_phrases, RoutePromptError, template_fields
 
 
 class FeatureMode(str, enum.Enum):
@@ -49,6 +50,8 @@ DECODER_MODES = frozenset({FeatureMode.LAST_TOKEN, FeatureMode.IMAGE_MEAN,
                            FeatureMode.IMAGE_GRID, FeatureMode.TOKEN0})
 VISION_MODES = frozenset({FeatureMode.VISION_CLS, FeatureMode.VISION_GRID})
 GRID_MODES = frozenset({FeatureMode.IMAGE_GRID, FeatureMode.VISION_GRID})
+# Modes whose token can attend to the prompt text (token0 is the constant baseline).
+PROMPT_CONDITIONED_MODES = frozenset({FeatureMode.LAST_TOKEN, FeatureMode.TOKEN0})
 
 PREPROCESSING_POLICIES = ('pad', 'resize')
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -75,11 +78,15 @@ class FeatureSpec:
     :param layer: decoder layer L for decoder modes (0 = embeddings, as index L of
         ``output_hidden_states``); None for vision modes.
     :param grid: k of the k x k pooling for grid modes; None otherwise.
-    :param prompt: the user text inside the model's chat template.
+    :param prompt: the user text inside the model's chat template; a template with the fields
+        ``{command}``, ``{speed}``, ``{target}`` is filled per frame
+        (:mod:`llava_drive.features.route_prompt`).
     :param preprocessing: ``'pad'`` (letterbox to square) or ``'resize'`` (squash).
     :param image_size: side of the square image fed to the vision tower, in pixels.
     :param dtype: compute dtype of the model (``'float32'``, ``'float16'``, ``'bfloat16'``).
     :param feature_dim: length D of one feature vector.
+    :param command_phrases: the command vocabulary of a ``{command}`` template,
+        ``((RoadOption name, phrase), ...)``; empty otherwise.
     :param package_version: llava_drive version that produced the features (informational).
     """
 
@@ -93,6 +100,7 @@ class FeatureSpec:
     image_size: int
     dtype: str
     feature_dim: int
+    command_phrases: tuple = ()
     package_version: str = __version__
 
     def __post_init__(self):
@@ -129,10 +137,28 @@ class FeatureSpec:
             raise ValueError('feature_dim must be a positive int, got %r' % (self.feature_dim,))
         if not isinstance(self.prompt, str):
             raise ValueError('prompt must be a string, got %r' % (self.prompt,))
+        try:
+            used = template_fields(self.prompt)
+            phrases = check_phrases(self.command_phrases) if 'command' in used else ()
+        except RoutePromptError as error:
+            raise ValueError(str(error)) from None
+        if used and mode not in PROMPT_CONDITIONED_MODES:
+            raise ValueError(
+                'mode %r cannot see a per-frame prompt (%r): %s; use last_token, or a vision '
+                'mode with the command as a head input' % (
+                    mode.value, self.prompt, 'vision modes never read the prompt'
+                    if mode in VISION_MODES else 'the image tokens come before the prompt '
+                    'text in the LLaVA-1.5 layout, and a causal decoder never lets them see it'))
+        if self.command_phrases and 'command' not in used:
+            raise ValueError('command_phrases are given but the prompt %r has no {command} '
+                             'field' % (self.prompt,))
+        object.__setattr__(self, 'command_phrases', phrases)
 
     def to_dict(self) -> dict:
-        """Return the spec as a JSON-ready dict."""
-        return asdict(self)
+        """Return the spec as a JSON-ready dict (the vocabulary as lists, as JSON reads it)."""
+        data = asdict(self)
+        data['command_phrases'] = [list(pair) for pair in self.command_phrases]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> 'FeatureSpec':
@@ -145,7 +171,8 @@ class FeatureSpec:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError('unknown feature spec fields: %s' % ', '.join(unknown))
-        required = {f.name for f in fields(cls) if f.name != 'package_version'}
+        optional = ('package_version', 'command_phrases')  # the latter added with route prompts
+        required = {f.name for f in fields(cls) if f.name not in optional}
         missing = sorted(required - set(data))
         if missing:
             raise ValueError('feature spec is missing fields: %s' % ', '.join(missing))

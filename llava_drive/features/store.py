@@ -8,6 +8,11 @@ Layout for a bag ``bags/run_3``: ``features/run_3.safetensors`` with the tensors
 - ``stamps`` [N] int64 nanoseconds,
 - ``speed`` [N] float32 m/s,
 - ``episode`` [N] int64,
+- ``command`` [N] int64: the route command in effect (a ``RoadOption`` value),
+- ``target`` [N, 2] float32: the next target point in the vehicle frame, metres ahead and to
+  the left (NaN where the route is unknown),
+- ``pose`` [N, 3] float32: x, y (m) and yaw (rad) in the map frame from odometry (NaN where
+  the bag has none); waypoint labels come from it,
 
 and the sidecar ``features/run_3.json``: format version, full :class:`FeatureSpec`, frame
 count, feature dimension and the extraction metadata (source bag, skipped frames, time). The
@@ -21,7 +26,9 @@ import json
 import os
 from pathlib import Path
 
+from llava_drive.features.route_prompt import NO_PLAN_COMMAND
 from llava_drive.features.spec import FeatureSpec
+from llava_drive.planning import RoadOption
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
@@ -49,6 +56,9 @@ class FeatureFile:
     :param episode: [N] int64 episode index.
     :param spec: the feature specification the features were extracted with.
     :param meta: extraction metadata (source bag, frame counts, time...).
+    :param command: [N] int64 route command per frame (RoadOption value).
+    :param target: [N, 2] float32 next target point (forward, left) in m, NaN if unknown.
+    :param pose: [N, 3] float32 map pose (x, y, yaw), NaN if unknown.
     """
 
     path: Path
@@ -59,6 +69,19 @@ class FeatureFile:
     episode: np.ndarray
     spec: FeatureSpec
     meta: dict = field(default_factory=dict)
+    command: np.ndarray = None
+    target: np.ndarray = None
+    pose: np.ndarray = None
+
+    def __post_init__(self):
+        """Fill the route tensors of files written before they existed."""
+        count = int(self.features.shape[0])
+        if self.command is None:
+            self.command = np.full(count, int(NO_PLAN_COMMAND), np.int64)
+        if self.target is None:
+            self.target = np.full((count, 2), np.nan, np.float32)
+        if self.pose is None:
+            self.pose = np.full((count, 3), np.nan, np.float32)
 
     @property
     def num_frames(self) -> int:
@@ -118,8 +141,18 @@ def _as_array(name, value, dtype, ndim):
     return np.ascontiguousarray(array)
 
 
+def _check_commands(command, where):
+    """Refuse command values that are no RoadOption."""
+    valid = np.array([int(option) for option in RoadOption])
+    bad = ~np.isin(command, valid)
+    if bad.any():
+        raise FeatureStoreError('%s: %d is no RoadOption value (valid: %s)'
+                                % (where, int(command[bad][0]), sorted(valid.tolist())))
+
+
 def write_feature_file(path, features, actions, stamps, speed, episode,
-                       spec: FeatureSpec, meta: dict = None) -> Path:
+                       spec: FeatureSpec, meta: dict = None, command=None, target=None,
+                       pose=None) -> Path:
     """
     Write one feature file and its sidecar atomically; return the feature file path.
 
@@ -131,6 +164,9 @@ def write_feature_file(path, features, actions, stamps, speed, episode,
     :param episode: [N] episode index.
     :param spec: the feature specification.
     :param meta: extraction metadata, JSON-serialisable (source bag, skipped frames...).
+    :param command: [N] route command per frame (RoadOption values; None: follow the lane).
+    :param target: [N, 2] next target point (forward, left) in m (None: unknown, NaN).
+    :param pose: [N, 3] map pose x, y, yaw from odometry (None: unknown, NaN).
     """
     path = Path(path)
     if path.suffix != SUFFIX:
@@ -146,6 +182,18 @@ def write_feature_file(path, features, actions, stamps, speed, episode,
         'episode': _as_array('episode', episode, np.int64, 1),
     }
     count = features.shape[0]
+    routes = {'command': (command, np.full(count, int(NO_PLAN_COMMAND)), np.int64, 1),
+              'target': (target, np.full((count, 2), np.nan), np.float32, 2),
+              'pose': (pose, np.full((count, 3), np.nan), np.float32, 2)}
+    for name, (value, default, dtype, ndim) in routes.items():
+        tensors[name] = _as_array(name, default if value is None else value, dtype, ndim)
+    for name, width in (('target', 2), ('pose', 3)):
+        if tensors[name].shape[1:] != (width,):
+            raise FeatureStoreError('%s must be [N, %d], got %s'
+                                    % (name, width, tensors[name].shape))
+        if np.isinf(tensors[name]).any():
+            raise FeatureStoreError('%s holds infinite values (NaN marks unknown)' % name)
+    _check_commands(tensors['command'], 'command')
     if count == 0:
         raise FeatureStoreError('refusing to write an empty feature file: %s' % path)
     if tensors['actions'].shape[1] != 3:
@@ -244,7 +292,14 @@ def load_feature_file(path) -> FeatureFile:
     if spec.feature_dim != tensors['features'].shape[1]:
         raise FeatureStoreError('%s: features have D=%d, spec says %d' % (
             path, tensors['features'].shape[1], spec.feature_dim))
+    for name, width in (('target', 2), ('pose', 3)):
+        if name in tensors and tensors[name].shape[1:] != (width,):
+            raise FeatureStoreError('%s: %s must be [N, %d], got %s'
+                                    % (path, name, width, tensors[name].shape))
+    if 'command' in tensors:
+        _check_commands(tensors['command'], '%s: command' % path)
     return FeatureFile(path=path, features=tensors['features'], actions=tensors['actions'],
                        stamps=tensors['stamps'], speed=tensors['speed'],
                        episode=tensors['episode'], spec=spec,
-                       meta=document.get('meta', {}))
+                       meta=document.get('meta', {}), command=tensors.get('command'),
+                       target=tensors.get('target'), pose=tensors.get('pose'))
