@@ -34,6 +34,8 @@ def run_info(args) -> int:
         reports.append(info)
         if not args.json:
             print(format_info(info) + ('\n' if len(args.paths) > 1 else ''))
+        if info['exclusions_error']:
+            status = _fail(info['exclusions_error'])
     if args.json:
         print(json.dumps(reports[0] if len(args.paths) == 1 and reports else reports, indent=2))
     return status
@@ -66,16 +68,18 @@ def run_trim(args) -> int:
     :param args: parsed arguments.
     """
     from llava_drive.bag import trim
+    from llava_drive.bag.format import BagReadError
     try:
         if args.clear:
             count = trim.clear_exclusions(args.path)
-            print(f'removed {count} exclusion(s) from {args.path}')
+            print(f'removed the damaged {trim.exclusions_path(args.path)}' if count is None
+                  else f'removed {count} exclusion(s) from {args.path}')
             return 0
         if args.exclude:
             trim.add_exclusions(args.path, args.exclude, reason=args.reason)
         exclusions = trim.load_exclusions(args.path)
         start = trim.bag_start_ns(args.path)
-    except (ValueError, OSError) as error:
+    except (BagReadError, ValueError, OSError) as error:
         return _fail(error)
     if not exclusions.items:
         print(f'{args.path}: no exclusions')
@@ -167,7 +171,9 @@ def register(subparsers) -> None:
                     'SPEC forms:\n'
                     '  START:END      seconds from the bag start (open ends allowed: 30: or :5)\n'
                     '  ns:START:END   absolute header stamps in nanoseconds\n'
-                    '  episode:N      a whole episode',
+                    '  episode:N      a whole episode\n\n'
+                    'A spec that covers no pair, or with an infinite or NaN bound, is refused\n'
+                    '(nothing is stored). --clear also removes a damaged exclusions.yaml.',
         epilog='examples:\n'
                '  llava-drive bag trim bags/run_001 --exclude 12.5:20 --reason "hit curb"\n'
                '  llava-drive bag trim bags/run_001 --exclude episode:3 --exclude 95:\n'

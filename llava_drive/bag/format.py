@@ -369,16 +369,37 @@ def write_metadata(bag_dir: Path, metadata: dict) -> Path:
     return target
 
 
+class BagReadError(Exception):
+    """A bag that cannot be read: missing, without metadata, or with a broken MCAP."""
+
+
+class MetadataError(BagReadError, ValueError):
+    """A ``metadata.yaml`` that is not valid YAML or not a rosbag2 bag information mapping."""
+
+
 def read_metadata(bag_dir: Path) -> Optional[dict]:
     """
     Return the ``rosbag2_bagfile_information`` mapping, or None without metadata.yaml.
 
     :param bag_dir: bag directory.
+    :raises MetadataError: the file is damaged (one line naming it and the problem).
     """
     path = Path(bag_dir) / METADATA_FILE
     if not path.is_file():
         return None
-    return (yaml.safe_load(path.read_text()) or {}).get('rosbag2_bagfile_information')
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise MetadataError(f'{path} cannot be read ({problem}); try `llava-drive bag '
+                            f'recover {path.parent}`') from None
+    information = document.get('rosbag2_bagfile_information') if isinstance(
+        document, dict) else None
+    if not isinstance(information, dict):
+        raise MetadataError(f'{path} is not rosbag2 metadata (no rosbag2_bagfile_information '
+                            f'mapping in a {type(document).__name__}); try `llava-drive bag '
+                            f'recover {path.parent}` after moving it away')
+    return information
 
 
 def custom_json(metadata: Optional[dict], key: str) -> Optional[dict]:

@@ -10,7 +10,7 @@ from typing import Dict, List
 
 from llava_drive.bag import format as bagfmt
 from llava_drive.bag.reader import OpenBag, read_json_topic, read_pairs, ReadStats
-from llava_drive.bag.trim import describe, load_exclusions
+from llava_drive.bag.trim import describe, Exclusions, ExclusionsError, load_exclusions
 import numpy as np
 
 ACTION_NAMES = ('steer', 'throttle', 'brake', 'speed')
@@ -85,7 +85,10 @@ def bag_info(path, check_images: bool = False) -> dict:
     metadata = bagfmt.read_metadata(bag_dir) or {}
     start_ns = start_ns if message_count else 0
     end_ns = end_ns - 1 if message_count else 0  # rosbags reports end as last stamp + 1
-    exclusions = load_exclusions(bag_dir)
+    try:
+        exclusions, exclusions_error = load_exclusions(bag_dir), None
+    except ExclusionsError as error:  # report the bag anyway; the caller shows the error
+        exclusions, exclusions_error = Exclusions(), str(error)
 
     stats = ReadStats()
     stamps, actions, speeds, episodes, excluded = [], [], [], [], 0
@@ -135,6 +138,7 @@ def bag_info(path, check_images: bool = False) -> dict:
         'summary': summary,
         'recording_info': config,
         'exclusions': [describe(e, int(start_ns)) for e in exclusions.items],
+        'exclusions_error': exclusions_error,
     }
 
 
@@ -205,6 +209,9 @@ def format_info(info: dict) -> str:
     rejected = info['rejected']
     lines.append('Rejected samples: ' + (', '.join(f'{k}: {v}' for k, v in sorted(
         rejected.items())) if rejected else 'none recorded'))
-    lines.append(f'Exclusions:       {len(info["exclusions"]) or "none"}')
+    if info['exclusions_error']:
+        lines.append('Exclusions:       unreadable (pairs above count none as excluded)')
+    else:
+        lines.append(f'Exclusions:       {len(info["exclusions"]) or "none"}')
     lines += [f'  {text}' for text in info['exclusions']]
     return '\n'.join(lines)

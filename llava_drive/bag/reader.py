@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 from llava_drive.bag import format as bagfmt
+from llava_drive.bag.format import BagReadError
 from llava_drive.bag.trim import load_exclusions
 from llava_drive.control import Control
 from llava_drive.image_codec import decode_raw, ImageError, to_rgb
@@ -23,10 +24,6 @@ from rosbags.interfaces import Connection
 
 IMAGE_TYPES = (bagfmt.COMPRESSED_IMAGE_TYPE, bagfmt.IMAGE_TYPE)
 NO_EPISODE = -1
-
-
-class BagReadError(Exception):
-    """A bag that cannot be read: missing, without metadata, or with a broken MCAP."""
 
 
 @dataclass
@@ -71,6 +68,11 @@ class ReadStats:
                 'undecodable': dict(self.undecodable)}
 
 
+def _one_line(error: Exception) -> str:
+    """Return an error's text on one line (rosbags' YAML errors span several)."""
+    return ' '.join(str(error).split()) or type(error).__name__
+
+
 def _recover_hint(path) -> str:
     return f'try `llava-drive bag recover {path}`'
 
@@ -111,7 +113,7 @@ class OpenBag:
         try:
             self._reader.open()
         except Exception as error:  # rosbags raises several types for broken files
-            raise BagReadError(f'cannot read bag {self.path}: {error}; '
+            raise BagReadError(f'cannot read bag {self.path}: {_one_line(error)}; '
                                f'{_recover_hint(self.path)}') from error
         return self
 
@@ -155,7 +157,7 @@ class OpenBag:
         except BagReadError:
             raise
         except Exception as error:
-            raise BagReadError(f'bag {self.path} is corrupt or truncated ({error}); '
+            raise BagReadError(f'bag {self.path} is corrupt or truncated ({_one_line(error)}); '
                                f'{_recover_hint(self.path)}') from error
 
 

@@ -784,7 +784,11 @@ class BagWriter:
         rosbag2 on Kilted writes version 9, which Humble cannot read (architecture: Bag format v1),
         and only Iron+ stores custom_data; our counts are the same messages.
         """
-        theirs = bagfmt.read_metadata(self.path)
+        try:
+            theirs = bagfmt.read_metadata(self.path)
+        except bagfmt.MetadataError as error:
+            LOG.warning('ignoring rosbag2_py metadata: %s', error)
+            theirs = None
         if theirs is None:
             return ours
         merged = dict(ours['rosbag2_bagfile_information'])
