@@ -15,9 +15,10 @@ line is the centre of the lanes it must drive (lateral offset 0). Events each st
   from the route line, outside junction boxes, as CARLA's OutsideRouteLanesTest ignores
   junctions); one event per excursion, the metres driven outside add up in
   :attr:`TownSimulator.outside_route_lanes_m`;
-* route ends: ``route_finished``, ``route_deviation`` (more than ``off_route_distance_m`` from
-  the route), ``blocked`` (slower than ``blocked_speed_mps`` for ``blocked_time_s``),
-  ``route_timeout`` (the time limit).
+* route ends, as on the road map: ``route_finished``, ``off_route`` (more than
+  ``off_route_distance_m`` from the route), ``blocked`` (slower than ``blocked_speed_mps`` for
+  ``blocked_time_s``), ``timeout`` (the time limit; here ``SECONDS_PER_METRE`` per metre of
+  route plus ``INITIAL_DELAY_S`` unless ``time_budget_s`` is set).
 """
 import math
 from typing import Dict, List, Optional, Tuple
@@ -321,26 +322,6 @@ class TownSimulator(Simulator):
                 if light is not None and self.lights.state(light, self.time) == RED:
                     events.append(self._event('red_light', f'junction {crossing.node}'))
         return events
-
-    def _update_progress(self) -> list:
-        proj = self._projection
-        st = self.vehicle.state
-        cfg = self.config
-        if proj.distance > cfg.off_route_distance_m:
-            return self._finish('route_deviation')
-        if proj.distance <= cfg.progress_distance_m:
-            self._max_s = max(self._max_s, min(proj.s, self.route.length))
-        if self._max_s >= self.route.length - cfg.finish_tolerance_m:
-            return self._finish('route_finished')
-        if abs(st.speed) < cfg.blocked_speed_mps:
-            self._blocked_for += cfg.dt
-        else:
-            self._blocked_for = 0.0
-        if self._blocked_for >= cfg.blocked_time_s - 1e-9:
-            return self._finish('blocked')
-        if self.time >= self.time_budget_s - 1e-9:
-            return self._finish('route_timeout')
-        return []
 
     # -- what the world exposes -----------------------------------------------------------------
 
