@@ -121,6 +121,9 @@ def topic_qos_yaml(topic: str) -> str:
     """
     Return the QoS profile recorded for one of our topics (latched for the info topics).
 
+    metadata.yaml and the MCAP channel metadata must carry the same string: rosbags matches
+    the two connection lists by it, and reads no message of a topic where they differ.
+
     :param topic: topic name.
     """
     latched = topic in (EPISODE_TOPIC, RECORDING_INFO_TOPIC)
