@@ -199,11 +199,24 @@ class TownSimulator(Simulator):
             return
 
     def _turn_red(self):
-        """If the scenario's light is still green 50 m out, turn it yellow now (then red)."""
+        """
+        Make the ego meet the scenario's light red.
+
+        From 50 m before the line until 15 m before it, a green light (the light's cycle, or
+        traffic ahead, made the ego late) turns yellow now, then red; once only, so a queue
+        behind the light is never starved of green.
+        """
         route = self.town_route
+        distance = route.scenario_s - self._projection.s
+        if distance > 50.0:
+            return
         crossing = next(c for c in route.crossings if c.node == route.scenario_node)
         light = self.lights.by_lane[crossing.source]
-        if self.lights.state(light, self.time) == GREEN:
+        state = self.lights.state(light, self.time)
+        if distance < 15.0:
+            self._red_pending = False
+        elif state == GREEN:
+            self._red_pending = False
             # Every other approach is red while this one is green: only this light changes.
             self.lights.offsets[light.node] = self.lights.green_offset(
                 light, self.time - self.lights.timing.green_s)
@@ -268,8 +281,7 @@ class TownSimulator(Simulator):
                 self._projection.s > self.town_route.scenario_s - 45.0:
             self._crossing_pending = False
             self._spawn_crossing()
-        if self._red_pending and self._projection.s > self.town_route.scenario_s - 50.0:
-            self._red_pending = False
+        if self._red_pending:
             self._turn_red()
         self.traffic.step(dt, self.time, self.traffic.ego)
         if self.done:
