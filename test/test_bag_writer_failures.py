@@ -257,3 +257,24 @@ def test_stale_lock_of_a_dead_writer_does_not_block_recovery(tmp_path):
     assert lock_holder(bag) is None
     report = recover_bag(bag)
     assert report.pairs == 1 and not (bag / bagwriter.LOCK_FILE).exists()
+
+
+def test_recorder_summary_carries_the_error_and_the_disk_counts(ros_graph, tmp_path,
+                                                                monkeypatch):
+    """A failure met only when the recorder closes its bag is in its summary and status."""
+    from llava_drive.nodes.recorder import Recorder
+    from rclpy.parameter import Parameter
+    monkeypatch.setattr(bagwriter, '_open_stream', lambda path: FullDiskStream(path, 5_000))
+    bag = tmp_path / 'run'
+    recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
+        Parameter('bag_path', value=str(bag)), Parameter('flush_interval', value=60.0),
+        Parameter('image_format', value='raw')]))
+    assert recorder.writer is not None, recorder.error
+    for i in range(3):  # acknowledged, still in the open chunk
+        recorder.writer.write_pair(stamp(i), FRAME, 'bgr8', Control(), 1.0)
+    recorder.stop()  # the final flush meets the full disk
+    summary = recorder.last_summary
+    assert 'No space left' in summary['error'] and recorder.error == summary['error']
+    assert summary['pairs_written'] == 0 and summary['lost']['pairs'] == 3
+    assert bagfmt.custom_json(bagfmt.read_metadata(bag),
+                              bagfmt.CUSTOM_SUMMARY_KEY)['lost']['pairs'] == 3

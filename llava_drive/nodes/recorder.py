@@ -150,8 +150,15 @@ class Recorder(Node):
         try:
             self.writer.close(summary)
         except (BagWriteError, OSError) as error:
-            self.get_logger().error(f'closing {path} failed: {error}; run '
-                                    f'"llava-drive bag recover {path}" to restore it')
+            self.error = self.error or str(error)
+            self.get_logger().error(f'closing {path} failed: {error}')
+        if self.writer.error is not None:
+            # The writer cut the bag back to its last flushed chunk: report what is on disk
+            # and what was lost, not what was acknowledged (llava_drive.bag.writer).
+            self.error = self.error or self.writer.error
+            self.pairs_written = self.writer.pairs_written
+            final.update(error=self.error, pairs_written=self.writer.pairs_written,
+                         lost=self.writer.loss)
         self.writer = None
         self.stopping = False
         self._written_bags.append(str(path))
