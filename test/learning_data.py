@@ -72,3 +72,44 @@ def write_synthetic_bags(directory, count, **kwargs) -> list:
         write_synthetic_bag(path, seed=seed + index, **kwargs)
         paths.append(path)
     return paths
+
+
+def write_driving_bag(path, frames=400, seed=0, informative=True, command_switch_s=4.0,
+                      noise=0.05) -> None:
+    """
+    Write a feature file of a car driving arcs, with poses, commands and targets.
+
+    The route command alternates between LEFT and RIGHT every ``command_switch_s`` seconds
+    (random order) and the car turns that way (curvature +-0.06 1/m) at a speed that varies
+    between 3 and 7 m/s. ``informative`` features are a linear map of (curvature, speed)
+    plus noise; otherwise they carry the speed only, so only the command tells the turn.
+
+    :param path: the ``*.safetensors`` file.
+    :param frames: frames at 20 Hz.
+    :param seed: seed of the command order, speeds and noise.
+    :param informative: whether the features show the curvature.
+    :param command_switch_s: seconds between command changes.
+    :param noise: standard deviation of the feature noise.
+    """
+    rng = np.random.default_rng(seed)
+    dt = PERIOD_NS / 1e9
+    time = np.arange(frames) * dt
+    blocks = (time // command_switch_s).astype(int)
+    order = rng.integers(0, 2, blocks.max() + 1)
+    command = np.where(order[blocks] == 0, 1, 2)  # RoadOption LEFT 1, RIGHT 2
+    curvature = np.where(command == 1, 0.06, -0.06)
+    speed = 5.0 + 2.0 * np.sin(rng.uniform(0.3, 0.6) * time + rng.uniform(0, 6))
+    yaw = np.concatenate([[rng.uniform(-3, 3)], np.cumsum(speed * curvature * dt)[:-1]])
+    x = np.concatenate([[0.0], np.cumsum(speed * np.cos(yaw) * dt)[:-1]])
+    y = np.concatenate([[0.0], np.cumsum(speed * np.sin(yaw) * dt)[:-1]])
+    projection = np.random.default_rng(4321).normal(size=(2, DIM))
+    signal = np.stack([curvature / 0.06 if informative else np.zeros(frames),
+                       (speed - 5.0) / 2.0], axis=1)
+    features = signal @ projection + noise * rng.normal(size=(frames, DIM))
+    steer = -curvature * 5.0
+    actions = np.stack([steer, np.full(frames, 0.4), np.zeros(frames)], axis=1)
+    stamps = 1_000_000_000 + np.arange(frames, dtype=np.int64) * PERIOD_NS
+    target = np.stack([np.full(frames, 20.0), 5.0 * np.sign(curvature)], axis=1)
+    write_feature_file(path, features, actions, stamps, speed, np.zeros(frames), synthetic_spec(),
+                       {'source_bag': f'bags/{path.stem}'}, command=command, target=target,
+                       pose=np.stack([x, y, yaw], axis=1))

@@ -69,6 +69,23 @@ def register(subparsers):
                        help='dropout probability (default: %(default)s)')
     model.add_argument('--use-speed', action='store_true',
                        help='give the head the vehicle speed as an extra input')
+    model.add_argument('--use-command', action='store_true',
+                       help='give the head the route command (one-hot) as an extra input '
+                            '(conditional imitation; for vision modes)')
+    model.add_argument('--use-target', action='store_true',
+                       help='give the head the next route target point (vehicle frame) as an '
+                            'extra input')
+    model.add_argument('--output', default='control', choices=('control', 'waypoints'),
+                       help='control: steer, throttle, brake; waypoints: future positions from '
+                            'the recorded odometry and a target speed, followed by the '
+                            "policy's controller (default: %(default)s)")
+    model.add_argument('--num-waypoints', type=int, default=4, metavar='K',
+                       help='waypoints per prediction (default: %(default)s)')
+    model.add_argument('--waypoint-spacing', type=float, default=0.5, metavar='S',
+                       help='seconds between waypoints (default: %(default)s)')
+    model.add_argument('--speed-horizon', type=float, default=1.0, metavar='S',
+                       help='the target speed label is the recorded speed this many seconds '
+                            'ahead (default: %(default)s)')
     opt = parser.add_argument_group('optimization')
     opt.add_argument('--epochs', type=int, default=100,
                      help='maximum epochs (default: %(default)s)')
@@ -132,7 +149,10 @@ def run_train(args) -> int:
         config = TrainConfig(
             head=args.head, window=args.window, hidden_size=args.hidden_size,
             num_layers=args.num_layers, num_heads=args.num_heads, dropout=args.dropout,
-            use_speed=args.use_speed, epochs=args.epochs, batch_size=args.batch_size,
+            use_speed=args.use_speed, use_command=args.use_command,
+            use_target=args.use_target, output=args.output,
+            num_waypoints=args.num_waypoints, waypoint_spacing_s=args.waypoint_spacing,
+            speed_horizon_s=args.speed_horizon, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
             seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by,
             patience=args.patience,

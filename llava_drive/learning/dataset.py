@@ -2,15 +2,19 @@
 Training windows from feature files, split into train and validation by bag or episode.
 
 A window is K consecutive frames of one bag and one episode, newest last; its label is the
-newest frame's action. Windows never cross an episode boundary or a gap in the stamps
-(frames the extractor skipped, a pause in recording). Train and validation never share a bag
+newest frame's action, or for waypoint heads its waypoint label from the recorded poses
+(:mod:`llava_drive.learning.waypoints`; windows whose newest frame has none are left out).
+Windows never cross an episode boundary or a gap in the stamps (frames the extractor skipped,
+a pause in recording). Train and validation never share a bag
 (``split_by='bag'``) or an episode (``split_by='episode'``): neighbouring frames are nearly
 identical, so a random frame split would measure memorisation.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
+from llava_drive.features.route_prompt import NO_PLAN_COMMAND
 from llava_drive.features.store import list_feature_files, load_feature_file, SUFFIX
+from llava_drive.learning.waypoints import waypoint_labels, WaypointSpec
 import numpy as np
 
 SPLIT_KEYS = ('bag', 'episode', 'auto')
@@ -37,6 +41,9 @@ class WindowSet:
     :param windows: [M, K] int64 frame indices of each window, newest last.
     :param bags: [M] bag name of each window.
     :param episodes: [M] episode index of each window.
+    :param command: [N] route command per frame (RoadOption values).
+    :param target: [N, 2] next target point per frame (NaN unknown).
+    :param labels: [N, L] label per frame (None: the actions).
     """
 
     features: np.ndarray
@@ -46,6 +53,19 @@ class WindowSet:
     windows: np.ndarray
     bags: np.ndarray
     episodes: np.ndarray
+    command: np.ndarray = None
+    target: np.ndarray = None
+    labels: np.ndarray = None
+
+    def __post_init__(self):
+        """Fill absent route inputs (follow the lane, no target) and labels (the actions)."""
+        count = len(self.features)
+        if self.command is None:
+            self.command = np.full(count, int(NO_PLAN_COMMAND), np.int64)
+        if self.target is None:
+            self.target = np.full((count, 2), np.nan, np.float32)
+        if self.labels is None:
+            self.labels = self.actions
 
     def __len__(self) -> int:
         """Return the number of windows M."""
@@ -57,8 +77,8 @@ class WindowSet:
         return int(self.windows.shape[1])
 
     def targets(self) -> np.ndarray:
-        """Return the label of every window, the newest frame's action, [M, 3]."""
-        return self.actions[self.windows[:, -1]]
+        """Return the label of every window, the newest frame's label, [M, L]."""
+        return self.labels[self.windows[:, -1]]
 
     def frame_indices(self) -> np.ndarray:
         """Return the sorted indices of all frames used by at least one window."""
@@ -66,12 +86,21 @@ class WindowSet:
 
     def batch(self, rows):
         """
-        Return ``(features [B, K, D], speed [B, K], actions [B, 3])`` for some windows.
+        Return ``(features [B, K, D], speed [B, K], labels [B, L])`` for some windows.
 
         :param rows: indices into the windows of this set.
         """
         frames = self.windows[rows]
-        return self.features[frames], self.speed[frames], self.actions[frames[:, -1]]
+        return self.features[frames], self.speed[frames], self.labels[frames[:, -1]]
+
+    def route(self, rows):
+        """
+        Return ``(command [B, K], target [B, K, 2])`` for some windows.
+
+        :param rows: indices into the windows of this set.
+        """
+        frames = self.windows[rows]
+        return self.command[frames], self.target[frames]
 
     def subset(self, mask) -> 'WindowSet':
         """
@@ -80,7 +109,8 @@ class WindowSet:
         :param mask: [M] booleans.
         """
         return WindowSet(self.features, self.actions, self.speed, self.stamps,
-                         self.windows[mask], self.bags[mask], self.episodes[mask])
+                         self.windows[mask], self.bags[mask], self.episodes[mask],
+                         self.command, self.target, self.labels)
 
 
 def resolve_feature_paths(items) -> list:
@@ -184,20 +214,31 @@ def window_indices(stamps, episode, window, max_gap_factor=DEFAULT_MAX_GAP_FACTO
     return ends[:, None] + np.arange(1 - window, 1)[None, :]
 
 
-def build_windows(files, window, max_gap_factor=DEFAULT_MAX_GAP_FACTOR) -> WindowSet:
+def build_windows(files, window, max_gap_factor=DEFAULT_MAX_GAP_FACTOR,
+                  waypoints: WaypointSpec = None) -> WindowSet:
     """
     Concatenate loaded feature files and take every valid window from each.
 
     :param files: loaded ``FeatureFile`` objects.
     :param window: K, frames per window.
     :param max_gap_factor: how many median stamp steps make a gap.
+    :param waypoints: label windows with waypoints of this definition (None: actions).
     """
     if window < 1:
         raise DatasetError(f'window must be >= 1, got {window}')
     features, actions, speed, stamps, windows, bags, episodes = [], [], [], [], [], [], []
+    command, target, labels = [], [], []
     offset = 0
     for feature_file in files:
         local = window_indices(feature_file.stamps, feature_file.episode, window, max_gap_factor)
+        if waypoints is not None:
+            segments = segment_ids(feature_file.stamps, feature_file.episode, max_gap_factor)
+            frame_labels, valid = waypoint_labels(feature_file.stamps, feature_file.pose,
+                                                  feature_file.speed, segments, waypoints)
+            local = local[valid[local[:, -1]]]
+            labels.append(frame_labels)
+        command.append(np.asarray(feature_file.command, dtype=np.int64))
+        target.append(np.asarray(feature_file.target, dtype=np.float32))
         features.append(np.asarray(feature_file.features, dtype=np.float32))
         actions.append(np.asarray(feature_file.actions, dtype=np.float32))
         speed.append(np.asarray(feature_file.speed, dtype=np.float32))
@@ -209,8 +250,14 @@ def build_windows(files, window, max_gap_factor=DEFAULT_MAX_GAP_FACTOR) -> Windo
     result = WindowSet(np.concatenate(features), np.concatenate(actions),
                        np.concatenate(speed), np.concatenate(stamps),
                        np.concatenate(windows).astype(np.int64), np.concatenate(bags),
-                       np.concatenate(episodes))
+                       np.concatenate(episodes), np.concatenate(command),
+                       np.concatenate(target), np.concatenate(labels) if labels else None)
     if len(result) == 0:
+        if waypoints is not None:
+            raise DatasetError(
+                f'no window of {window} frames has a waypoint label ({waypoints.num_waypoints} '
+                f'points {waypoints.spacing_s} s apart need recorded poses that far ahead); '
+                f'feature files extracted before poses were stored have none: extract again')
         raise DatasetError(f'no window of {window} consecutive frames in the feature files')
     return result
 

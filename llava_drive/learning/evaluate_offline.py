@@ -11,7 +11,8 @@ from llava_drive.learning import ACTION_NAMES
 from llava_drive.learning.checkpoint import check_feature_spec, load_checkpoint
 from llava_drive.learning.dataset import (build_windows, load_feature_files,
                                           resolve_feature_paths, WindowSet)
-from llava_drive.learning.metrics import action_metrics, format_table, json_safe
+from llava_drive.learning.metrics import (format_table, format_waypoint_table, json_safe,
+                                          output_metrics)
 import matplotlib
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ PLOT_SUFFIX = '_controls.png'
 
 def predict_windows(head, windows: WindowSet, batch_size=512) -> np.ndarray:
     """
-    Return the head's bounded actions for every window, [M, 3] float32.
+    Return the head's predictions for every window, [M, outputs] float32.
 
     :param head: an ``ActionHead``.
     :param windows: the windows to predict.
@@ -36,12 +37,15 @@ def predict_windows(head, windows: WindowSet, batch_size=512) -> np.ndarray:
     outputs = []
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            features, speed, _ = windows.batch(np.arange(start, min(start + batch_size,
-                                                                    len(windows))))
-            outputs.append(head(torch.from_numpy(features).to(device),
-                                torch.from_numpy(speed).to(device)).cpu().numpy())
+            rows = np.arange(start, min(start + batch_size, len(windows)))
+            features, speed, _ = windows.batch(rows)
+            command, target = windows.route(rows)
+            inputs = (torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                      for a in (features, speed, command, target))
+            outputs.append(head(*inputs).cpu().numpy())
     head.train(was_training)
-    return np.concatenate(outputs) if outputs else np.zeros((0, len(ACTION_NAMES)), np.float32)
+    return np.concatenate(outputs) if outputs else \
+        np.zeros((0, head.config.output_size), np.float32)
 
 
 def plot_controls(path, stamps, recorded, predicted, title=''):
@@ -75,7 +79,8 @@ def evaluate_offline(checkpoint_dir, feature_paths, out_dir=None, batch_size=512
     """
     Evaluate a checkpoint on feature files; optionally write metrics.json and plots.
 
-    Only frames with a full window of K earlier frames in their episode are scored.
+    Only frames with a full window of K earlier frames in their episode are scored (and, for
+    a waypoint head, a waypoint label). Control plots are drawn for control heads only.
 
     :param checkpoint_dir: the checkpoint directory.
     :param feature_paths: feature files or directories (held out from training).
@@ -88,19 +93,22 @@ def evaluate_offline(checkpoint_dir, feature_paths, out_dir=None, batch_size=512
     head, config = load_checkpoint(checkpoint_dir)
     files = load_feature_files(resolve_feature_paths(feature_paths))
     check_feature_spec(config, files[0].spec, other='feature files')
-    windows = build_windows(files, head.window)
+    kind = head.output_kind
+    windows = build_windows(files, head.window, waypoints=head.config.waypoint_spec()
+                            if kind == 'waypoints' else None)
     predicted = predict_windows(head, windows, batch_size)
     recorded = windows.targets()
-    report = {'checkpoint': str(checkpoint_dir), 'windows': len(windows),
-              'metrics': action_metrics(predicted, recorded), 'per_bag': {}, 'plots': []}
+    report = {'checkpoint': str(checkpoint_dir), 'windows': len(windows), 'output': kind,
+              'metrics': output_metrics(kind, predicted, recorded), 'per_bag': {},
+              'plots': []}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     for bag in sorted(set(windows.bags)):
         rows = windows.bags == bag
-        metrics = action_metrics(predicted[rows], recorded[rows])
+        metrics = output_metrics(kind, predicted[rows], recorded[rows])
         report['per_bag'][bag] = metrics
-        if out_dir is not None:
+        if out_dir is not None and kind == 'control':
             path = out_dir / f'{bag}{PLOT_SUFFIX}'
             r2 = metrics['steer_r2']
             plot_controls(path, windows.stamps[windows.windows[rows, -1]], recorded[rows],
@@ -120,8 +128,11 @@ def summary(report: dict) -> str:
 
     :param report: the report.
     """
-    lines = [f'{report["windows"]} windows, {len(report["per_bag"])} bag(s)',
-             format_table({'all bags': report['metrics']})]
+    lines = [f'{report["windows"]} windows, {len(report["per_bag"])} bag(s)']
+    if report.get('output') == 'waypoints':
+        lines.append(format_waypoint_table({'all bags': report['metrics'], **report['per_bag']}))
+        return '\n'.join(lines)
+    lines.append(format_table({'all bags': report['metrics']}))
     if len(report['per_bag']) > 1:
         lines.append('per bag:')
         for bag, metrics in report['per_bag'].items():

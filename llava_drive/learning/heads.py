@@ -1,12 +1,21 @@
 """
-Action heads: small torch modules mapping LLaVA features to (steer, throttle, brake).
+Heads: small torch modules mapping LLaVA features to control or to waypoints.
 
 Every head takes a window of the last K frames' features, shape [B, K, D] (a [B, D] input
-is one frame), and optionally the vehicle speed per frame, shape [B, K] (or [B]). Inputs
-are normalized inside the module with the training data's mean and standard deviation,
-kept as buffers, so a checkpoint is self-contained. Outputs are bounded to the CARLA
-control ranges: steer = tanh(raw) in [-1, 1], throttle = sigmoid(raw) and
-brake = sigmoid(raw) in [0, 1]. The prediction is for the newest frame of the window.
+is one frame), and optionally per frame the vehicle speed [B, K] (or [B]), the route command
+[B, K] (RoadOption values, fed one-hot as conditional imitation learning does) and the next
+target point [B, K, 2] (metres ahead and to the left; NaN = unknown, fed as 0). Inputs are
+normalized inside the module with the training data's statistics, kept as buffers, so a
+checkpoint is self-contained. The prediction is for the newest frame of the window.
+
+Outputs (``output``):
+
+- ``control``: (steer, throttle, brake) bounded to the CARLA ranges: steer = tanh(raw) in
+  [-1, 1], throttle = sigmoid(raw) and brake = sigmoid(raw) in [0, 1];
+- ``waypoints``: K future positions in the vehicle frame (forward, left, in m) and a target
+  speed (m/s, >= 0), :mod:`llava_drive.learning.waypoints`; raw outputs are in units of the
+  training labels' standard deviation, de-normalized inside the module. A controller
+  (:mod:`llava_drive.policy.controller`) turns them into control.
 
 Heads are built by name from a :class:`HeadConfig` (or its dict form):
 
@@ -18,13 +27,19 @@ Heads are built by name from a :class:`HeadConfig` (or its dict form):
 """
 from dataclasses import asdict, dataclass, fields
 
+from llava_drive.features.route_prompt import COMMAND_ORDER
 from llava_drive.learning import ACTION_NAMES
+from llava_drive.learning.waypoints import WaypointSpec
 import numpy as np
 import torch
 from torch import nn
 
 # Smallest standard deviation used for normalization: constant features stay finite.
 MIN_STD = 1e-6
+OUTPUT_KINDS = ('control', 'waypoints')
+# Target points are fed in units of this distance, clipped: the planner looks 50 m ahead.
+TARGET_SCALE_M = 50.0
+TARGET_CLIP = 2.0
 
 
 @dataclass
@@ -40,6 +55,12 @@ class HeadConfig:
     :param num_layers: GRU or transformer layers (ignored by ``mlp``).
     :param num_heads: attention heads of the transformer (must divide ``hidden_size``).
     :param dropout: dropout probability inside the head.
+    :param output: ``'control'`` (steer, throttle, brake) or ``'waypoints'``.
+    :param num_waypoints: K future positions of a waypoint head.
+    :param waypoint_spacing_s: time between waypoints (s), as labelled.
+    :param speed_horizon_s: the target speed label is the speed this far ahead (s).
+    :param use_command: append the route command (one-hot) to every frame's input.
+    :param use_target: append the next target point (vehicle frame) to every frame's input.
     """
 
     kind: str = 'mlp'
@@ -50,9 +71,21 @@ class HeadConfig:
     num_layers: int = 1
     num_heads: int = 4
     dropout: float = 0.0
+    output: str = 'control'
+    num_waypoints: int = WaypointSpec.num_waypoints
+    waypoint_spacing_s: float = WaypointSpec.spacing_s
+    speed_horizon_s: float = WaypointSpec.speed_horizon_s
+    use_command: bool = False
+    use_target: bool = False
 
     def __post_init__(self):
         """Check every field; errors name the bad value."""
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f'output must be one of {OUTPUT_KINDS}, got {self.output!r}')
+        self.waypoint_spec()  # checks the waypoint fields
+        for name in ('use_speed', 'use_command', 'use_target'):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f'{name} must be true or false, got {getattr(self, name)!r}')
         if self.kind not in HEAD_TYPES:
             raise ValueError(
                 f'unknown head type {self.kind!r}; choose one of {sorted(HEAD_TYPES)}')
@@ -69,6 +102,23 @@ class HeadConfig:
     def to_dict(self) -> dict:
         """Return the configuration as a JSON-ready dict."""
         return asdict(self)
+
+    def waypoint_spec(self) -> WaypointSpec:
+        """Return how the waypoint labels of this head are defined."""
+        return WaypointSpec(self.num_waypoints, self.waypoint_spacing_s, self.speed_horizon_s)
+
+    @property
+    def output_size(self) -> int:
+        """Return the width of the output: 3 controls, or 2 per waypoint plus the speed."""
+        if self.output == 'control':
+            return len(ACTION_NAMES)
+        return self.waypoint_spec().label_size
+
+    def output_names(self) -> list:
+        """Return the name of every output column."""
+        if self.output == 'control':
+            return list(ACTION_NAMES)
+        return self.waypoint_spec().names()
 
     @classmethod
     def from_dict(cls, data: dict) -> 'HeadConfig':
@@ -109,6 +159,12 @@ class ActionHead(nn.Module):
         self.register_buffer('feature_std', torch.ones(dim))
         self.register_buffer('speed_mean', torch.zeros(1))
         self.register_buffer('speed_std', torch.ones(1))
+        if config.output == 'waypoints':
+            # Label statistics: outputs are predicted in standard units and de-normalized.
+            self.register_buffer('output_mean', torch.zeros(config.output_size))
+            self.register_buffer('output_std', torch.ones(config.output_size))
+        self.register_buffer('command_order', torch.tensor([int(o) for o in COMMAND_ORDER]),
+                             persistent=False)
 
     @property
     def window(self) -> int:
@@ -122,8 +178,55 @@ class ActionHead(nn.Module):
 
     @property
     def input_dim(self) -> int:
-        """Per-frame input size after the optional speed is appended."""
-        return self.config.feature_dim + (1 if self.config.use_speed else 0)
+        """Per-frame input size after the optional speed, command and target are appended."""
+        config = self.config
+        return (config.feature_dim + (1 if config.use_speed else 0)
+                + (len(COMMAND_ORDER) if config.use_command else 0)
+                + (2 if config.use_target else 0))
+
+    @property
+    def output_kind(self) -> str:
+        """Return ``'control'`` or ``'waypoints'``."""
+        return self.config.output
+
+    def set_output_normalization(self, mean, std):
+        """
+        Store the waypoint labels' mean and standard deviation (waypoint heads only).
+
+        :param mean: [2K + 1] label means.
+        :param std: [2K + 1] label standard deviations (floored at 1e-6).
+        """
+        if self.config.output != 'waypoints':
+            raise ValueError('only waypoint heads normalize their outputs')
+        mean = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1)
+        std = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1)
+        if mean.numel() != self.config.output_size or std.numel() != self.config.output_size:
+            raise ValueError(f'output statistics of size {mean.numel()}/{std.numel()} do not '
+                             f'match the {self.config.output_size} outputs')
+        with torch.no_grad():
+            self.output_mean.copy_(mean)
+            self.output_std.copy_(std.clamp_min(MIN_STD))
+
+    def normalize_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """
+        Return labels in the units of :meth:`raw_actions` (waypoint heads; identity else).
+
+        :param labels: [B, outputs] labels.
+        """
+        if self.config.output != 'waypoints':
+            return labels
+        return (labels - self.output_mean) / self.output_std
+
+    def bound(self, raw: torch.Tensor) -> torch.Tensor:
+        """
+        Map raw outputs to predictions: bounded controls, or de-normalized waypoints.
+
+        :param raw: [B, outputs] raw outputs.
+        """
+        if self.config.output == 'control':
+            return bound_actions(raw)
+        values = raw * self.output_std + self.output_mean
+        return torch.cat([values[..., :-1], values[..., -1:].clamp_min(0.0)], dim=-1)
 
     def set_normalization(self, feature_mean, feature_std, speed_mean=0.0, speed_std=1.0):
         """
@@ -147,80 +250,112 @@ class ActionHead(nn.Module):
 
     def normalization(self) -> dict:
         """Return the normalization statistics as plain lists and floats (for config.json)."""
-        return {
+        result = {
             'feature_mean': self.feature_mean.tolist(),
             'feature_std': self.feature_std.tolist(),
             'speed_mean': float(self.speed_mean.item()),
             'speed_std': float(self.speed_std.item()),
         }
+        if self.config.output == 'waypoints':
+            result.update(output_mean=self.output_mean.tolist(),
+                          output_std=self.output_std.tolist())
+        return result
 
-    def forward(self, features: torch.Tensor, speed: torch.Tensor = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, speed: torch.Tensor = None,
+                command: torch.Tensor = None, target: torch.Tensor = None) -> torch.Tensor:
         """
-        Predict bounded (steer, throttle, brake) for the newest frame of each window.
+        Predict the outputs for the newest frame of each window.
 
         :param features: [B, K, D] (or [B, D] when K = 1) raw features, newest frame last.
         :param speed: [B, K] or [B] speed in m/s; required when the head uses speed.
-        :returns: [B, 3] actions within their control ranges.
+        :param command: [B, K] or [B] RoadOption values; required when it uses the command.
+        :param target: [B, K, 2] or [B, 2] target points (m); required when it uses them.
+        :returns: [B, 3] actions within their control ranges, or [B, 2K + 1] waypoints
+            (forward, left per waypoint) and target speed.
         """
-        return bound_actions(self.raw_actions(features, speed))
+        return self.bound(self.raw_actions(features, speed, command, target))
 
     @torch.no_grad()
-    def predict(self, features, speed=None) -> np.ndarray:
+    def predict(self, features, speed=None, command=None, target=None) -> np.ndarray:
         """
-        Predict actions for numpy inputs without gradients (the policy node's call).
+        Predict for numpy inputs without gradients (the policy node's call).
 
         :param features: a batch [B, K, D], one window [K, D], or one frame [D] when K = 1.
         :param speed: m/s; [B, K] or [B] for a batch, [K] or a float for one window/frame.
-        :returns: [B, 3] for a batch, [3] otherwise; bounded actions as float32.
+        :param command: RoadOption values shaped like ``speed``.
+        :param target: target points, ``speed``'s shape plus a last axis of 2.
+        :returns: [B, outputs] for a batch, [outputs] otherwise, float32.
         """
         features = np.asarray(features, dtype=np.float32)
         single = features.ndim < 3
         features = features.reshape((1, -1, features.shape[-1])) if single else features
         device = self.feature_mean.device
-        speed_tensor = None
-        if speed is not None:
-            speed = np.asarray(speed, dtype=np.float32)
-            speed = speed.reshape(1, -1) if single else speed
-            speed_tensor = torch.from_numpy(speed).to(device)
-        result = self(torch.from_numpy(features).to(device), speed_tensor).cpu().numpy()
+
+        def tensor(value, dtype, tail=()):
+            if value is None:
+                return None
+            array = np.asarray(value, dtype=dtype)
+            array = array.reshape((1, -1) + tail) if single else array
+            return torch.from_numpy(array).to(device)
+
+        result = self(torch.from_numpy(features).to(device), tensor(speed, np.float32),
+                      tensor(command, np.int64), tensor(target, np.float32, (2,)))
+        result = result.cpu().numpy()
         return result[0] if single else result
 
-    def raw_actions(self, features: torch.Tensor, speed: torch.Tensor = None) -> torch.Tensor:
+    def raw_actions(self, features: torch.Tensor, speed: torch.Tensor = None,
+                    command: torch.Tensor = None, target: torch.Tensor = None) -> torch.Tensor:
         """
-        Return the unbounded outputs [B, 3] (before tanh / sigmoid).
+        Return the raw outputs [B, outputs] (before bounding or de-normalization).
 
         :param features: as for :meth:`forward`.
         :param speed: as for :meth:`forward`.
+        :param command: as for :meth:`forward`.
+        :param target: as for :meth:`forward`.
         """
-        return self.encode(self._inputs(features, speed))
+        return self.encode(self._inputs(features, speed, command, target))
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         """
-        Map normalized inputs [B, K, input_dim] to raw outputs [B, 3].
+        Map normalized inputs [B, K, input_dim] to raw outputs [B, outputs].
 
         :param inputs: normalized features (and speed) per frame.
         """
         raise NotImplementedError
 
-    def _inputs(self, features, speed):
+    def _per_frame(self, name, value, batch_shape, tail=()):
+        """Check an extra input and broadcast a per-window value over the frames."""
+        if value is None:
+            raise ValueError(f'this head was trained with {name} input: pass {name}')
+        if value.dim() == 1 + len(tail) and tuple(value.shape[1:]) == tail:
+            value = value.unsqueeze(1).expand(-1, self.window, *tail)
+        if tuple(value.shape) != tuple(batch_shape) + tail:
+            raise ValueError(f'expected {name} {list(batch_shape) + list(tail)}, '
+                             f'got {list(value.shape)}')
+        return value
+
+    def _inputs(self, features, speed=None, command=None, target=None):
         if features.dim() == 2:
             features = features.unsqueeze(1)
         if features.dim() != 3 or features.shape[1:] != (self.window, self.config.feature_dim):
             raise ValueError(f'expected features [B, {self.window}, {self.config.feature_dim}]'
                              f', got {list(features.shape)}')
-        inputs = (features.float() - self.feature_mean) / self.feature_std
-        if not self.uses_speed:
-            return inputs
-        if speed is None:
-            raise ValueError('this head was trained with speed input: pass speed')
-        speed = speed.float()
-        if speed.dim() == 1:
-            speed = speed.unsqueeze(1).expand(-1, self.window)
-        if speed.shape != inputs.shape[:2]:
-            raise ValueError(f'expected speed [B, {self.window}] or [B], '
-                             f'got {list(speed.shape)}')
-        speed = (speed - self.speed_mean) / self.speed_std
-        return torch.cat([inputs, speed.unsqueeze(-1)], dim=-1)
+        inputs = [(features.float() - self.feature_mean) / self.feature_std]
+        shape = features.shape[:2]
+        if self.uses_speed:
+            speed = self._per_frame('speed', speed, shape).float()
+            inputs.append(((speed - self.speed_mean) / self.speed_std).unsqueeze(-1))
+        if self.config.use_command:
+            command = self._per_frame('command', command, shape).long()
+            one_hot = command.unsqueeze(-1) == self.command_order
+            if not one_hot.any(-1).all():
+                raise ValueError('command holds values that are no RoadOption')
+            inputs.append(one_hot.float())
+        if self.config.use_target:
+            target = self._per_frame('target', target, shape, (2,)).float()
+            target = torch.nan_to_num(target, nan=0.0) / TARGET_SCALE_M
+            inputs.append(target.clamp(-TARGET_CLIP, TARGET_CLIP))
+        return torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0]
 
 
 class MLPHead(ActionHead):
@@ -237,7 +372,7 @@ class MLPHead(ActionHead):
             nn.Linear(config.window * self.input_dim, config.hidden_size),
             nn.ReLU(),
             nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_size, len(ACTION_NAMES)),
+            nn.Linear(config.hidden_size, config.output_size),
         )
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -263,7 +398,7 @@ class GRUHead(ActionHead):
             self.input_dim, config.hidden_size, num_layers=config.num_layers,
             batch_first=True, dropout=config.dropout if config.num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(config.dropout)
-        self.output = nn.Linear(config.hidden_size, len(ACTION_NAMES))
+        self.output = nn.Linear(config.hidden_size, config.output_size)
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         """
@@ -295,7 +430,7 @@ class TransformerHead(ActionHead):
         self.encoder = nn.TransformerEncoder(
             layer, config.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
-        self.output = nn.Linear(width, len(ACTION_NAMES))
+        self.output = nn.Linear(width, config.output_size)
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         """

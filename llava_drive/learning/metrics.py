@@ -87,3 +87,60 @@ def format_table(columns: dict, names=ACTION_NAMES) -> str:
                           for metrics in columns.values())
         lines.append(f'{name:10}{cells}')
     return '\n'.join(lines)
+
+
+def waypoint_metrics(prediction, target) -> dict:
+    """
+    Return displacement and speed errors of waypoint predictions.
+
+    ``ade`` is the mean distance between predicted and recorded waypoints (m), ``fde`` the
+    same for the last waypoint, ``speed_mae`` the target speed's mean absolute error (m/s),
+    ``lateral_r2`` the R^2 of the last waypoint's lateral offset (the steering content,
+    comparable to a control head's steer R^2) and ``speed_r2`` that of the target speed.
+
+    :param prediction: [N, 2K + 1] (forward, left per waypoint, then target speed).
+    :param target: [N, 2K + 1] labels.
+    """
+    prediction = np.asarray(prediction, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if prediction.shape != target.shape or prediction.ndim != 2 or prediction.shape[1] % 2 != 1 \
+            or prediction.shape[1] < 3:
+        raise ValueError(f'prediction {prediction.shape} and target {target.shape} must both '
+                         f'be [N, 2K + 1]')
+    if prediction.shape[0] == 0:
+        raise ValueError('no samples to compute metrics on')
+    points = prediction[:, :-1].reshape(len(prediction), -1, 2)
+    recorded = target[:, :-1].reshape(len(target), -1, 2)
+    distance = np.linalg.norm(points - recorded, axis=-1)
+    return {'ade': float(distance.mean()), 'fde': float(distance[:, -1].mean()),
+            'speed_mae': float(np.mean(np.abs(prediction[:, -1] - target[:, -1]))),
+            'lateral_r2': r2_score(points[:, -1, 1], recorded[:, -1, 1]),
+            'speed_r2': r2_score(prediction[:, -1], target[:, -1])}
+
+
+def output_metrics(kind: str, prediction, target) -> dict:
+    """
+    Return :func:`action_metrics` for control outputs, :func:`waypoint_metrics` otherwise.
+
+    :param kind: ``'control'`` or ``'waypoints'``.
+    :param prediction: predictions [N, outputs].
+    :param target: labels [N, outputs].
+    """
+    if kind == 'control':
+        return action_metrics(prediction, target)
+    return waypoint_metrics(prediction, target)
+
+
+def format_waypoint_table(columns: dict) -> str:
+    """
+    Return a text table of :func:`waypoint_metrics` results, one column per set.
+
+    :param columns: ordered ``{column title: waypoint_metrics(...) result}``.
+    """
+    names = ('ade', 'fde', 'lateral_r2', 'speed_mae', 'speed_r2')
+    lines = [f'{"metric":12}' + ''.join(f'{title:>14}' for title in columns)]
+    for name in names:
+        cells = ''.join(f'{value:14.4f}' if value is not None and math.isfinite(value)
+                        else f'{"n/a":>14}' for value in (m.get(name) for m in columns.values()))
+        lines.append(f'{name:12}{cells}')
+    return '\n'.join(lines)

@@ -20,8 +20,10 @@ from llava_drive.learning.dataset import (build_windows, DEFAULT_MAX_GAP_FACTOR,
                                           load_feature_files, resolve_feature_paths,
                                           SPLIT_KEYS, split_windows)
 from llava_drive.learning.evaluate_offline import predict_windows
-from llava_drive.learning.heads import build_head, HEAD_TYPES, HeadConfig
-from llava_drive.learning.metrics import action_metrics, format_table, prefixed
+from llava_drive.learning.heads import build_head, HEAD_TYPES, HeadConfig, OUTPUT_KINDS
+from llava_drive.learning.metrics import (format_table, format_waypoint_table, output_metrics,
+                                          prefixed)
+from llava_drive.learning.waypoints import WaypointSpec
 import matplotlib
 import numpy as np
 import torch
@@ -43,6 +45,13 @@ class TrainConfig:
     :param num_heads: transformer attention heads.
     :param dropout: dropout inside the head.
     :param use_speed: feed the vehicle speed to the head as an extra input.
+    :param use_command: feed the route command (one-hot) to the head as an extra input.
+    :param use_target: feed the next target point (vehicle frame) to the head.
+    :param output: ``'control'`` (steer, throttle, brake) or ``'waypoints'`` (K future
+        positions from the recorded poses and a target speed, for the waypoint controller).
+    :param num_waypoints: K of a waypoint head.
+    :param waypoint_spacing_s: time between waypoints (s).
+    :param speed_horizon_s: the target speed label is the recorded speed this far ahead (s).
     :param epochs: maximum number of epochs.
     :param batch_size: windows per optimizer step.
     :param lr: AdamW learning rate.
@@ -76,6 +85,12 @@ class TrainConfig:
     # dropout and weight decay memorises routes (benchmarks/feature_modes.py measured this).
     dropout: float = 0.2
     use_speed: bool = False
+    use_command: bool = False
+    use_target: bool = False
+    output: str = 'control'
+    num_waypoints: int = WaypointSpec.num_waypoints
+    waypoint_spacing_s: float = WaypointSpec.spacing_s
+    speed_horizon_s: float = WaypointSpec.speed_horizon_s
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-3
@@ -95,6 +110,8 @@ class TrainConfig:
         """Check every field; errors name the bad value."""
         if self.head not in HEAD_TYPES:
             raise ValueError(f'head must be one of {sorted(HEAD_TYPES)}, got {self.head!r}')
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f'output must be one of {OUTPUT_KINDS}, got {self.output!r}')
         for name in ('window', 'hidden_size', 'num_layers', 'num_heads', 'epochs',
                      'batch_size'):
             value = getattr(self, name)
@@ -142,7 +159,17 @@ class TrainConfig:
         return HeadConfig(kind=self.head, feature_dim=feature_dim, window=self.window,
                           use_speed=self.use_speed, hidden_size=self.hidden_size,
                           num_layers=self.num_layers, num_heads=self.num_heads,
-                          dropout=self.dropout)
+                          dropout=self.dropout, output=self.output,
+                          num_waypoints=self.num_waypoints,
+                          waypoint_spacing_s=self.waypoint_spacing_s,
+                          speed_horizon_s=self.speed_horizon_s, use_command=self.use_command,
+                          use_target=self.use_target)
+
+    def waypoint_spec(self):
+        """Return the waypoint label definition, or None for control heads."""
+        if self.output != 'waypoints':
+            return None
+        return WaypointSpec(self.num_waypoints, self.waypoint_spacing_s, self.speed_horizon_s)
 
     def to_dict(self) -> dict:
         """Return the configuration as a JSON-ready dict."""
@@ -161,11 +188,16 @@ def _normalization(train_windows):
 
 def action_loss_weights(config: TrainConfig, targets) -> np.ndarray:
     """
-    Return the per-action weights of the squared errors, summing to 1.
+    Return the per-output weights of the squared errors, summing to 1.
+
+    Waypoint heads learn labels in standard units, every column weighted alike.
 
     :param config: ``loss_weights``, ``scale_loss`` and ``min_label_variance`` are used.
-    :param targets: [M, 3] training labels.
+    :param targets: [M, 3] training labels ([M, 2K + 1] for waypoint heads).
     """
+    if config.output == 'waypoints':
+        width = np.asarray(targets).shape[1]
+        return np.full(width, 1.0 / width)
     weights = np.asarray(config.loss_weights, dtype=np.float64)
     if config.scale_loss:
         variance = np.asarray(targets, dtype=np.float64).var(0)
@@ -179,10 +211,19 @@ def _weighted_loss(predicted, target, weights):
 
 
 def _tensors(windows, rows, device):
-    """Return one batch of windows as torch tensors on ``device``."""
-    features, speed, actions = windows.batch(rows)
-    return (torch.from_numpy(features).to(device), torch.from_numpy(speed).to(device),
-            torch.from_numpy(actions).to(device))
+    """Return one batch as ``(inputs, labels)``: the head's input tensors and the labels."""
+    features, speed, labels = windows.batch(rows)
+    command, target = windows.route(rows)
+    inputs = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                   for a in (features, speed, command, target))
+    return inputs, torch.from_numpy(labels).to(device)
+
+
+def _batch_loss(head, inputs, labels, weights):
+    """Return the weighted loss of one batch (waypoints compared in standard units)."""
+    if head.output_kind == 'control':
+        return _weighted_loss(head(*inputs), labels, weights)
+    return _weighted_loss(head.raw_actions(*inputs), head.normalize_labels(labels), weights)
 
 
 def _evaluate_loss(head, windows, weights, batch_size, device) -> float:
@@ -192,8 +233,8 @@ def _evaluate_loss(head, windows, weights, batch_size, device) -> float:
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
             rows = np.arange(start, min(start + batch_size, len(windows)))
-            features, speed, actions = _tensors(windows, rows, device)
-            total += float(_weighted_loss(head(features, speed), actions, weights)) * len(rows)
+            inputs, labels = _tensors(windows, rows, device)
+            total += float(_batch_loss(head, inputs, labels, weights)) * len(rows)
     return total / len(windows)
 
 
@@ -242,7 +283,7 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
     files = load_feature_files(paths)
     spec = files[0].spec
     train_set, val_set = split_windows(
-        build_windows(files, config.window, config.max_gap_factor),
+        build_windows(files, config.window, config.max_gap_factor, config.waypoint_spec()),
         config.split_by, config.val_fraction, config.seed)
 
     torch.manual_seed(config.seed)
@@ -250,6 +291,9 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
     device = torch.device(config.device)
     head = build_head(config.head_config(spec.feature_dim))
     head.set_normalization(*_normalization(train_set))
+    if config.output == 'waypoints':
+        labels = train_set.targets().astype(np.float64)
+        head.set_output_normalization(labels.mean(0), labels.std(0))
     head.to(device)
     weights = torch.tensor(action_loss_weights(config, train_set.targets()),
                            dtype=torch.float32, device=device)
@@ -271,8 +315,8 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size]
-            features, speed, actions = _tensors(train_set, rows, device)
-            loss = _weighted_loss(head(features, speed), actions, weights)
+            inputs, labels = _tensors(train_set, rows, device)
+            loss = _batch_loss(head, inputs, labels, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -294,8 +338,10 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
     epochs.close()
     head.load_state_dict(best['state'])
 
-    train_metrics = action_metrics(predict_windows(head, train_set), train_set.targets())
-    val_metrics = action_metrics(predict_windows(head, val_set), val_set.targets())
+    train_metrics = output_metrics(config.output, predict_windows(head, train_set),
+                                   train_set.targets())
+    val_metrics = output_metrics(config.output, predict_windows(head, val_set),
+                                 val_set.targets())
     metrics = {**prefixed(train_metrics, 'train'), **prefixed(val_metrics, 'val')}
     metrics.update(
         train_loss=history['train_loss'][best['epoch'] - 1], val_loss=best['loss'],
@@ -322,5 +368,6 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
         f'validation bags {split["val_bags"]}')
     log(f'best epoch {best["epoch"]} of {len(history["epoch"])} '
         f'(validation loss {best["loss"]:.4g}); checkpoint in {out_dir}')
-    log(format_table({'train': train_metrics, 'validation': val_metrics}))
+    table = format_table if config.output == 'control' else format_waypoint_table
+    log(table({'train': train_metrics, 'validation': val_metrics}))
     return metrics
