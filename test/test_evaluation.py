@@ -256,11 +256,12 @@ def test_drive_runs_and_stops_with_a_status_line(small_checkpoint, tiny_llava_di
                                                  tmp_path):
     from llava_drive.evaluation.drive import drive, DriveOptions
     out = io.StringIO()
+    # No wall-clock duration: on a loaded machine the policy may take longer than any fixed
+    # time to load; the simulated route (50 m, its own time budget) always ends the drive.
     result = drive(DriveOptions(checkpoint=small_checkpoint, model=tiny_llava_dir,
-                                duration=9.0, route_length=50.0, log_dir=tmp_path / 'logs',
-                                **SMALL), out=out)
+                                route_length=50.0, log_dir=tmp_path / 'logs', **SMALL), out=out)
     text = out.getvalue()
-    assert result['reason'] in ('duration', 'route finished')
+    assert result['reason'] == 'route finished'
     assert 'steer' in text and 'route 101 RC' in text and 'stopped:' in text
     assert result['status'] is not None and result['status']['route_seed'] == 101
     assert 'inference' in result['line'] or 'inference' in text
