@@ -64,7 +64,8 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     paths = write_synthetic_bags(tmp_path / 'features', 4, frames=120, learnable=False)
     out = tmp_path / 'model'
     config = TrainConfig(hidden_size=256, epochs=200, batch_size=32, lr=3e-3,
-                         weight_decay=0.0, patience=3, seed=1, scale_loss=False)
+                         weight_decay=0.0, patience=3, seed=1, scale_loss=False,
+                         min_epochs=0, val_smoothing=0.0)
     metrics = train(paths, out, config, progress=False, log=None)
     assert metrics['stopped_early']
     assert metrics['epochs_run'] == metrics['best_epoch'] + 3 < 200
@@ -128,3 +129,20 @@ def test_loss_weights_scale_by_label_variance_so_steering_counts():
 def test_train_config_names_the_bad_value(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
+
+
+def test_early_stopping_waits_for_min_epochs_and_follows_the_smoothed_loss(tmp_path):
+    paths = write_synthetic_bags(tmp_path / 'features', 4, frames=120, learnable=False)
+    config = TrainConfig(hidden_size=64, epochs=200, batch_size=32, lr=3e-3, patience=3,
+                         seed=1, min_epochs=25, val_smoothing=0.8)
+    metrics = train(paths, tmp_path / 'model', config, progress=False, log=None)
+    history = json.loads((tmp_path / 'model' / 'history.json').read_text())
+    assert metrics['epochs_run'] >= 25
+    smoothed = history['val_loss_smoothed']
+    assert metrics['best_epoch'] == int(np.argmin(smoothed)) + 1
+    assert metrics['val_loss'] == pytest.approx(history['val_loss'][metrics['best_epoch'] - 1])
+    # The average: 0.8 of the past, 0.2 of the new epoch.
+    assert smoothed[1] == pytest.approx(0.8 * smoothed[0] + 0.2 * history['val_loss'][1])
+    for bad in ({'val_smoothing': 1.0}, {'val_smoothing': -0.1}, {'min_epochs': -1}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)

@@ -101,6 +101,12 @@ def register(subparsers):
     opt.add_argument('--patience', type=int, default=10,
                      help='stop after this many epochs without a better validation loss; '
                           '0 = run all epochs (default: %(default)s)')
+    opt.add_argument('--min-epochs', type=int, default=20,
+                     help='never stop early before this epoch (default: %(default)s)')
+    opt.add_argument('--val-smoothing', type=float, default=0.5,
+                     help='weight of the past in the moving average of the validation loss '
+                          'that early stopping and the best epoch follow; 0 = raw loss '
+                          '(default: %(default)s)')
     opt.add_argument('--loss-weights', type=_loss_weights, default=(1.0, 1.0, 1.0),
                      metavar='S,T,B',
                      help='weights of the steer, throttle, brake errors (default: 1,1,1)')
@@ -155,7 +161,8 @@ def run_train(args) -> int:
             speed_horizon_s=args.speed_horizon, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
             seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by,
-            patience=args.patience,
+            patience=args.patience, min_epochs=args.min_epochs,
+            val_smoothing=args.val_smoothing,
             loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss,
             device=args.device)
         train(args.features, args.out, config, progress=not args.no_progress)
