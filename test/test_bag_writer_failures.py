@@ -166,6 +166,7 @@ def test_failure_in_the_flush_thread_is_raised_by_close(tmp_path, monkeypatch):
     assert writer.loss['pairs'] == 1 and writer.pairs_written == 0
     assert bagfmt.custom_json(bagfmt.read_metadata(bag),
                               bagfmt.CUSTOM_SUMMARY_KEY)['lost']['pairs'] == 1
+    assert list(read_pairs(bag)) == [] and bagfmt.read_metadata(bag)['message_count'] == 0
 
 
 def test_mcap_writer_exception_ends_the_bag(tmp_path, monkeypatch):

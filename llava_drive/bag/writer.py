@@ -771,9 +771,10 @@ class BagWriter:
         return custom
 
     def _metadata(self, final: dict) -> dict:
+        # After a failure, a topic whose channel record was in the lost chunk is not in the file.
         topics = [bagfmt.TopicCount(topic, self._types[topic], self.counts[topic],
                                     bagfmt.topic_qos_yaml(topic))
-                  for topic in self._channels]
+                  for topic in self._channels if self._failed is None or self.counts[topic]]
         return bagfmt.build_metadata(self.file_path.name, topics, self._start_ns or 0,
                                      self._end_ns or 0, self._custom_data(final))
 
