@@ -98,7 +98,7 @@ def main():
         names = ('town-dev', 'town-heldout') if args.benchmark == 'all' else (args.benchmark,)
         town_table(names, args.repetitions)
         return
-    print(f'{"seed":>5} {"RC %":>6} {"DS":>6} {"end":>15} {"off-road":>8} {"collide":>7} '
+    print(f'{"seed":>5} {"RC %":>6} {"DS":>6} {"end":>15} {"out %":>8} {"collide":>7} '
           f'{"lane x":>6} {"lat RMSE":>8} {"lat max":>7} {"v mean":>6} {"wall s":>6}')
     summaries = []
     for seed in parse_seeds(args.seeds):
@@ -107,7 +107,7 @@ def main():
         rmse = math.sqrt(statistics.fmean(v * v for v in lateral))
         counts = summary.counts
         print(f'{seed:>5} {summary.route_completion:6.1f} {summary.driving_score:6.1f} '
-              f'{summary.done_reason:>15} {counts.get("off_road", 0):>8} '
+              f'{summary.done_reason:>15} {summary.outside_lane_percentage:8.2f} '
               f'{counts.get("collision_static", 0):>7} {counts.get("lane_crossing", 0):>6} '
               f'{rmse:8.3f} {max(abs(v) for v in lateral):7.3f} {speed:6.2f} {wall:6.2f}')
     scores = [s.driving_score for s in summaries]

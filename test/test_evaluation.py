@@ -6,9 +6,9 @@ import math
 import cv2
 from fixtures_llava import tiny_llava_dir  # noqa: F401 - pytest fixture
 from llava_drive.evaluation.evaluate import EvaluationOptions
-from llava_drive.evaluation.metrics import (aggregate, EpisodeResult, lateral_errors, rmse,
-                                            steering_smoothness, summary_from_dict,
-                                            Trajectory, with_time_limit)
+from llava_drive.evaluation.metrics import (aggregate, EpisodeResult, junction_outcomes,
+                                            lateral_errors, rmse, steering_smoothness,
+                                            summary_from_dict, Trajectory, with_time_limit)
 from llava_drive.evaluation.report import (EpisodeVideo, plot_route, score_sets,
                                            summary_document, write_markdown)
 from llava_drive.sim.road import Route, RouteConfig
@@ -39,8 +39,9 @@ def result(driver, seed, repetition, completion, events=(), steer=(0.0, 0.0)):
 # -- pure metrics ------------------------------------------------------------------------
 
 def test_global_score_is_the_mean_of_route_scores_not_mean_rc_times_mean_p():
-    # Route 101: full completion, one off-road (P 0.65): DS 65. Route 102: half, clean: 50.
-    results = [result('policy', 101, 0, 100.0, ['off_road']), result('policy', 102, 0, 50.0)]
+    # Route 101: full completion, one static collision (P 0.65): DS 65. 102: half, clean: 50.
+    results = [result('policy', 101, 0, 100.0, ['collision_static']),
+               result('policy', 102, 0, 50.0)]
     scores = aggregate(results)
     assert scores['driving_score'] == pytest.approx((65.0 + 50.0) / 2)
     mean_rc, mean_p = (100.0 + 50.0) / 2, (0.65 + 1.0) / 2
@@ -48,8 +49,10 @@ def test_global_score_is_the_mean_of_route_scores_not_mean_rc_times_mean_p():
     assert scores['route_completion'] == pytest.approx(75.0)
     assert scores['infraction_penalty'] == pytest.approx(0.825)
     assert scores['per_route']['101']['driving_score'] == pytest.approx(65.0)
-    assert scores['per_route']['101']['events'] == {'off_road': 1}
-    assert scores['events'] == {'off_road': 1}
+    assert scores['per_route']['101']['events'] == {'collision_static': 1}
+    assert scores['events'] == {'collision_static': 1}
+    assert scores['per_route']['101']['success_rate'] == 0.0
+    assert scores['scoring'] == 'CARLA Leaderboard 2.0'
 
 
 def test_spread_is_over_repetitions_of_the_global_score():
@@ -87,15 +90,83 @@ def test_lateral_error_is_measured_from_the_driven_lane_centre():
     assert errors == pytest.approx(np.full(40, 0.8), abs=0.05)
 
 
-def test_time_limit_adds_a_timeout_and_summaries_round_trip():
-    running = EpisodeSummary.from_events(101, 100.0, 40.0, 60.0, [Event('off_road', 3.0)],
-                                         False, None)
-    ended = with_time_limit(running, 1.0, 2.0, 40.0)
+def test_time_limit_adds_an_unpenalised_timeout_and_summaries_round_trip():
+    """The evaluator's own limit ends the route as a route timeout: DS unchanged (43.2)."""
+    running = EpisodeSummary.from_events(
+        101, 100.0, 80.0, 60.0, [Event('collision_vehicle', 3.0)], False, None,
+        outside_lane_m=8.0)
+    assert running.driving_score == pytest.approx(43.2)
+    ended = with_time_limit(running, 1.0, 2.0, 80.0)
     assert ended.done and ended.done_reason == 'timeout'
-    assert ended.infraction_penalty == pytest.approx(0.65 * 0.70)
-    assert ended.driving_score == pytest.approx(40.0 * 0.65 * 0.70)
+    assert ended.infraction_penalty == pytest.approx(0.6 * 0.9)
+    assert ended.driving_score == pytest.approx(43.2)
     again = summary_from_dict(json.loads(json.dumps(ended.to_dict())))
     assert again == ended
+    # Summaries from before the outside-lane fields read as never outside.
+    old = ended.to_dict()
+    for key in ('outside_lane_m', 'completed_m', 'outside_lane_percentage', 'success'):
+        del old[key]
+    assert summary_from_dict(old).driving_score == pytest.approx(80.0 * 0.6)
+
+
+def test_success_rate_per_scenario_and_junction_success():
+    """Bench2Drive success over episodes and per scenario type; junctions followed / crossed."""
+    clean = EpisodeSummary.from_events(101, 100.0, 100.0, 30.0, [], True, 'route_finished')
+    slow = EpisodeSummary.from_events(102, 100.0, 100.0, 30.0,
+                                      [Event('min_speed', 9.0, value=60.0)], True,
+                                      'route_finished')
+    red = EpisodeSummary.from_events(103, 100.0, 100.0, 30.0, [Event('red_light', 9.0)], True,
+                                     'route_finished')
+    blocked = EpisodeSummary.from_events(104, 100.0, 70.0, 200.0, [], True, 'blocked')
+    assert clean.success and slow.success and not red.success and not blocked.success
+    trajectory = Trajectory(time=[0.0], x=[0.0], y=[0.0], yaw=[0.0], speed=[0.0], steer=[0.0],
+                            throttle=[0.0], brake=[0.0])
+    results = [
+        EpisodeResult('policy', 101, 0, clean, trajectory, scenarios=('red_light',),
+                      junctions_followed=2),
+        EpisodeResult('policy', 102, 0, slow, trajectory, scenarios=('braking_lead',),
+                      junctions_followed=1),
+        EpisodeResult('policy', 103, 0, red, trajectory, scenarios=('red_light',),
+                      junctions_followed=1),
+        EpisodeResult('policy', 104, 0, blocked, trajectory, scenarios=('braking_lead',),
+                      junctions_missed=1)]
+    scores = aggregate(results)
+    assert scores['success_rate'] == pytest.approx(50.0)
+    assert scores['success_per_scenario'] == {
+        'braking_lead': {'episodes': 2, 'success_rate': 50.0},
+        'red_light': {'episodes': 2, 'success_rate': 50.0}}
+    assert scores['junction_success'] == pytest.approx(80.0)
+    assert scores['per_route']['104']['junction_success'] == 0.0
+    assert aggregate(results[:1])['junction_success'] == 100.0
+    no_junctions = [EpisodeResult('policy', 101, 0, clean, trajectory)]
+    assert aggregate(no_junctions)['junction_success'] is None
+
+
+def test_junction_outcomes_follow_the_commanded_exit():
+    """Crossing to the planned exit is followed; turning the other way is missed."""
+    from llava_drive.planning import GlobalPlan, RoadOption
+    poses, options = [], []
+    for x in range(0, 50):
+        poses.append((float(x), 0.0, 0.0))
+        options.append(RoadOption.LANEFOLLOW)
+    for k in range(16):  # a left quarter turn of radius 10 m
+        angle = 0.5 * math.pi * k / 16
+        poses.append((50.0 + 10.0 * math.sin(angle), 10.0 * (1.0 - math.cos(angle)), angle))
+        options.append(RoadOption.LEFT)
+    for y in range(10, 60):
+        poses.append((60.0, float(y), 0.5 * math.pi))
+        options.append(RoadOption.LANEFOLLOW)
+    plan = GlobalPlan.from_dense(poses, options)
+    xy = np.array(poses)[:, :2]
+    assert junction_outcomes(plan, xy[:, 0], xy[:, 1]) == (1, 0)
+    # Straight on instead of left: leaves the connector without reaching its exit.
+    straight = np.array([(float(x), 0.3) for x in range(0, 90)])
+    assert junction_outcomes(plan, straight[:, 0], straight[:, 1]) == (0, 1)
+    # Stopped inside the junction when the episode ended: neither.
+    assert junction_outcomes(plan, xy[:56, 0], xy[:56, 1]) == (0, 0)
+    # Never reached the junction; an empty trajectory.
+    assert junction_outcomes(plan, xy[:30, 0], xy[:30, 1]) == (0, 0)
+    assert junction_outcomes(plan, [], []) == (0, 0)
 
 
 # -- options -----------------------------------------------------------------------------
@@ -151,7 +222,12 @@ def test_report_files_from_hand_made_episodes(tmp_path):
     assert image is not None and image.shape[0] > 300 and image.std() > 10
     report = write_markdown(tmp_path / 'report.md', scores, {'routes': [101]}, [png], None)
     text = report.read_text()
-    assert '| policy | 26.0 ± 0.0 | 40.0 | 0.650 |' in text
+    assert '| policy | 26.0 ± 0.0 | 40.0 | 0.650 | 0.0 | - | 0.0 |' in text
+    assert '| expert | 100.0 ± 0.0 | 100.0 | 1.000 | 100.0 |' in text
+    assert 'Scoring follows CARLA Leaderboard 2.0' in text and 'red light 0.70' in text
+    assert document['scoring'] == 'CARLA Leaderboard 2.0'
+    assert document['success_rate'] == 0.0 and document['junction_success'] is None
+    assert document['expert']['success_rate'] == 100.0
     assert '| 101 | token0 |' in text and '![route](route.png)' in text
 
 
@@ -226,10 +302,11 @@ def test_closed_loop_evaluation_policy_and_expert(small_checkpoint, tiny_llava_d
         assert route['driving_score'] == pytest.approx(route['route_completion']
                                                        * route['infraction_penalty'])
     # The expert finishes a 50 m route well inside 6 s? No: 50 m at <= 8 m/s needs ~8 s, so
-    # the evaluator's limit ends it as a timeout, with the penalty, on both drivers.
+    # the evaluator's limit ends it as a route timeout, which the leaderboard does not penalise.
     expert = summary_json['expert']['per_route']['101']
-    assert expert['done_reasons'] == ['timeout'] and expert['infraction_penalty'] == \
-        pytest.approx(0.7)
+    assert expert['done_reasons'] == ['timeout'] and expert['infraction_penalty'] == 1.0
+    assert summary_json['scoring'] == 'CARLA Leaderboard 2.0'
+    assert 'success_rate' in summary_json and 'junction_success' in summary_json
     assert 20.0 < expert['route_completion'] < 100.0
     assert summary_json['expert']['lateral_error_rmse'] < 0.5
     episodes = json.loads((out / 'episodes.json').read_text())

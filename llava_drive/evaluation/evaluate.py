@@ -29,15 +29,14 @@ from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, PO
                                            score_sets, score_table, summary_document,
                                            write_json, write_markdown)
 from llava_drive.sim.road import Route, RouteConfig
+from llava_drive.sim.scoring import time_limit_for
+from llava_drive.sim.world import SimConfig
 
 STATUS_TOPIC = '/llava_drive/sim/status'
 EPISODE_TOPIC = '/llava_drive/sim/episode'
 CAMERA_TOPIC = '/carla/ego_vehicle/rgb_front/image'
 # Route seeds 1-100 are recording (training) routes (config/sim_bridge.yaml).
 TRAINING_ROUTES = range(1, 101)
-# The simulator's default time budget: length / 2 m/s + 30 s (SimConfig).
-SIM_BUDGET_SPEED_MPS = 2.0
-SIM_BUDGET_MARGIN_S = 30.0
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -57,7 +56,8 @@ class EvaluationOptions:
     :param height: camera height (px)
     :param route_length: route length (m)
     :param max_route_time: simulated seconds per route before the evaluator ends it as a
-        timeout (penalty 0.70); None leaves it to the simulator (length / 2 m/s + 30 s)
+        route timeout (no penalty); None leaves it to the simulator's leaderboard limit (300 s
+        + 1.2 s per metre completed at 30 km/h)
     :param model: LLaVA directory for every checkpoint; None = the path each one stores
     :param device: torch device of the policy nodes
     :param dtype: model dtype of the policy nodes; None = each checkpoint's
@@ -145,7 +145,7 @@ class EvaluationOptions:
 
     def route_time_limit(self) -> float:
         """Return the simulated seconds a route may take (evaluator's or simulator's limit)."""
-        budget = self.route_length / SIM_BUDGET_SPEED_MPS + SIM_BUDGET_MARGIN_S
+        budget = time_limit_for(self.route_length, SimConfig.speed_limit_mps)
         return min(budget, self.max_route_time) if self.max_route_time else budget
 
     def drivers(self) -> Dict[str, Optional[Path]]:

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 from llava_drive.evaluation.metrics import aggregate, EpisodeResult
 from llava_drive.sim.road import Route, RouteConfig
+from llava_drive.sim.scoring import LEADERBOARD_VERSION, PENALTIES
 import numpy as np
 
 POLICY = 'policy'
@@ -20,7 +21,10 @@ EXPERT = 'expert'
 DRIVER_COLOURS = {POLICY: 'tab:blue', EXPERT: 'tab:green'}
 BASELINE_COLOURS = ('tab:orange', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:olive')
 EVENT_MARKERS = {'collision_static': ('X', 'red'), 'collision_vehicle': ('X', 'darkred'),
-                 'off_road': ('o', 'orange'), 'timeout': ('s', 'black'),
+                 'collision_pedestrian': ('X', 'magenta'), 'red_light': ('^', 'red'),
+                 'stop_sign': ('v', 'red'), 'scenario_timeout': ('s', 'purple'),
+                 'yield_emergency_vehicle': ('P', 'red'), 'min_speed': ('<', 'brown'),
+                 'outside_route_lanes': ('o', 'orange'), 'timeout': ('s', 'black'),
                  'blocked': ('s', 'grey'), 'off_route': ('D', 'red'),
                  'lane_crossing': ('|', 'gold'), 'route_finished': ('*', 'green')}
 
@@ -43,10 +47,12 @@ def summary_document(scores: dict, baselines: Sequence[str], config: dict) -> di
     """
     Return summary.json: the policy's scores at the top level, the others under clear keys.
 
-    Top level (when a policy was evaluated): ``driving_score`` and ``route_completion``
-    (0..100), ``infraction_penalty`` (0..1), spreads, ``lateral_error_rmse`` (m),
-    ``steering_smoothness`` (1/s) and ``per_route``. ``expert`` and ``baselines[name]`` hold
-    the same fields for those drivers; ``drivers`` lists which are present.
+    Top level (when a policy was evaluated): ``driving_score``, ``route_completion``,
+    ``success_rate`` and ``junction_success`` (0..100; None without junctions),
+    ``infraction_penalty`` (0..1), spreads, ``lateral_error_rmse`` (m), ``steering_smoothness``
+    (1/s), ``success_per_scenario`` and ``per_route``. ``expert`` and ``baselines[name]`` hold
+    the same fields for those drivers; ``drivers`` lists which are present; ``scoring`` names
+    the leaderboard version the scores follow.
 
     :param scores: :func:`score_sets` output
     :param baselines: baseline names
@@ -57,6 +63,7 @@ def summary_document(scores: dict, baselines: Sequence[str], config: dict) -> di
     if EXPERT in scores:
         document['expert'] = scores[EXPERT]
     document['baselines'] = {name: scores[name] for name in baselines if name in scores}
+    document['scoring'] = LEADERBOARD_VERSION
     document['config'] = config
     return document
 
@@ -78,14 +85,38 @@ def score_table(scores: dict) -> str:
     :param scores: :func:`score_sets` output
     """
     lines = ['| driver | driving score | route completion % | infraction penalty | '
-             'lateral RMSE m | steer rate 1/s | events | ctrl timeouts |',
-             '|---|---|---|---|---|---|---|---|']
+             'success % | junction success % | outside lanes % | lateral RMSE m | '
+             'steer rate 1/s | events | ctrl timeouts |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for driver, s in scores.items():
         lines.append(
             f'| {driver} | {_number(s["driving_score"])} ± {_number(s["driving_score_std"])} '
             f'| {_number(s["route_completion"])} | {_number(s["infraction_penalty"], 3)} '
+            f'| {_number(s["success_rate"])} | {_number(s["junction_success"])} '
+            f'| {_number(s["outside_lane_percentage"])} '
             f'| {_number(s["lateral_error_rmse"], 2)} | {_number(s["steering_smoothness"], 2)} '
             f'| {_events(s["events"])} | {s["control_timeouts"]} |')
+    return '\n'.join(lines)
+
+
+def scenario_table(scores: dict) -> str:
+    """
+    Return Bench2Drive-style success per scenario type (markdown); empty without scenarios.
+
+    :param scores: :func:`score_sets` output
+    """
+    names = sorted({name for s in scores.values() for name in s['success_per_scenario']})
+    if not names:
+        return ''
+    lines = ['| scenario | ' + ' | '.join(f'{driver} success %' for driver in scores) + ' |',
+             '|---|' + '---|' * len(scores)]
+    for name in names:
+        cells = []
+        for s in scores.values():
+            entry = s['success_per_scenario'].get(name)
+            cells.append('-' if entry is None else
+                         f'{_number(entry["success_rate"])} ({entry["episodes"]})')
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
@@ -96,7 +127,8 @@ def route_table(scores: dict) -> str:
     :param scores: :func:`score_sets` output
     """
     lines = ['| route | driver | driving score | route completion % | infraction penalty '
-             '| lateral RMSE m | events | ended |', '|---|---|---|---|---|---|---|---|']
+             '| success % | lateral RMSE m | events | ended |',
+             '|---|---|---|---|---|---|---|---|---|']
     routes = sorted({int(seed) for s in scores.values() for seed in s['per_route']})
     for seed in routes:
         for driver, s in scores.items():
@@ -106,7 +138,7 @@ def route_table(scores: dict) -> str:
             lines.append(
                 f'| {seed} | {driver} | {_number(r["driving_score"])} ± '
                 f'{_number(r["driving_score_std"])} | {_number(r["route_completion"])} '
-                f'| {_number(r["infraction_penalty"], 3)} '
+                f'| {_number(r["infraction_penalty"], 3)} | {_number(r["success_rate"])} '
                 f'| {_number(r["lateral_error_rmse"], 2)} | {_events(r["events"])} '
                 f'| {", ".join(r["done_reasons"])} |')
     return '\n'.join(lines)
@@ -257,6 +289,20 @@ class EpisodeVideo:
         self.frames = 0
 
 
+def scoring_rules() -> str:
+    """Return the paragraph that states the scoring rules a report follows."""
+    factors = ', '.join(f'{kind.replace("_", " ")} {factor:.2f}'
+                        for kind, factor in PENALTIES.items())
+    return (f'Scoring follows {LEADERBOARD_VERSION}: per route DS = RC x P, the global score '
+            'is the mean of the per-route DS; ± is the spread (standard deviation) of the '
+            f'global score over repetitions. P multiplies {factors}, and 1 - (outside lanes %) '
+            '/ 100, the share of the completed route driven outside the route lanes. Route '
+            'deviation (> 30 m), blocked (< 0.1 m/s for 180 s) and the route timeout end a '
+            "route without a penalty. Success is Bench2Drive's: the route finished with no "
+            'infraction but minimum speed; junction success is the share of junctions crossed '
+            'as the route commanded. Steer rate is the mean |d steer / dt| (lower is smoother).')
+
+
 def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path],
                    video: Optional[Path], video_note: str = '') -> Path:
     """
@@ -276,12 +322,14 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
         f'Routes: {routes} ({config.get("route_length")} m each), '
         f'{config.get("repetitions")} repetition(s), camera '
         f'{config.get("width")}x{config.get("height")}, synchronous simulator, at most '
-        f'{config.get("route_time_limit")} s simulated per route (then a timeout).  ',
-        'Driving score per route DS = RC x P; the global score is the mean of the per-route '
-        'DS (CARLA Leaderboard 2.0); ± is the spread (standard deviation) of the global score '
-        'over repetitions. Steer rate is the mean |d steer / dt| (lower is smoother).', '',
+        f'{_number(config.get("route_time_limit"), 0)} s simulated per route (then a route '
+        'timeout).  ',
+        scoring_rules(), '',
         '## Overall', '', score_table(scores), '',
         '## Per route', '', route_table(scores), '']
+    scenarios = scenario_table(scores)
+    if scenarios:
+        lines[-1:-1] = ['## Success per scenario type', '', scenarios, '']
     if config.get('notes'):
         lines += ['## Notes', ''] + [f'- {note}' for note in config['notes']] + ['']
     if plots:

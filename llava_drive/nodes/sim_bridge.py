@@ -100,8 +100,9 @@ class SimBridge(Node):
                                  'appearance draw on the same roads (lighting, colours, camera '
                                  'jitter); evaluation repetitions use 0, 1, 2 ...', 0, 1000000)
         time_budget = declare(self, 'time_budget', 0.0,
-                              'simulated seconds per route before a timeout (penalty 0.7); '
-                              '0 = route length / 2 m/s + 30 s', 0.0, 1e6)
+                              'fixed simulated seconds per route before a route timeout (no '
+                              'penalty); 0 = the leaderboard limit, 300 s + 1.2 s per metre '
+                              'completed', 0.0, 1e6)
         obstacles = declare(self, 'obstacles', True, 'parked cars at the roadside')
         randomize = declare(self, 'randomize', True,
                             'randomize lighting, colours and camera jitter per episode')

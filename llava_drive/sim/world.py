@@ -11,20 +11,21 @@ Usage::
 
 Frame: ROS REP-103 ``map`` (x forward at the start, y left, yaw counter-clockwise). The car
 starts at ``s = 0`` in the right lane (``lane_offset_m``, negative = right of the centreline),
-heading along the route. Infractions each step (architecture: Evaluation and scoring):
+heading along the route. Scoring is CARLA Leaderboard 2.0's (:mod:`llava_drive.sim.scoring`,
+which also holds the route ends and time limit); this world measures, each step:
 
-* ``off_road`` (penalty 0.65): the footprint centre leaves the two lanes (``|lateral| >
-  lane_width``), i.e. it is on the parking shoulder, the sidewalk or grass. One event per
-  excursion.
-* ``collision_static`` (0.65): the footprint overlaps a parked car or a tree trunk. One event
-  per contact; the car is put back where it was and stopped, as a solid obstacle would.
+* outside the route lanes: the footprint centre more than 0.5 m beyond the two lanes (on the
+  parking shoulder, the sidewalk or grass), or in the lane of the other direction (across the
+  centre line). The route distance completed meanwhile multiplies the penalty by
+  ``1 - outside share``; an ``outside_route_lanes`` event marks each excursion.
+* ``collision_static`` (0.65): the footprint overlaps a parked car or a tree trunk. The car is
+  put back where it was and stopped, as a solid obstacle would; contacts are filtered as the
+  leaderboard does (not at a standstill, not within 5 m of the last one).
 * ``lane_crossing`` (no penalty, counted): the footprint starts touching a lane marking (the
   dashed centre line or an edge line), like CARLA's lane invasion sensor.
-* ``timeout`` (0.70): simulated time reaches the budget ``time_budget_s`` (default
-  ``route length / timeout_min_speed_mps + timeout_margin_s``). Ends the route.
-* ``blocked``: speed below ``blocked_speed_mps`` for ``blocked_time_s``. Ends the route.
-* ``off_route``: more than ``off_route_distance_m`` from the route. Ends the route.
-* ``route_finished``: the car reached the end (route completion becomes 100).
+* route completion, route deviation (``off_route``), ``blocked`` and the route ``timeout``
+  (300 s plus 1 / (10 % of ``speed_limit_mps``) seconds per metre completed, unless
+  ``time_budget_s`` fixes it), none of them penalised; ``route_finished`` at the goal.
 
 Route completion is the furthest arc length reached (as a percentage of the route length), so
 it never decreases. After the route has ended the car can still be stepped, but the score and
@@ -39,9 +40,12 @@ from llava_drive.control import Control
 from llava_drive.sim.appearance import Appearance
 from llava_drive.sim.obstacles import box_corners, boxes_overlap, Tree
 from llava_drive.sim.road import Projection, Route, RouteConfig
-from llava_drive.sim.scoring import EpisodeSummary, Event
+from llava_drive.sim.scoring import EpisodeSummary, Event, RouteScorer, ScoringConfig
 from llava_drive.sim.vehicle import Vehicle, VehicleParams, VehicleState
 import numpy as np
+
+# CARLA's OutsideRouteLanesTest allows 0.5 m beyond a lane (the mini-shoulder to the sidewalk).
+OUTSIDE_LANE_TOLERANCE_M = 0.5
 
 
 MAP_KINDS = ('road', 'town')
@@ -65,16 +69,16 @@ class SimConfig:
     :param camera_forward_m: camera position ahead of the rear axle
     :param camera_pitch_deg: downward camera pitch
     :param initial_speed_mps: speed at reset
-    :param time_budget_s: fixed time budget; None derives it from the route length
-    :param timeout_min_speed_mps: derived budget = length / this + ``timeout_margin_s``
-    :param timeout_margin_s: see ``timeout_min_speed_mps``
+    :param time_budget_s: fixed route time limit; None uses the leaderboard's, which grows
+        with progress (see ``speed_limit_mps``)
+    :param speed_limit_mps: the road's speed limit (30 km/h); the leaderboard's route time
+        limit adds 1 / (10 % of it) seconds per metre completed to 300 s
     :param blocked_speed_mps: slower than this counts as standing still
     :param blocked_time_s: standing still this long ends the route
     :param off_route_distance_m: further than this from the route ends it
     :param progress_distance_m: route completion only counts route points reached within this
         distance of the route (CARLA's RouteCompletionTest uses 10 m), so driving across the
         grass does not complete a curve
-    :param finish_tolerance_m: the route is finished this close to its end
     :param raster_resolution_m: metres per pixel of the top-down world picture
     :param vehicle: vehicle parameters
     :param map_kind: ``'road'`` (one two-lane road with curves, lane keeping) or ``'town'``
@@ -96,13 +100,11 @@ class SimConfig:
     camera_pitch_deg: float = 5.0
     initial_speed_mps: float = 0.0
     time_budget_s: Optional[float] = None
-    timeout_min_speed_mps: float = 2.0
-    timeout_margin_s: float = 30.0
+    speed_limit_mps: float = 30.0 / 3.6
     blocked_speed_mps: float = 0.1
     blocked_time_s: float = 180.0
     off_route_distance_m: float = 30.0
     progress_distance_m: float = 10.0
-    finish_tolerance_m: float = 1.0
     raster_resolution_m: float = 0.08
     vehicle: VehicleParams = field(default_factory=VehicleParams)
     map_kind: str = 'road'
@@ -131,10 +133,9 @@ class SimConfig:
             'fov_deg': (1.0, 170.0), 'dt': (1e-4, 1.0), 'route_length_m': (10.0, 1e5),
             'camera_height_m': (0.5, 5.0), 'camera_forward_m': (-5.0, 5.0),
             'camera_pitch_deg': (-30.0, 45.0), 'initial_speed_mps': (0.0, 40.0),
-            'timeout_min_speed_mps': (0.01, 100.0), 'timeout_margin_s': (0.0, 1e5),
+            'speed_limit_mps': (0.1, 200.0),
             'blocked_speed_mps': (0.0, 10.0), 'blocked_time_s': (0.0, 1e5),
-            'off_route_distance_m': (1.0, 1e4), 'finish_tolerance_m': (0.0, 50.0),
-            'progress_distance_m': (0.5, 1e4),
+            'off_route_distance_m': (1.0, 1e4), 'progress_distance_m': (0.5, 1e4),
             'raster_resolution_m': (0.02, 1.0), 'lane_offset_m': (-3.5, 3.5),
         }
         for name, (low, high) in checks.items():
@@ -145,6 +146,14 @@ class SimConfig:
                              f'got {self.time_budget_s!r}')
         if not isinstance(self.vehicle, VehicleParams):
             raise ValueError(f'SimConfig.vehicle must be VehicleParams, got {self.vehicle!r}')
+
+    def scoring_config(self) -> ScoringConfig:
+        """Return the leaderboard route criteria with this configuration's values."""
+        return ScoringConfig(
+            time_limit_s=self.time_budget_s, speed_limit_mps=self.speed_limit_mps,
+            blocked_speed_mps=self.blocked_speed_mps, blocked_time_s=self.blocked_time_s,
+            off_route_distance_m=self.off_route_distance_m,
+            progress_distance_m=self.progress_distance_m)
 
     def route_config(self) -> RouteConfig:
         """Return the route generation parameters implied by this configuration."""
@@ -165,8 +174,9 @@ class StepResult:
     :param s: arc length of the vehicle along the route (m)
     :param lateral_error: offset from the driven lane centre, positive left (m)
     :param heading_error: vehicle yaw minus route yaw (rad)
-    :param off_road: whether the car is off the lanes now
+    :param off_road: whether the footprint centre is off the two lanes now
     :param in_collision: whether the car touches an obstacle now
+    :param outside_lanes: whether the car is outside the route lanes now (scored)
     """
 
     time: float
@@ -180,6 +190,7 @@ class StepResult:
     heading_error: float
     off_road: bool
     in_collision: bool
+    outside_lanes: bool = False
 
 
 class Simulator:
@@ -234,12 +245,9 @@ class Simulator:
         self.vehicle = Vehicle(self.config.vehicle,
                                VehicleState(x, y, yaw, float(self.config.initial_speed_mps)))
         self.time = 0.0
-        self.events: List[Event] = []
-        self.done = False
-        self.done_reason: Optional[str] = None
-        self._max_s = 0.0
-        self._blocked_for = 0.0
+        self.scorer = RouteScorer(self.seed, self.route.length, self.config.scoring_config())
         self._off_road = False
+        self._outside_lanes = False
         self._in_collision = False
         self._touching = set()
         self._projection: Projection = self.route.project(x, y)
@@ -250,17 +258,14 @@ class Simulator:
             self._camera = None
             self._raster = None
             self._raster_key = key
-        if self.config.time_budget_s is not None:
-            self.time_budget_s = float(self.config.time_budget_s)
-        else:
-            self.time_budget_s = (self.route.length / self.config.timeout_min_speed_mps
-                                  + self.config.timeout_margin_s)
         self._update_contacts(record=False)
         return self._result(())
 
     def teleport(self, x: float, y: float, yaw: float, speed: float = 0.0) -> StepResult:
         """
         Move the car to a pose (for tests and tools); scoring continues from there.
+
+        The jump itself counts as route completed (near the route), not as driven.
 
         :param x: footprint centre x (m)
         :param y: footprint centre y (m)
@@ -269,6 +274,7 @@ class Simulator:
         """
         self.vehicle.state = VehicleState(float(x), float(y), float(yaw), float(speed))
         self._projection = self.route.project(x, y)
+        self.scorer.relocate(self._projection.s, self._projection.distance)
         self._update_contacts(record=False)
         return self._result(())
 
@@ -283,6 +289,7 @@ class Simulator:
         self.vehicle.step(control, dt)
         self.time += dt
         hit = self._collides()
+        moving = self.vehicle.state.speed
         if hit is not None:
             # Parked cars are solid: undo the move and stop, then count the contact.
             self.vehicle.state = VehicleState(before.x, before.y, before.yaw, 0.0,
@@ -291,15 +298,38 @@ class Simulator:
         self._projection = self.route.project(state.x, state.y, self._projection.index)
         if self.done:
             return self._result(())
-        new_events = self._update_contacts(record=True, hit=hit)
-        new_events += self._update_progress()
-        self.events.extend(new_events)
-        return self._result(tuple(new_events))
+        known = len(self.scorer.events)
+        self._update_contacts(record=True, hit=hit, speed=moving)
+        proj = self._projection
+        goal_x, goal_y, _ = self.route.pose_at(self.route.length, self._lane_offset())
+        self.scorer.update(self.time, state.x, state.y, proj.s, proj.distance,
+                           self._outside_lanes, state.speed,
+                           math.hypot(goal_x - state.x, goal_y - state.y))
+        return self._result(tuple(self.scorer.events[known:]))
 
     def summary(self) -> EpisodeSummary:
         """Return route completion, penalty, driving score and events of this episode."""
-        return EpisodeSummary.from_events(self.seed, self.route.length, self.route_completion,
-                                          self.time, self.events, self.done, self.done_reason)
+        return self.scorer.summary()
+
+    @property
+    def events(self) -> List[Event]:
+        """Return every event of this episode so far."""
+        return self.scorer.events
+
+    @property
+    def done(self) -> bool:
+        """Return whether the route has ended."""
+        return self.scorer.done
+
+    @property
+    def done_reason(self) -> Optional[str]:
+        """Return why the route ended (see ``scoring.DONE_REASONS``), or None."""
+        return self.scorer.done_reason
+
+    @property
+    def time_budget_s(self) -> float:
+        """Return the route time limit now (the leaderboard's grows with progress)."""
+        return self.scorer.time_limit_s
 
     @property
     def state(self) -> VehicleState:
@@ -309,9 +339,7 @@ class Simulator:
     @property
     def route_completion(self) -> float:
         """Return the completed percentage of the route, 0..100, never decreasing."""
-        if self.done_reason == 'route_finished':
-            return 100.0
-        return 100.0 * min(1.0, max(0.0, self._max_s / self.route.length))
+        return self.scorer.route_completion
 
     # -- route for the ROS side ----------------------------------------------------------------
 
@@ -403,28 +431,25 @@ class Simulator:
                 return solid
         return None
 
-    def _event(self, kind: str, detail: str = '') -> Event:
-        st = self.vehicle.state
-        return Event(kind, round(self.time, 6), st.x, st.y, self._projection.s, detail)
-
-    def _update_contacts(self, record: bool, hit=None) -> List[Event]:
-        """Update off-road, collision and lane-marking contact; return new events."""
-        events = []
+    def _update_contacts(self, record: bool, hit=None, speed: float = 0.0) -> None:
+        """Update off-lane, collision and lane-marking contact; score the new ones."""
         proj = self._projection
         st = self.vehicle.state
         p = self.config.vehicle
         lane = self.route.lane_width
-        off_road = abs(proj.lateral) > lane
-        if off_road and not self._off_road and record:
-            events.append(self._event('off_road'))
-        self._off_road = off_road
+        self._off_road = abs(proj.lateral) > lane
+        # The leaderboard's OutsideRouteLanesTest: beyond the driving lanes by more than 0.5 m,
+        # or on the other direction's side of the centre line.
+        self._outside_lanes = (abs(proj.lateral) > lane + OUTSIDE_LANE_TOLERANCE_M
+                               or proj.lateral * self._lane_offset() < 0.0)
         # A car put back after a hit sits right at the obstacle: a small margin keeps pushing
         # against it from counting as new collisions.
         touched = hit or self._collides(0.6, 0.3)
         collision = touched is not None
         if collision and not self._in_collision and record:
             kind = 'tree' if isinstance(touched, Tree) else 'parked car'
-            events.append(self._event('collision_static', kind))
+            self.scorer.collision('collision_static', st.x, st.y, speed, proj.s, kind,
+                                  time=self.time)
         self._in_collision = collision
         # Lateral extent of the footprint around its centre, given the heading error.
         heading_error = proj.heading_error(st.yaw)
@@ -434,37 +459,9 @@ class Simulator:
                                               ('left_edge', lane))
                     if proj.lateral - half <= offset <= proj.lateral + half}
         if record:
-            events.extend(self._event('lane_crossing', name)
-                          for name in sorted(touching - self._touching))
+            for name in sorted(touching - self._touching):
+                self.scorer.note('lane_crossing', st.x, st.y, proj.s, name, self.time)
         self._touching = touching
-        return events
-
-    def _update_progress(self) -> List[Event]:
-        events = []
-        proj = self._projection
-        st = self.vehicle.state
-        cfg = self.config
-        if proj.distance > cfg.off_route_distance_m:
-            return self._finish('off_route')
-        # The projection searches near its last match, so s follows the road continuously.
-        if proj.distance <= cfg.progress_distance_m:
-            self._max_s = max(self._max_s, min(proj.s, self.route.length))
-        if self._max_s >= self.route.length - cfg.finish_tolerance_m:
-            return self._finish('route_finished')
-        if abs(st.speed) < cfg.blocked_speed_mps:
-            self._blocked_for += cfg.dt
-        else:
-            self._blocked_for = 0.0
-        if self._blocked_for >= cfg.blocked_time_s - 1e-9:
-            return self._finish('blocked')
-        if self.time >= self.time_budget_s - 1e-9:
-            return self._finish('timeout')
-        return events
-
-    def _finish(self, reason: str) -> List[Event]:
-        self.done = True
-        self.done_reason = reason
-        return [self._event(reason)]
 
     def _result(self, events) -> StepResult:
         proj = self._projection
@@ -474,4 +471,4 @@ class Simulator:
             done_reason=self.done_reason, route_completion=self.route_completion, s=proj.s,
             lateral_error=proj.lateral - self._lane_offset(),
             heading_error=proj.heading_error(st.yaw), off_road=self._off_road,
-            in_collision=self._in_collision)
+            in_collision=self._in_collision, outside_lanes=self._outside_lanes)

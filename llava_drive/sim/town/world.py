@@ -8,17 +8,21 @@ Built by :class:`~llava_drive.sim.world.Simulator` when ``SimConfig.map_kind == 
 route seed is also the town's seed (each benchmark route has its own town). The ego's route
 line is the centre of the lanes it must drive (lateral offset 0). Events each step:
 
+Scoring is CARLA Leaderboard 2.0's (:class:`~llava_drive.sim.scoring.RouteScorer`, as on
+the road map); this world measures each step:
+
 * ``collision_vehicle`` / ``collision_static`` (buildings, trees, parked cars, light poles):
-  one per contact; the ego is put back and stopped, as a solid obstacle would;
+  the ego is put back and stopped, as a solid obstacle would; contacts are filtered as the
+  leaderboard's CollisionTest does (not at a standstill, not the same vehicle within 5 s, not
+  within 5 m of the last one);
 * ``red_light``: the ego's front crosses the stop line of a signalised junction on red;
-* ``outside_route_lanes``: the ego's centre leaves the route's lanes (more than half a lane
-  from the route line, outside junction boxes, as CARLA's OutsideRouteLanesTest ignores
-  junctions); one event per excursion, the metres driven outside add up in
-  :attr:`TownSimulator.outside_route_lanes_m`;
-* route ends, as on the road map: ``route_finished``, ``off_route`` (more than
-  ``off_route_distance_m`` from the route), ``blocked`` (slower than ``blocked_speed_mps`` for
-  ``blocked_time_s``), ``timeout`` (the time limit; here ``SECONDS_PER_METRE`` per metre of
-  route plus ``INITIAL_DELAY_S`` unless ``time_budget_s`` is set).
+* outside the route lanes: the ego's centre more than half a lane from the route line, outside
+  junction boxes (CARLA's OutsideRouteLanesTest ignores junctions); the route distance completed
+  meanwhile (:attr:`TownSimulator.outside_route_lanes_m`) scales the penalty, an
+  ``outside_route_lanes`` event marks each excursion;
+* route ends, as on the road map: ``route_finished``, ``off_route``, ``blocked`` and the
+  leaderboard's route ``timeout`` (300 s plus 1.2 s per metre completed at 30 km/h unless
+  ``time_budget_s`` is set), none of them penalised.
 """
 import math
 from typing import Dict, List, Optional, Tuple
@@ -27,6 +31,7 @@ from llava_drive.control import Control
 from llava_drive.planning import GlobalPlan
 from llava_drive.sim.appearance import Appearance
 from llava_drive.sim.obstacles import box_corners, boxes_overlap
+from llava_drive.sim.scoring import RouteScorer
 from llava_drive.sim.town.lights import GREEN, head_offset, lamp_parts, light_parts, RED, \
     STATES, TrafficLights
 from llava_drive.sim.town.network import TownMap
@@ -36,9 +41,6 @@ from llava_drive.sim.vehicle import Vehicle, VehicleState
 from llava_drive.sim.world import Simulator, StepResult
 import numpy as np
 
-# Leaderboard-style route time limit: seconds per metre of route plus a start delay.
-SECONDS_PER_METRE = 0.8
-INITIAL_DELAY_S = 5.0
 LIGHT_POLE_HALF_M = 0.15
 _TOWNS: Dict[int, Tuple[TownMap, TownRoute]] = {}
 
@@ -94,15 +96,11 @@ class TownSimulator(Simulator):
         self.vehicle = Vehicle(self.config.vehicle,
                                VehicleState(x, y, yaw, float(self.config.initial_speed_mps)))
         self.time = 0.0
-        self.events = []
-        self.done = False
-        self.done_reason = None
-        self._max_s = 0.0
-        self._blocked_for = 0.0
+        self.scorer = RouteScorer(seed, self.route.length, self.config.scoring_config())
         self._off_road = False
+        self._outside_lanes = False
         self._in_collision = False
         self._touching = set()
-        self.outside_route_lanes_m = 0.0
         self._projection = self.route.project(x, y)
         self._route_lanes = list(self.town_route.lanes) + list(self.town_route.lead_out_lanes)
         starts = [-self.town_route.start_s]
@@ -122,10 +120,6 @@ class TownSimulator(Simulator):
             self._raster = None
             self._raster_key = key
         self._vehicle_templates = {}
-        if self.config.time_budget_s is not None:
-            self.time_budget_s = float(self.config.time_budget_s)
-        else:
-            self.time_budget_s = SECONDS_PER_METRE * self.route.length + INITIAL_DELAY_S
         self._update_ego_place()
         return self._result(())
 
@@ -286,10 +280,19 @@ class TownSimulator(Simulator):
         self.traffic.step(dt, self.time, self.traffic.ego)
         if self.done:
             return self._result(())
-        events = self._contacts(hit, front_before, abs(0.5 * (before.speed + state.speed)) * dt)
-        events += self._update_progress()
-        self.events.extend(events)
-        return self._result(tuple(events))
+        known = len(self.scorer.events)
+        self._contacts(hit, front_before, before.speed)
+        proj = self._projection
+        goal_x, goal_y, _ = self.route.pose_at(self.route.length, 0.0)
+        self.scorer.update(self.time, state.x, state.y, proj.s, proj.distance,
+                           self._outside_lanes, state.speed,
+                           math.hypot(goal_x - state.x, goal_y - state.y))
+        return self._result(tuple(self.scorer.events[known:]))
+
+    @property
+    def outside_route_lanes_m(self) -> float:
+        """Return the route distance completed outside the route's lanes (m)."""
+        return self.scorer.outside_lane_m
 
     def _collides(self, grow_length: float = 0.0, grow_width: float = 0.0):
         st = self.vehicle.state
@@ -309,31 +312,32 @@ class TownSimulator(Simulator):
                 return agent
         return None
 
-    def _contacts(self, hit, front_before: float, moved: float) -> list:
-        events = []
-        touched = hit or self._collides(0.6, 0.3)
-        if touched is not None and not self._in_collision:
-            if isinstance(touched, _Solid):
-                events.append(self._event('collision_static', touched.kind))
-            else:
-                events.append(self._event('collision_vehicle', f'vehicle {touched.ident}'))
-        self._in_collision = touched is not None
+    def _contacts(self, hit, front_before: float, speed_before: float) -> None:
+        """Score collisions and red lights; update whether the ego is outside its lanes."""
         proj = self._projection
         st = self.vehicle.state
+        touched = hit or self._collides(0.6, 0.3)
+        if touched is not None and not self._in_collision:
+            # A hit stopped the car: judge the contact by the speed it had.
+            speed = speed_before if hit is not None else st.speed
+            if isinstance(touched, _Solid):
+                self.scorer.collision('collision_static', st.x, st.y, speed, proj.s,
+                                      touched.kind, time=self.time)
+            else:
+                name = f'vehicle {touched.ident}'
+                self.scorer.collision('collision_vehicle', st.x, st.y, speed, proj.s, name,
+                                      other_id=name, time=self.time)
+        self._in_collision = touched is not None
         inside_box = self.town.in_junction(st.x, st.y) >= 0
         outside = proj.distance > 0.5 * self.town.config.lane_width_m and not inside_box
-        if outside:
-            self.outside_route_lanes_m += moved
-            if not self._off_road:
-                events.append(self._event('outside_route_lanes'))
-        self._off_road = outside
+        self._off_road = self._outside_lanes = outside
         front = proj.s + 0.5 * self.config.vehicle.length_m
         for crossing in self.town_route.crossings:
             if front_before < crossing.s_entry <= front:
                 light = self.lights.by_lane.get(crossing.source)
                 if light is not None and self.lights.state(light, self.time) == RED:
-                    events.append(self._event('red_light', f'junction {crossing.node}'))
-        return events
+                    self.scorer.infraction('red_light', st.x, st.y, proj.s,
+                                           f'junction {crossing.node}', time=self.time)
 
     # -- what the world exposes -----------------------------------------------------------------
 
