@@ -16,7 +16,9 @@ seeds then name town routes, e.g. the benchmarks' 9001+). Each frame it also pub
 the camera, the privileged obstacles the town expert drives by (``HAZARDS_TOPIC``, JSON:
 ``stamp_ns`` plus :class:`~llava_drive.expert.town.Hazards`), computed by the world as
 CARLA's autopilot reads its world; asking for them also reserves the next junction for the ego
-when it is clear.
+when it is clear. A town also publishes its route's global plan (``/carla/<role>/global_plan``,
+transient local, also carried by the episode's start marker so bags keep it), the traffic light
+states and the other vehicles as RViz markers (:mod:`llava_drive.nodes.route_codec`).
 """
 import json
 import math
@@ -29,12 +31,16 @@ from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import (CONTROL_QOS, declare, LATCHED_QOS, reliable_qos,
                                       run_node)
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.route_codec import (encode_lights, encode_plan, encode_vehicles,
+                                           GLOBAL_PLAN, OTHER_VEHICLES, plan_type,
+                                           TRAFFIC_LIGHTS)
 from llava_drive.sim.world import MAP_KINDS, SimConfig, Simulator
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header, String
+from visualization_msgs.msg import MarkerArray
 
 try:
     from tf2_msgs.msg import TFMessage
@@ -143,6 +149,15 @@ class SimBridge(Node):
         self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
         self.hazards_pub = self.create_publisher(String, HAZARDS_TOPIC, image_qos) \
             if self.hazard_source is not None else None
+        self.plan_pub = self.lights_pub = self.vehicles_pub = None
+        self.vehicles_sent = 0
+        if hasattr(self.sim, 'global_plan'):
+            self.plan_pub = self.create_publisher(plan_type(), f'{prefix}/{GLOBAL_PLAN}',
+                                                  LATCHED_QOS)
+            self.lights_pub = self.create_publisher(String, f'{prefix}/{TRAFFIC_LIGHTS}',
+                                                    image_qos)
+            self.vehicles_pub = self.create_publisher(MarkerArray, f'{prefix}/{OTHER_VEHICLES}',
+                                                      image_qos)
         self.tf_pub = self.tf_static_pub = None
         if TFMessage is not None:
             self.tf_pub = self.create_publisher(TFMessage, '/tf', 100)
@@ -201,6 +216,10 @@ class SimBridge(Node):
             self.hazard_source.reset()
         self.control = FULL_BRAKE
         self.publish_route()
+        if self.plan_pub is not None:
+            stamp = Header().stamp
+            ns_to_stamp(self.sim_time_ns, stamp)
+            self.plan_pub.publish(encode_plan(self.sim.global_plan(), stamp))
         self.publish_camera_mount()
         self.publish_episode('start')
         self.get_logger().info(f'episode {self.episode}: route {seed}')
@@ -215,6 +234,9 @@ class SimBridge(Node):
                 'route_seed': int(self.route_seeds[self.route_index]), 'stamp_ns': stamp_ns}
         if event == 'end':
             info['summary'] = self.sim.summary().to_dict()
+        elif self.plan_pub is not None:
+            # Bags keep the plan through this marker: commands derive from it and odometry.
+            info['global_plan'] = self.sim.global_plan().to_dict()
         self.episode_pub.publish(String(data=json.dumps(info)))
 
     def publish_camera_mount(self):
@@ -351,6 +373,12 @@ class SimBridge(Node):
         if self.hazards_pub is not None:
             hazards = dict(self.hazard_source.hazards(self.sim).to_dict(), stamp_ns=stamp_ns)
             self.hazards_pub.publish(String(data=json.dumps(hazards)))
+        if self.lights_pub is not None:
+            self.lights_pub.publish(encode_lights(self.sim.light_states(), stamp_ns))
+            vehicles = self.sim.other_vehicles()
+            self.vehicles_pub.publish(encode_vehicles(vehicles, clock.clock,
+                                                      previous=self.vehicles_sent))
+            self.vehicles_sent = len(vehicles)
         image = Image()
         ns_to_stamp(stamp_ns, image.header.stamp)
         image.header.frame_id = self.camera_frame
