@@ -479,7 +479,7 @@ class Vehicle(Actor):
         self._speed = max(0.0, self._speed + accel * dt)
         steer = math.radians(_MAX_STEER_DEG * min(max(c.steer, -1.0), 1.0))
         rotation = self._transform.rotation
-        rotation.yaw += math.degrees(self._speed / _WHEELBASE_M * math.tan(steer * 0.5) * dt)
+        rotation.yaw += math.degrees(self._speed / _WHEELBASE_M * math.tan(steer) * dt)
         forward = rotation.get_forward_vector()
         self._transform.location.x += forward.x * self._speed * dt
         self._transform.location.y += forward.y * self._speed * dt
@@ -625,6 +625,7 @@ class World:
         self._frame, self._elapsed = 1, 0.0
         self._rng = random.Random(0)
         self._contacts = set()
+        self._lanes = {}
         self.id = next(_ids)
 
     def get_map(self):
@@ -731,16 +732,25 @@ class World:
                 (self._contacts.add if touching else self._contacts.discard)(key)
             return events
         if sensor.type_id == 'sensor.other.lane_invasion':
+            # Crossing the centre line (into the other lane of the same road) or the road's
+            # outer edge; junctions have no markings.
             waypoint = self._map.get_waypoint(transform.location)
             offset = waypoint.transform.location.distance(transform.location)
-            key = (parent.id, 'lane')
+            lane = (waypoint.road_id, waypoint.lane_id)
+            last = self._lanes.get(parent.id)
+            self._lanes[parent.id] = lane
+            key = (parent.id, 'edge')
             outside = offset > _LANE_WIDTH_M / 2.0 and not waypoint.is_junction
-            event = None
+            marking = None
             if outside and key not in self._contacts:
-                event = LaneInvasionEvent(frame, timestamp.elapsed_seconds, transform, parent,
-                                          [LaneMarking(LaneMarkingType.Solid)])
+                marking = LaneMarkingType.Solid
+            elif last is not None and last[0] == lane[0] and last[1] != lane[1]:
+                marking = LaneMarkingType.SolidSolid
             (self._contacts.add if outside else self._contacts.discard)(key)
-            return event
+            if marking is None:
+                return None
+            return LaneInvasionEvent(frame, timestamp.elapsed_seconds, transform, parent,
+                                     [LaneMarking(marking)])
         return None
 
     def _render(self, vehicle, width, height):
