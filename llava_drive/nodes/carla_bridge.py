@@ -1,0 +1,346 @@
+"""
+CARLA bridge node on the CARLA Python API: the sim_bridge topics, from a real CARLA server.
+
+A thin ROS wrapper around :class:`llava_drive.carla.session.CarlaSession`, which owns the
+synchronous world (one client ticks, the traffic manager lives in it too). Publishes what
+sim_bridge publishes (camera bgra8, camera_info, odometry, speedometer, waypoints, ``/clock``,
+``/tf``, status and episode JSON) and ticks exactly once per frame, when the control stamped
+with that frame has arrived (and the recorder's ack, when configured); after
+``control_timeout`` without one it ticks with a full brake. No carla_ros_bridge needed.
+"""
+import json
+import math
+import time
+
+from geometry_msgs.msg import PoseStamped
+from llava_drive.carla.session import BridgeConfig, CarlaSession
+from llava_drive.carla.world import CarlaUnavailable
+from llava_drive.control import FULL_BRAKE
+from llava_drive.image_codec import raw_fields
+from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
+from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.sim_bridge import (EPISODE_TOPIC, set_orientation, STATUS_TOPIC,
+                                          TFMessage, transform)
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32, Header, String
+
+
+class CarlaBridge(Node):
+    """Publishes a CARLA ego vehicle with the carla_ros_bridge topic contract."""
+
+    def __init__(self, **node_options):
+        super().__init__('carla_bridge', **node_options)
+        defaults = BridgeConfig()
+        self.role = declare(self, 'role_name', defaults.role_name,
+                            'role name of the ego vehicle (topic names, CARLA attribute)')
+        config = BridgeConfig(
+            host=declare(self, 'host', defaults.host, 'CARLA server host'),
+            port=declare(self, 'port', defaults.port, 'CARLA server RPC port', 1, 65535),
+            timeout=declare(self, 'timeout', defaults.timeout,
+                            'seconds for each call to the server', 1.0, 3600.0),
+            load_timeout=declare(self, 'load_timeout', defaults.load_timeout,
+                                 'seconds for loading the town', 1.0, 36000.0),
+            town=declare(self, 'town', defaults.town,
+                         'map to load once (kept when it is already loaded)'),
+            fixed_delta=declare(self, 'fixed_delta_seconds', defaults.fixed_delta,
+                                'simulation step (s)', 0.001, 0.1),
+            role_name=self.role,
+            objects_file=declare(self, 'objects_file', defaults.objects_file,
+                                 'carla_spawn_objects JSON with the ego and its rgb camera; '
+                                 '"" = the installed config/carla_objects.json'),
+            image_width=declare(self, 'image_width', 0,
+                                "camera width (px); 0 = the objects file's", 0, 8192),
+            image_height=declare(self, 'image_height', 0,
+                                 "camera height (px); 0 = the objects file's", 0, 8192),
+            spawn_point=declare(self, 'spawn_point', defaults.spawn_point,
+                                'index of the ego spawn point; -1 = drawn from the route seed',
+                                -1, 100000),
+            goal=declare(self, 'goal', defaults.goal,
+                         'index of the goal spawn point; -1 = drawn from the route seed',
+                         -1, 100000),
+            route_length=declare(self, 'route_length', defaults.route_length,
+                                 'wanted route length when the goal is drawn (m)',
+                                 10.0, 100000.0),
+            traffic=declare(self, 'traffic', defaults.traffic,
+                            'autopilot vehicles (traffic manager in this client)', 0, 10000),
+            traffic_manager_port=declare(self, 'traffic_manager_port',
+                                         defaults.traffic_manager_port,
+                                         'traffic manager port', 1, 65535),
+            sensor_timeout=declare(self, 'sensor_timeout', defaults.sensor_timeout,
+                                   'seconds to wait for the camera image of a tick',
+                                   0.1, 3600.0),
+            time_limit=declare(self, 'time_limit', defaults.time_limit,
+                               "route time limit (s); 0 = the leaderboard's growing limit",
+                               0.0, 1e6))
+        self.route_seeds = list(declare(self, 'route_seeds', [1],
+                                        'route seeds driven one after another (each draws a '
+                                        'start and goal unless spawn_point/goal are set)'))
+        if not self.route_seeds:
+            raise ValueError('route_seeds must name at least one route')
+        self.loop_routes = declare(self, 'loop_routes', False,
+                                   'after the last route start again from the first')
+        self.ack_topic = declare(
+            self, 'synchronous_mode_wait_for_ack_topic', '',
+            'also wait for a std_msgs/Header stamped with the current frame on this topic '
+            '(the recorder\'s ~/frame_done) before ticking; "" = off')
+        self.control_timeout = declare(self, 'control_timeout', 5.0,
+                                       'wall seconds to wait for the control of a frame '
+                                       'before ticking with a full brake', 0.01, 600.0)
+        self.min_subscribers = declare(self, 'wait_for_image_subscribers', 0,
+                                       'do not start before this many camera subscribers', 0, 100)
+        self.start_delay = declare(self, 'start_delay', 1.0,
+                                   'wall seconds between the other nodes appearing and the '
+                                   'first frame', 0.0, 60.0)
+        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
+        self.codec = ControlCodec(wire)
+        try:
+            self.session = CarlaSession(config).open()
+        except CarlaUnavailable as error:
+            raise ValueError(str(error)) from None  # run_node: one line, no traceback
+
+        prefix = f'/carla/{self.role}'
+        camera = self.session.ego_spec.camera
+        self.camera_frame = f'{self.role}/{camera.name}'
+        image_qos = reliable_qos(10)
+        self.image_pub = self.create_publisher(Image, f'{prefix}/{camera.name}/image', image_qos)
+        self.info_pub = self.create_publisher(CameraInfo, f'{prefix}/{camera.name}/camera_info',
+                                              LATCHED_QOS)
+        self.odom_pub = self.create_publisher(Odometry, f'{prefix}/odometry', image_qos)
+        self.speed_pub = self.create_publisher(Float32, f'{prefix}/speedometer', image_qos)
+        self.path_pub = self.create_publisher(Path, f'{prefix}/waypoints', LATCHED_QOS)
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
+        self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
+        self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
+        self.tf_pub = self.tf_static_pub = None
+        if TFMessage is not None:
+            self.tf_pub = self.create_publisher(TFMessage, '/tf', 100)
+            self.tf_static_pub = self.create_publisher(TFMessage, '/tf_static', LATCHED_QOS)
+        self.control_topic = f'{prefix}/vehicle_control_cmd'
+        self.create_subscription(self.codec.msg_type, self.control_topic, self.on_control,
+                                 CONTROL_QOS)
+        if self.ack_topic:
+            self.create_subscription(Header, self.ack_topic, self.on_ack, CONTROL_QOS)
+
+        self.control = FULL_BRAKE
+        self.frame = None
+        self.episode = -1
+        self.route_index = -1
+        self.awaiting_stamp = None
+        self.awaiting_since = 0.0
+        self.have_control = self.have_ack = False
+        self.control_timeouts = 0
+        # Controls per answered frame stamp: the contract is exactly one.
+        self.controls_for_frame = {}
+        self.late_controls = 0
+        self.started = self.finished = False
+        self.ready_since = None
+        self.create_timer(0.01, self.on_timer)
+        self.get_logger().info(
+            f'CARLA {self.session.server_version} at {config.host}:{config.port}, '
+            f'{config.town}, dt {config.fixed_delta} s, routes {self.route_seeds}, '
+            f'control {self.codec.name}')
+
+    # -- episodes ----------------------------------------------------------------------------
+    def next_episode(self) -> bool:
+        """Start the next route; return False when there is none left."""
+        if self.episode >= 0:
+            self.publish_episode('end')
+            summary = self.frame.summary
+            self.get_logger().info(
+                f'episode {self.episode} ended after {summary.time:.1f} s: '
+                f'{summary.done_reason}, route completion {summary.route_completion:.1f} %, '
+                f'driving score {summary.driving_score:.1f}, events {summary.counts}')
+        self.route_index += 1
+        if self.route_index >= len(self.route_seeds):
+            if not self.loop_routes:
+                self.finished = True
+                self.get_logger().info('last route done; ticking stopped')
+                return False
+            self.route_index = 0
+        self.episode += 1
+        self.control = FULL_BRAKE
+        self.frame = self.session.start_episode(int(self.route_seeds[self.route_index]))
+        self.publish_route()
+        self.publish_episode('start')
+        self.get_logger().info(f'episode {self.episode}: route {self.route_seed}, '
+                               f'{self.session.plan.length:.0f} m')
+        return True
+
+    @property
+    def route_seed(self) -> int:
+        """Return the seed of the current route."""
+        return int(self.route_seeds[self.route_index])
+
+    def publish_episode(self, event: str):
+        """Publish an episode marker (JSON), as sim_bridge does."""
+        info = {'event': event, 'episode': self.episode, 'route_seed': self.route_seed,
+                'stamp_ns': self.frame.stamp_ns}
+        if event == 'end':
+            info['summary'] = self.frame.summary.to_dict()
+        self.episode_pub.publish(String(data=json.dumps(info)))
+
+    def publish_route(self):
+        """Publish the dense route (latched), the camera info and the camera mount."""
+        path = Path()
+        path.header.frame_id = 'map'
+        ns_to_stamp(self.frame.stamp_ns, path.header.stamp)
+        for x, y, yaw in self.session.plan.dense_poses:
+            pose = PoseStamped()
+            pose.header = path.header
+            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
+            set_orientation(pose.pose.orientation, float(yaw))
+            path.poses.append(pose)
+        self.path_pub.publish(path)
+        camera = self.session.ego_spec.camera
+        focal = camera.width / (2.0 * math.tan(math.radians(camera.fov) / 2.0))
+        cx, cy = camera.width / 2.0, camera.height / 2.0
+        info = CameraInfo()
+        info.header.frame_id = self.camera_frame
+        info.width, info.height = camera.width, camera.height
+        info.distortion_model = 'plumb_bob'
+        info.d = [0.0] * 5
+        info.k = [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        self.info_pub.publish(info)
+        if self.tf_static_pub is not None:
+            # CARLA's y points right and its pitch up: both change sign in ROS.
+            self.tf_static_pub.publish(TFMessage(transforms=[transform(
+                self.role, self.camera_frame, self.frame.stamp_ns, camera.x, -camera.y,
+                camera.z, yaw=-math.radians(camera.yaw),
+                pitch=-math.radians(camera.pitch))]))
+
+    # -- ticking -----------------------------------------------------------------------------
+    def on_control(self, msg):
+        """Take a control; the one stamped with the current frame lets the world tick."""
+        try:
+            stamp_ns, control = self.codec.decode(msg)
+        except ValueError as error:
+            self.get_logger().warning(f'ignored control: {error}', throttle_duration_sec=2.0)
+            return
+        if self.awaiting_stamp is None or stamp_ns < self.awaiting_stamp:
+            self.late_controls += 1  # answers a frame already ticked past: not applied
+            self.get_logger().warning(f'ignored a control for an old frame ({stamp_ns} ns; '
+                                      f'{self.late_controls} so far)',
+                                      throttle_duration_sec=5.0)
+            return
+        self.controls_for_frame[stamp_ns] = self.controls_for_frame.get(stamp_ns, 0) + 1
+        self.control = control  # the session clamps NaN and out-of-range values
+        self.have_control = True
+        self.advance_when_ready()
+
+    def on_ack(self, msg: Header):
+        """Note that the recorder has taken the current frame."""
+        if self.awaiting_stamp is not None and stamp_to_ns(msg.stamp) >= self.awaiting_stamp:
+            self.have_ack = True
+            self.advance_when_ready()
+
+    def advance_when_ready(self):
+        """Tick once everything waited for has answered."""
+        if self.have_control and self.have_ack:
+            self.advance()
+
+    def on_timer(self):
+        """Start once the other nodes are up; brake and tick when a control is overdue."""
+        if self.finished:
+            return
+        if not self.started:
+            if self.ready_since is None and self.ready():
+                self.ready_since = time.monotonic()
+            if self.ready_since is not None and \
+                    time.monotonic() - self.ready_since >= self.start_delay:
+                self.started = True
+                if self.next_episode():
+                    self.publish_frame()
+            return
+        if self.awaiting_stamp is not None and \
+                time.monotonic() - self.awaiting_since > self.control_timeout:
+            self.control_timeouts += 1
+            self.get_logger().warning(
+                f'no {"control" if not self.have_control else "ack"} for frame '
+                f'{self.awaiting_stamp} ns within {self.control_timeout} s; ticking with a '
+                f'full brake ({self.control_timeouts} timeouts)', throttle_duration_sec=5.0)
+            if not self.have_control:
+                self.control = FULL_BRAKE
+            self.advance()
+
+    def ready(self) -> bool:
+        """Return True once the camera subscribers and a control publisher are up."""
+        if self.image_pub.get_subscription_count() < self.min_subscribers:
+            return False
+        if self.ack_topic and self.count_publishers(self.ack_topic) == 0:
+            return False
+        return self.count_publishers(self.control_topic) > 0
+
+    def advance(self):
+        """Tick the world once with the current control and publish the new frame."""
+        self.awaiting_stamp = None
+        try:
+            self.frame = self.session.step(self.control)
+        except RuntimeError as error:  # the server went away or a sensor stalled
+            self.get_logger().error(f'CARLA tick failed: {error}; stopping')
+            self.finished = True
+            return
+        if self.frame.summary.done:
+            self.publish_status()
+            if not self.next_episode():
+                return
+        self.publish_frame()
+
+    def publish_status(self):
+        """Publish the route progress, infractions and vehicle state as JSON."""
+        frame = self.frame
+        status = dict(frame.summary.to_dict(), stamp_ns=frame.stamp_ns, episode=self.episode,
+                      route_seed=self.route_seed, x=frame.x, y=frame.y, yaw=frame.yaw,
+                      speed=frame.speed, control=list(self.control.as_array()),
+                      control_timeouts=self.control_timeouts, carla_frame=frame.frame)
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+    def publish_frame(self):
+        """Publish clock, odometry, speed, status and camera of the current frame."""
+        frame = self.frame
+        clock = Clock()
+        ns_to_stamp(frame.stamp_ns, clock.clock)
+        self.clock_pub.publish(clock)
+        odom = Odometry()
+        ns_to_stamp(frame.stamp_ns, odom.header.stamp)
+        odom.header.frame_id = 'map'
+        odom.child_frame_id = self.role
+        odom.pose.pose.position.x, odom.pose.pose.position.y = frame.x, frame.y
+        set_orientation(odom.pose.pose.orientation, frame.yaw)
+        odom.twist.twist.linear.x = frame.speed
+        self.odom_pub.publish(odom)
+        if self.tf_pub is not None:
+            self.tf_pub.publish(TFMessage(transforms=[transform(
+                'map', self.role, frame.stamp_ns, frame.x, frame.y, 0.0, yaw=frame.yaw)]))
+        self.speed_pub.publish(Float32(data=frame.speed))
+        self.publish_status()
+        image = Image()
+        ns_to_stamp(frame.stamp_ns, image.header.stamp)
+        image.header.frame_id = self.camera_frame
+        image.encoding = 'bgra8'
+        image.height, image.width, image.step, image.data = raw_fields(frame.image)
+        self.image_pub.publish(image)
+        self.have_control = False
+        self.have_ack = not self.ack_topic
+        self.awaiting_stamp = frame.stamp_ns
+        self.awaiting_since = time.monotonic()
+
+    def destroy_node(self):
+        """Give the world back (asynchronous, our actors removed) before going away."""
+        session = getattr(self, 'session', None)
+        if session is not None:
+            session.close()
+        super().destroy_node()
+
+
+def main(args=None):
+    """Run the carla_bridge node."""
+    run_node(CarlaBridge, args)
+
+
+if __name__ == '__main__':
+    main()
