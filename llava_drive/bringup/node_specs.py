@@ -12,6 +12,13 @@ from llava_drive.bringup.stack import NodeSpec
 
 POLICY_ANNOTATED_TOPIC = '/policy/annotated_image'
 DIAGNOSTICS_TOPIC = '/diagnostics'
+# sim: embedded simulator; carla: a CARLA server through our carla_bridge node; carla_ros_bridge:
+# a running carla_ros_bridge (started by ros2 launch ... backend:=carla_ros_bridge).
+BACKENDS = ('sim', 'carla', 'carla_ros_bridge')
+CARLA_BACKENDS = ('carla', 'carla_ros_bridge')
+# Front-wheel angle at |steer| = 1 of CARLA's cars (vehicle.tesla.model3 physics: 70 deg); the
+# embedded simulator's is 35 (config/expert.yaml).
+CARLA_MAX_STEER_DEG = 70.0
 
 
 def sim_bridge_spec(route_seeds, width: int, height: int, synchronous: bool = True,
@@ -32,15 +39,58 @@ def sim_bridge_spec(route_seeds, width: int, height: int, synchronous: bool = Tr
                     config_path('sim_bridge.yaml'), params)
 
 
-def expert_spec(drive: bool = True, noise: bool = False, **overrides) -> NodeSpec:
+def carla_bridge_spec(route_seeds, width: int = 0, height: int = 0,
+                      **overrides) -> NodeSpec:
+    """
+    Return the carla_bridge node with ``config/carla_bridge.yaml`` and these overrides.
+
+    :param route_seeds: routes (start and goal drawn per seed) driven one after another
+    :param width: camera width (px); 0 = the objects file's
+    :param height: camera height (px); 0 = the objects file's
+    :param overrides: further carla_bridge parameters (``host``, ``town``, ``loop_routes``...)
+    """
+    params = {'route_seeds': [int(seed) for seed in route_seeds], 'image_width': int(width),
+              'image_height': int(height)}
+    params.update(overrides)
+    return NodeSpec('carla_bridge', 'llava_drive.nodes.carla_bridge',
+                    config_path('carla_bridge.yaml'), params)
+
+
+def bridge_specs(backend: str, route_seeds, width: int, height: int, sim=None, carla=None,
+                 **common) -> list:
+    """
+    Return the bridge node of ``backend``: sim_bridge, carla_bridge, or none (carla_ros_bridge).
+
+    :param backend: one of :data:`BACKENDS`
+    :param route_seeds: routes driven one after another
+    :param width: camera width (px)
+    :param height: camera height (px)
+    :param sim: parameters only sim_bridge has (``route_length``, ``variation``...)
+    :param carla: parameters only carla_bridge has (``host``, ``town``, ``time_limit``...)
+    :param common: parameters both bridges have (``loop_routes``, ``control_timeout``...)
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    if backend == 'sim':
+        return [sim_bridge_spec(route_seeds, width, height, **common, **(sim or {}))]
+    if backend == 'carla':
+        return [carla_bridge_spec(route_seeds, width, height, **common, **(carla or {}))]
+    return []  # carla_ros_bridge runs on its own (ros2 launch ... backend:=carla_ros_bridge)
+
+
+def expert_spec(drive: bool = True, noise: bool = False, backend: str = 'sim',
+                **overrides) -> NodeSpec:
     """
     Return the expert node with ``config/expert.yaml``.
 
     :param drive: publish on vehicle_control_cmd; False = labels only (the policy drives)
     :param noise: perturb the executed steering (recovery data)
+    :param backend: on CARLA backends the steering limit is CARLA's
     :param overrides: further expert parameters
     """
     params = {'drive': bool(drive), 'noise': bool(noise)}
+    if backend in CARLA_BACKENDS:
+        params['max_steer_deg'] = CARLA_MAX_STEER_DEG
     params.update(overrides)
     return NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'), params)
 

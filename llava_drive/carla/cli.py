@@ -5,6 +5,39 @@ import sys
 import time
 
 
+# (option, carla_bridge parameter, type, help) of --backend carla; unset ones keep
+# config/carla_bridge.yaml.
+BRIDGE_OPTIONS = [
+    ('--carla-host', 'host', str, 'CARLA server host (default localhost)'),
+    ('--carla-port', 'port', int, 'CARLA server RPC port (default 2000)'),
+    ('--carla-town', 'town', str, 'map, loaded once unless already loaded (default Town01)'),
+    ('--carla-traffic', 'traffic', int,
+     'autopilot cars driven by the traffic manager (default 0)'),
+    ('--carla-spawn-point', 'spawn_point', int,
+     'index of the ego spawn point (default: drawn from the route seed)'),
+    ('--carla-goal', 'goal', int, 'index of the goal spawn point (default: drawn from the seed)'),
+    ('--carla-objects-file', 'objects_file', str,
+     'carla_spawn_objects JSON of the ego and its camera (default config/carla_objects.json)'),
+]
+
+
+def add_bridge_arguments(parser) -> None:
+    """Add the options of the ``carla`` backend (our carla_bridge node) to ``parser``."""
+    group = parser.add_argument_group(
+        'CARLA (--backend carla)', 'a running CARLA 0.9.14-0.9.16 server through the '
+        'carla_bridge node (pip install carla==<server version>)')
+    for option, name, kind, text in BRIDGE_OPTIONS:
+        # Unset options stay out of args (SUPPRESS): the YAML's defaults apply.
+        group.add_argument(option, dest=f'carla_{name}', type=kind, default=argparse.SUPPRESS,
+                           help=text)
+
+
+def bridge_parameters(args) -> dict:
+    """Return the carla_bridge parameters given on the command line."""
+    return {name: getattr(args, f'carla_{name}') for _, name, _, _ in BRIDGE_OPTIONS
+            if getattr(args, f'carla_{name}', None) is not None}
+
+
 def register(subparsers):
     """
     Add the ``carla-setup`` subcommand.
@@ -15,10 +48,13 @@ def register(subparsers):
         'carla-setup', help='prepare a running CARLA server: town, time step, weather, traffic',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description='Load the town (unless loaded), apply synchronous mode and the fixed time '
-                    'step, set the weather and spawn autopilot traffic. Run it after '
-                    '"ros2 launch llava_drive record.launch.py backend:=carla" is up (the '
-                    'bridge reloads the town when it starts). With --traffic it keeps running '
-                    'to serve the traffic manager; Ctrl-C removes the traffic.')
+                    'step, set the weather and spawn autopilot traffic, for the carla_ros_bridge '
+                    'backend: run it after "ros2 launch llava_drive record.launch.py '
+                    'backend:=carla_ros_bridge" is up (the bridge loads the town when it '
+                    'starts). Only the weather is needed there: the bridge ticks the world in '
+                    'synchronous mode and a traffic manager here would not move its cars '
+                    '(use --backend carla, whose bridge runs the traffic manager, for '
+                    'traffic). With --traffic it keeps running; Ctrl-C removes the traffic.')
     parser.add_argument('--host', default='localhost', help='CARLA server host')
     parser.add_argument('--port', type=int, default=2000, help='CARLA server RPC port')
     parser.add_argument('--town', default='Town01', help='map to load, e.g. Town02')

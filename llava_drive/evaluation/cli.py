@@ -5,6 +5,8 @@ from pathlib import Path
 import sys
 import time
 
+from llava_drive.bringup.node_specs import BACKENDS
+from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
 
 EVALUATE_EPILOG = """\
@@ -27,7 +29,8 @@ DRIVE_EPILOG = """\
 examples:
   llava-drive drive --checkpoint trained_models/run --seed 101
   llava-drive drive --checkpoint trained_models/run --realtime --loop      (Ctrl-C to stop)
-  llava-drive drive --checkpoint trained_models/run --backend carla        (bridge running)
+  llava-drive drive --checkpoint trained_models/run --backend carla --carla-town Town02
+  llava-drive drive --checkpoint trained_models/run --backend carla_ros_bridge (bridge running)
 
 The status line shows speed, the control on the wire, route completion, infractions and the
 driving score (simulator), and the policy's median inference latency (/diagnostics).
@@ -98,11 +101,12 @@ def register(subparsers):
         epilog=DRIVE_EPILOG, formatter_class=formatter)
     drive.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
                        help='trained checkpoint (required unless --driver expert)')
-    drive.add_argument('--backend', choices=('sim', 'carla'), default='sim',
-                       help='sim: embedded simulator; carla: only the policy node, for a '
+    drive.add_argument('--backend', choices=BACKENDS, default='sim',
+                       help='sim: embedded simulator; carla: a CARLA server through our '
+                            'carla_bridge node; carla_ros_bridge: only the policy node, for a '
                             'running carla_ros_bridge (default: %(default)s)')
     drive.add_argument('--driver', choices=('policy', 'expert'), default='policy',
-                       help='who drives in the simulator (default: %(default)s)')
+                       help='who drives (sim, carla) (default: %(default)s)')
     drive.add_argument('--seed', type=int, default=101, help='route seed (default: 101)')
     drive.add_argument('--duration', type=float, default=None, metavar='S',
                        help='stop after S wall seconds (default: route end or Ctrl-C)')
@@ -111,12 +115,13 @@ def register(subparsers):
                             'policy each frame)')
     drive.add_argument('--loop', action='store_true',
                        help='sim: start the route again at its end')
-    drive.add_argument('--width', type=int, default=800, help='camera width (sim)')
-    drive.add_argument('--height', type=int, default=600, help='camera height (sim)')
+    drive.add_argument('--width', type=int, default=800, help='camera width (sim, carla)')
+    drive.add_argument('--height', type=int, default=600, help='camera height (sim, carla)')
     drive.add_argument('--route-length', type=float, default=500.0, metavar='M',
                        help='route length in metres (sim)')
     add_policy_model_arguments(drive)
     add_log_dir_argument(drive)
+    add_bridge_arguments(drive)
     drive.set_defaults(func=run_drive)
 
 
@@ -162,7 +167,7 @@ def run_drive(args) -> int:
             seed=args.seed, duration=args.duration, synchronous=not args.realtime,
             loop=args.loop, width=args.width, height=args.height,
             route_length=args.route_length, model=args.model, device=args.device,
-            dtype=args.dtype, log_dir=args.log_dir)
+            dtype=args.dtype, log_dir=args.log_dir, carla=bridge_parameters(args))
         drive(options)
     except (RuntimeError, ValueError) as error:
         print(f'llava-drive drive: {error}', file=sys.stderr)

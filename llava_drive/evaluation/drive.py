@@ -6,7 +6,7 @@ speed, steer/throttle/brake, route completion and infractions (simulator), and t
 inference latency from ``/diagnostics``. Ends on Ctrl-C, after ``duration`` wall seconds, or
 at the end of the route (simulator, unless it loops).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import json
 import math
 import os
@@ -18,11 +18,10 @@ import time
 from typing import Optional
 
 from llava_drive.bringup.environment import stack_environment
-from llava_drive.bringup.node_specs import (DIAGNOSTICS_TOPIC, expert_spec, policy_spec,
-                                            sim_bridge_spec)
+from llava_drive.bringup.node_specs import (BACKENDS, bridge_specs, DIAGNOSTICS_TOPIC,
+                                            expert_spec, policy_spec)
 from llava_drive.bringup.stack import Stack
 
-BACKENDS = ('sim', 'carla')
 DRIVERS = ('policy', 'expert')
 STATUS_TOPIC = '/llava_drive/sim/status'
 EPISODE_TOPIC = '/llava_drive/sim/episode'
@@ -36,7 +35,8 @@ class DriveOptions:
     What to drive; validated before any node starts.
 
     :param checkpoint: trained checkpoint (required for the policy driver)
-    :param backend: ``sim`` (embedded simulator) or ``carla`` (a running carla_ros_bridge)
+    :param backend: ``sim`` (embedded simulator), ``carla`` (a CARLA server through our
+        carla_bridge node) or ``carla_ros_bridge`` (a running carla_ros_bridge)
     :param driver: ``policy`` or ``expert`` (the expert: to watch the simulator alone)
     :param seed: simulator route seed
     :param duration: wall seconds before stopping; None = until Ctrl-C or route end
@@ -50,6 +50,7 @@ class DriveOptions:
     :param device: torch device of the policy
     :param dtype: model dtype; None = the checkpoint's
     :param log_dir: node logs (default: a temporary directory, kept on failure)
+    :param carla: carla_bridge parameters (``host``, ``town``...) for the ``carla`` backend
     """
 
     checkpoint: Optional[Path] = None
@@ -66,6 +67,7 @@ class DriveOptions:
     device: str = 'cpu'
     dtype: Optional[str] = None
     log_dir: Optional[Path] = None
+    carla: dict = field(default_factory=dict)
 
     def __post_init__(self):
         """Check every field, naming the bad value."""
@@ -79,9 +81,9 @@ class DriveOptions:
             self.checkpoint = Path(self.checkpoint)
             if not (self.checkpoint / 'config.json').is_file():
                 raise ValueError(f'checkpoint {self.checkpoint} has no config.json')
-        if self.backend == 'carla' and self.driver != 'policy':
-            raise ValueError("with --backend carla only the policy drives (use CARLA's "
-                             'agents or llava-drive record for the expert)')
+        if self.backend == 'carla_ros_bridge' and self.driver != 'policy':
+            raise ValueError('with --backend carla_ros_bridge only the policy drives (use '
+                             "CARLA's agents or llava-drive record for the expert)")
         if self.duration is not None and not self.duration > 0:
             raise ValueError(f'duration must be > 0 s, got {self.duration}')
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -92,16 +94,16 @@ class DriveOptions:
     def node_specs(self) -> list:
         """Return the nodes to start (CARLA: only the policy)."""
         specs = []
-        if self.backend == 'sim':
-            specs.append(sim_bridge_spec(
-                [self.seed], self.width, self.height, synchronous=self.synchronous,
-                loop_routes=bool(self.loop), route_length=float(self.route_length),
-                # The driver and the monitor (see DriveMonitor).
-                wait_for_image_subscribers=int(self.driver == 'policy') + 1))
+        # The bridge waits for the driver and the monitor (see DriveMonitor).
+        specs += bridge_specs(
+            self.backend, [self.seed], self.width, self.height,
+            sim={'synchronous_mode': self.synchronous, 'route_length': float(self.route_length)},
+            carla=self.carla, loop_routes=bool(self.loop),
+            wait_for_image_subscribers=int(self.driver == 'policy') + 1)
         if self.driver == 'policy':
             specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
         else:
-            specs.append(expert_spec(drive=True, noise=False))
+            specs.append(expert_spec(drive=True, noise=False, backend=self.backend))
         return specs
 
 
@@ -236,7 +238,8 @@ def drive(options: DriveOptions, out=None) -> dict:
             if died:
                 failed = True
                 raise RuntimeError(f'node(s) exited: {died}; logs in {log_dir}')
-            if monitor.end is not None and options.backend == 'sim' and not options.loop:
+            if monitor.end is not None and options.backend != 'carla_ros_bridge' and \
+                    not options.loop:
                 reason = 'route finished'
                 break
             if options.duration is not None and elapsed >= options.duration:

@@ -7,7 +7,8 @@ import sys
 import tempfile
 import time
 
-BACKENDS = ('sim', 'carla')
+from llava_drive.bringup.node_specs import BACKENDS
+from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 
 
 def seed_list(text: str):
@@ -55,7 +56,8 @@ def register(subparsers):
                     'seconds of simulated time, close the bag and print its summary. In the '
                     'simulator the stack runs in synchronous mode, faster than real time.')
     parser.add_argument('--backend', choices=BACKENDS, default='sim',
-                        help='sim: embedded simulator; carla: a running carla_ros_bridge')
+                        help='sim: embedded simulator; carla: a CARLA server through our '
+                             'carla_bridge node; carla_ros_bridge: a running carla_ros_bridge')
     parser.add_argument('--duration', type=float, default=60.0,
                         help='seconds of recorded (simulated) time')
     parser.add_argument('--seed', '--seeds', dest='seeds', type=seed_list, default=[1],
@@ -63,8 +65,8 @@ def register(subparsers):
     parser.add_argument('--out', type=Path, default=None,
                         help='bag directory (default bags/<backend>_<time>)')
     parser.add_argument('--image-format', choices=('jpeg', 'raw'), default='jpeg')
-    parser.add_argument('--width', type=int, default=800, help='camera width (sim)')
-    parser.add_argument('--height', type=int, default=600, help='camera height (sim)')
+    parser.add_argument('--width', type=int, default=800, help='camera width (sim, carla)')
+    parser.add_argument('--height', type=int, default=600, help='camera height (sim, carla)')
     parser.add_argument('--noise', action='store_true',
                         help="perturb the expert's executed steering (labels stay clean): "
                              'recovery data, tuned in config/expert.yaml')
@@ -75,6 +77,7 @@ def register(subparsers):
     parser.add_argument('--timeout', type=float, default=None,
                         help='wall-clock limit in seconds (default: 10 x duration + 60)')
     add_log_dir_argument(parser)
+    add_bridge_arguments(parser)
     dagger = parser.add_argument_group(
         'DAgger', 'let a trained policy drive while the expert only labels (its clean '
                   'command is recorded as the control)')
@@ -98,7 +101,7 @@ def run(args) -> int:
             noise=args.noise, synchronous=not args.realtime,
             randomize=args.randomize, timeout=args.timeout, log_dir=log_dir,
             driver=args.driver, checkpoint=args.checkpoint, model=args.model,
-            device=args.device, dtype=args.dtype)
+            device=args.device, dtype=args.dtype, carla=bridge_parameters(args))
         result = record(options, progress=True)
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive record: {error}', file=sys.stderr)

@@ -7,7 +7,7 @@ import time
 from typing import List, Optional
 
 from llava_drive.bringup.environment import config_path, stack_environment
-from llava_drive.bringup.node_specs import policy_spec
+from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import NodeSpec, Stack
 
 RECORDER_STATUS = '/recorder/status'
@@ -21,6 +21,8 @@ class RecordingOptions:
 
     ``driver='policy'`` is DAgger: the policy checkpoint drives while the expert only
     publishes its labels (``drive: false``), which the recorder stores as the controls.
+    ``carla`` holds carla_bridge parameters (``host``, ``port``, ``town``...) for the
+    ``carla`` backend.
     """
 
     backend: str = 'sim'
@@ -40,11 +42,12 @@ class RecordingOptions:
     model: Optional[Path] = None
     device: str = 'cpu'
     dtype: Optional[str] = None
+    carla: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.out = Path(self.out)
-        if self.backend not in ('sim', 'carla'):
-            raise ValueError(f'backend must be "sim" or "carla", got {self.backend!r}')
+        if self.backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {self.backend!r}')
         if not self.duration > 0:
             raise ValueError(f'duration must be > 0 s, got {self.duration}')
         if not self.route_seeds:
@@ -69,20 +72,15 @@ class RecordingOptions:
         """Return the nodes to start, with the installed YAML and these overrides."""
         specs = []
         policy_drives = self.driver == 'policy'
-        if self.backend == 'sim':
-            specs.append(NodeSpec('sim_bridge', 'llava_drive.nodes.sim_bridge',
-                                  config_path('sim_bridge.yaml'), {
-                                      'route_seeds': list(self.route_seeds),
-                                      'image_width': self.width, 'image_height': self.height,
-                                      'synchronous_mode': self.synchronous,
-                                      'randomize': self.randomize,
-                                      # the recorder (and the policy)
-                                      'wait_for_image_subscribers': 1 + policy_drives,
-                                      'synchronous_mode_wait_for_ack_topic':
-                                          '/recorder/frame_done'}))
+        # The bridge waits for the recorder (and the policy), then for each written frame.
+        specs += bridge_specs(
+            self.backend, self.route_seeds, self.width, self.height,
+            sim={'synchronous_mode': self.synchronous, 'randomize': self.randomize},
+            carla=self.carla, wait_for_image_subscribers=1 + policy_drives,
+            synchronous_mode_wait_for_ack_topic='/recorder/frame_done')
         # With the policy driving, the expert still labels every frame (from odometry).
-        specs.append(NodeSpec('expert', 'llava_drive.nodes.expert', config_path('expert.yaml'),
-                              {'noise': bool(self.noise), 'drive': not policy_drives}))
+        specs.append(expert_spec(drive=not policy_drives, noise=self.noise,
+                                 backend=self.backend))
         if policy_drives:
             specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
@@ -139,10 +137,12 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
             if elapsed > options.timeout:
                 raise RuntimeError(f'no complete recording after {elapsed:.0f} s wall time '
                                    f'({latest.get("pairs_written", 0)} pairs so far)')
-            if options.backend == 'carla' and elapsed > 30 and not latest.get('pairs_written'):
+            if options.backend == 'carla_ros_bridge' and elapsed > 30 and \
+                    not latest.get('pairs_written'):
                 raise RuntimeError('no camera frames from carla_ros_bridge after 30 s: start '
                                    'CARLA and the bridge (ros2 launch llava_drive '
-                                   'record.launch.py backend:=carla) or check role_name')
+                                   'record.launch.py backend:=carla_ros_bridge) or check '
+                                   'role_name')
         bar.n = bar.total
         bar.refresh()
     finally:
