@@ -88,6 +88,7 @@ setup(
             'expert = llava_drive.nodes.expert:main',
             'recorder = llava_drive.nodes.recorder:main',
             'policy = llava_drive.nodes.policy:main',
+            'carla_bridge = llava_drive.nodes.carla_bridge:main',
         ],
     },
 )

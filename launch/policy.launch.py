@@ -5,6 +5,7 @@ Examples::
 
     ros2 launch llava_drive policy.launch.py checkpoint:=runs/head route_seeds:="[101]"
     ros2 launch llava_drive policy.launch.py backend:=carla checkpoint:=runs/head rviz:=true
+    ros2 launch llava_drive policy.launch.py backend:=carla_ros_bridge checkpoint:=runs/head
 
 Parameters come from the installed ``config/<node>.yaml``; launch arguments override a few.
 Stop with Ctrl-C: the policy sends a final full brake on the way out.
@@ -16,17 +17,19 @@ from launch.actions import GroupAction, OpaqueFunction, Shutdown
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from llava_drive.bringup.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
-                                                dds_environment, declare_arguments, package_node,
-                                                rviz_node, typed)
+from llava_drive.bringup.launch_support import (backend_is, carla_bridge_node,
+                                                carla_ros_bridge_actions, COMMON_ARGUMENTS,
+                                                dds_environment, declare_arguments, expert_nodes,
+                                                package_node, rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)'),
     ('model', '', 'LLaVA model directory; "" = the path stored in the checkpoint'),
     ('device', 'cpu', 'torch device for the model: cpu, cuda, cuda:1, ...'),
-    ('route_seeds', '[101]', 'sim: route seeds as a YAML list (101+ are held-out routes)'),
-    ('expert_labels', 'false', 'sim: also run the expert without driving, so the annotated '
-                               'image shows its command beside the prediction'),
+    ('route_seeds', '[101]', 'sim, carla: route seeds as a YAML list (101+ are held-out '
+                             'routes)'),
+    ('expert_labels', 'false', 'also run the expert without driving, so the annotated image '
+                               'shows its command beside the prediction'),
 ]
 
 
@@ -39,17 +42,16 @@ def checked_environment(context):
     return dds_environment(arguments)
 
 
-def sim_nodes() -> List[Node]:
-    """Return the embedded simulator (one step per policy answer) and the optional expert."""
-    sim = package_node('sim_bridge', {
-        'route_seeds': typed('route_seeds', List[int]),
-        'synchronous_mode': True,
-        'synchronous_mode_wait_for_ack_topic': '',
-        'wait_for_image_subscribers': 1,
-    })
-    expert = package_node('expert', {'drive': False},
-                          condition=IfCondition(LaunchConfiguration('expert_labels')))
-    return [sim, expert]
+def bridge_overrides() -> dict:
+    """Return what sim_bridge and carla_bridge share here: one step per policy answer."""
+    return {'route_seeds': typed('route_seeds', List[int]),
+            'synchronous_mode_wait_for_ack_topic': '',
+            'wait_for_image_subscribers': 1}
+
+
+def sim_node() -> Node:
+    """Return the embedded simulator in synchronous mode."""
+    return package_node('sim_bridge', {**bridge_overrides(), 'synchronous_mode': True})
 
 
 def policy_node() -> Node:
@@ -66,8 +68,12 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         *declare_arguments(ARGUMENTS),
         OpaqueFunction(function=checked_environment),
-        GroupAction(sim_nodes(), condition=backend_is('sim')),
-        GroupAction(carla_actions(), condition=backend_is('carla')),
+        GroupAction([sim_node()], condition=backend_is('sim')),
+        GroupAction([carla_bridge_node(bridge_overrides())], condition=backend_is('carla')),
+        GroupAction(carla_ros_bridge_actions(), condition=backend_is('carla_ros_bridge')),
+        # The expert's command beside the prediction in the annotated image.
+        GroupAction(expert_nodes({'drive': False}),
+                    condition=IfCondition(LaunchConfiguration('expert_labels'))),
         policy_node(),
         rviz_node(),
     ])

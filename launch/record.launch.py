@@ -5,6 +5,7 @@ Examples::
 
     ros2 launch llava_drive record.launch.py backend:=sim duration:=60 bag_path:=bags/sim_1
     ros2 launch llava_drive record.launch.py backend:=carla town:=Town02 rviz:=true
+    ros2 launch llava_drive record.launch.py backend:=carla_ros_bridge goal:=100,-60,0
 
 Parameters come from the installed ``config/<node>.yaml``; launch arguments override a few.
 The recorder closes its bag after ``duration`` seconds of stamps and keeps running: stop the
@@ -15,15 +16,17 @@ from typing import List
 from launch import LaunchDescription
 from launch.actions import GroupAction, OpaqueFunction, Shutdown
 from launch_ros.actions import Node
-from llava_drive.bringup.launch_support import (backend_is, carla_actions, COMMON_ARGUMENTS,
-                                                dds_environment, declare_arguments, package_node,
-                                                rviz_node, typed)
+from llava_drive.bringup.launch_support import (backend_is, carla_bridge_node,
+                                                carla_ros_bridge_actions, COMMON_ARGUMENTS,
+                                                dds_environment, declare_arguments, expert_nodes,
+                                                package_node, rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)'),
     ('duration', '0.0', 'seconds of recorded stamps before the recorder closes the bag '
                         '(recorder max_duration), then everything stops; 0 = until Ctrl-C'),
-    ('route_seeds', '[1]', 'sim: route seeds as a YAML list, e.g. "[1, 2, 5]" (1-100 train)'),
+    ('route_seeds', '[1]', 'sim, carla: route seeds as a YAML list, e.g. "[1, 2, 5]" (1-100 '
+                           'train); carla: each draws a start and goal on the town'),
     ('image_format', 'jpeg', 'jpeg (sensor_msgs/CompressedImage) or raw (sensor_msgs/Image)'),
     ('noise', 'false', 'true: the expert perturbs the executed steering (drift and pulses, '
                        'config/expert.yaml) while its labels stay clean: recovery data'),
@@ -40,9 +43,13 @@ def sim_bridge_node() -> Node:
     })
 
 
-def expert_node() -> Node:
-    """Return the expert driver, with steering noise when asked."""
-    return package_node('expert', {'noise': typed('noise', bool)})
+def carla_node() -> Node:
+    """Return carla_bridge; like sim_bridge it waits for the recorder and each written frame."""
+    return carla_bridge_node({
+        'route_seeds': typed('route_seeds', List[int]),
+        'wait_for_image_subscribers': 1,
+        'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
+    })
 
 
 def recorder_node() -> Node:
@@ -61,8 +68,9 @@ def generate_launch_description() -> LaunchDescription:
         *declare_arguments(ARGUMENTS),
         OpaqueFunction(function=lambda context: dds_environment(context.launch_configurations)),
         GroupAction([sim_bridge_node()], condition=backend_is('sim')),
-        GroupAction(carla_actions(), condition=backend_is('carla')),
-        expert_node(),
+        GroupAction([carla_node()], condition=backend_is('carla')),
+        GroupAction(carla_ros_bridge_actions(), condition=backend_is('carla_ros_bridge')),
+        *expert_nodes({'noise': typed('noise', bool)}),
         recorder_node(),
         rviz_node(),
     ])

@@ -28,13 +28,29 @@ NODE_CLASSES = {
     'expert': ('llava_drive.nodes.expert', 'Expert'),
     'recorder': ('llava_drive.nodes.recorder', 'Recorder'),
     'policy': ('llava_drive.nodes.policy', 'Policy'),
+    'carla_bridge': ('llava_drive.nodes.carla_bridge', 'CarlaBridge'),
 }
-CARLA_PACKAGES = {'carla_ros_bridge', 'carla_spawn_objects', 'carla_waypoint_publisher'}
+# The launch arguments of carla-simulator/ros-bridge master (e9063d9, "Update CARLA version to
+# 0.9.13"): carla_ros_bridge/launch/carla_ros_bridge.launch.py,
+# carla_spawn_objects/launch/carla_spawn_objects.launch.py and
+# carla_waypoint_publisher/launch/carla_waypoint_publisher.launch.py. A name they do not declare
+# would be dropped silently by ros2 launch.
+UPSTREAM_ARGUMENTS = {
+    'carla_ros_bridge': {'host', 'port', 'timeout', 'passive', 'synchronous_mode',
+                         'synchronous_mode_wait_for_vehicle_control_command',
+                         'fixed_delta_seconds', 'town', 'register_all_sensors',
+                         'ego_vehicle_role_name'},
+    'carla_spawn_objects': {'objects_definition_file', 'spawn_point_ego_vehicle',
+                            'spawn_sensors_only'},
+    'carla_waypoint_publisher': {'host', 'port', 'timeout', 'role_name'},
+}
+CARLA_PACKAGES = set(UPSTREAM_ARGUMENTS)
 REAL_LAUNCH = importlib.util.find_spec('launch_ros') is not None
 SPIED = {
     'launch': ['LaunchDescription'],
-    'launch.actions': ['DeclareLaunchArgument', 'GroupAction', 'IncludeLaunchDescription',
-                       'OpaqueFunction', 'SetEnvironmentVariable', 'Shutdown'],
+    'launch.actions': ['DeclareLaunchArgument', 'ExecuteProcess', 'GroupAction',
+                       'IncludeLaunchDescription', 'OpaqueFunction', 'SetEnvironmentVariable',
+                       'Shutdown'],
     'launch.conditions': ['IfCondition'],
     'launch.launch_description_sources': ['PythonLaunchDescriptionSource'],
     'launch.substitutions': ['LaunchConfiguration', 'PathJoinSubstitution', 'PythonExpression'],
@@ -184,10 +200,13 @@ def installed_files(distribution) -> dict:
 @pytest.fixture(scope='module')
 def declared():
     """Instantiate each node with its YAML; return ``{node: {parameter: Parameter}}``."""
+    from carla_fakes import load_fake_carla
     context = rclpy.Context()
     rclpy.init(context=context, args=['--ros-args'] + [
         arg for name in NODE_CLASSES for arg in ('--params-file', str(config(name)))])
     parameters = {}
+    real_carla = sys.modules.get('carla')
+    sys.modules['carla'] = load_fake_carla()  # carla_bridge connects when it starts
     try:
         for name, (module_name, class_name) in NODE_CLASSES.items():
             module = importlib.import_module(module_name)
@@ -206,6 +225,10 @@ def declared():
                 node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+        if real_carla is None:
+            del sys.modules['carla']
+        else:
+            sys.modules['carla'] = real_carla
     return parameters
 
 
@@ -310,16 +333,24 @@ def test_yaml_has_one_block_of_declared_parameters_with_their_types(node_name, d
         assert (list(held) if isinstance(value, list) else held) == value, key
 
 
-@pytest.mark.parametrize('backend, nodes, includes', [
-    ('sim', {'sim_bridge', 'expert', 'recorder'}, set()),
-    ('carla', {'expert', 'recorder'}, CARLA_PACKAGES),
+@pytest.mark.parametrize('backend, nodes, ros_bridge', [
+    ('sim', {'sim_bridge', 'expert', 'recorder'}, False),
+    ('carla', {'carla_bridge', 'expert', 'recorder'}, False),
+    ('carla_ros_bridge', {'expert', 'recorder'}, True),
 ])
-def test_backends_start_the_right_nodes(monkeypatch, backend, nodes, includes):
+def test_backends_start_the_right_nodes(monkeypatch, backend, nodes, ros_bridge):
     recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
     context = launch_context({**defaults(recorded), 'backend': backend})
-    started = {kwargs['name'] for _, kwargs in active(recorded, 'Node', context)}
-    assert started == nodes
-    assert len(active(recorded, 'IncludeLaunchDescription', context)) == len(includes)
+    started = [kwargs['name'] for _, kwargs in active(recorded, 'Node', context)]
+    assert sorted(started) == sorted(nodes)  # one expert, with the backend's steering limit
+    [expert] = [kwargs for _, kwargs in active(recorded, 'Node', context)
+                if kwargs['name'] == 'expert']
+    steer = [item['max_steer_deg'] for item in expert['parameters']
+             if isinstance(item, dict) and 'max_steer_deg' in item]
+    assert steer == ([] if backend == 'sim' else [70.0])
+    functions = [kwargs['function'].__name__ for _, kwargs in
+                 active(recorded, 'OpaqueFunction', context)]
+    assert ('ros_bridge_actions' in functions) == ros_bridge
     context = launch_context({**defaults(recorded), 'backend': backend, 'rviz': 'true'})
     assert {kwargs['name'] for _, kwargs in active(recorded, 'Node', context)} == nodes | {
         'rviz2'}
@@ -335,25 +366,91 @@ def test_the_launch_ends_when_its_main_node_exits(monkeypatch, launch_name, node
     assert any(kwargs.get('on_exit') is shutdown for shutdown in shutdowns)
 
 
-def test_carla_includes_bridge_objects_and_waypoints(monkeypatch):
+def ros_bridge_launch(monkeypatch, launch_name='record.launch.py', **arguments):
+    """Run the carla_ros_bridge actions of a launch file; return them and their includes."""
+    recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
+    context = launch_context({**defaults(recorded), 'backend': 'carla_ros_bridge',
+                              **arguments})
+    [function] = [kwargs['function'] for _, kwargs in active(recorded, 'OpaqueFunction', context)
+                  if kwargs['function'].__name__ == 'ros_bridge_actions']
+    calls = len(recorded.calls.get('IncludeLaunchDescription', []))
+    actions = function(context)
+    includes = {}
+    for _, args, kwargs in recorded.calls['IncludeLaunchDescription'][calls:]:
+        # IncludeLaunchDescription(PythonLaunchDescriptionSource(PathJoinSubstitution(
+        #     [FindPackageShare(package), file])))
+        package = args[0].args[0].args[0][0].args[0]
+        includes[package] = dict(kwargs['launch_arguments'])
+    return actions, includes, recorded
+
+
+@pytest.mark.parametrize('launch_name', ['record.launch.py', 'policy.launch.py'])
+def test_ros_bridge_arguments_exist_upstream_and_carry_our_settings(monkeypatch, launch_name):
+    if REAL_LAUNCH:
+        pytest.skip("reads the stand-ins' recorded arguments (launch_ros is installed here)")
+    actions, includes, _ = ros_bridge_launch(monkeypatch, launch_name, town='Town04',
+                                             role_name='hero', carla_timeout='30')
+    assert set(includes) == CARLA_PACKAGES
+    for package, arguments in includes.items():
+        assert set(arguments) <= UPSTREAM_ARGUMENTS[package], (
+            package, set(arguments) - UPSTREAM_ARGUMENTS[package])
+    assert includes['carla_ros_bridge'] == {
+        'host': 'localhost', 'port': '2000', 'timeout': '30.0', 'town': 'Town04',
+        'synchronous_mode': 'True', 'passive': 'False', 'fixed_delta_seconds': '0.05',
+        'synchronous_mode_wait_for_vehicle_control_command': 'True',
+        'ego_vehicle_role_name': 'hero'}
+    assert includes['carla_waypoint_publisher'] == {
+        'host': 'localhost', 'port': '2000', 'timeout': '30.0', 'role_name': 'hero'}
+    import json
+    objects = json.loads(Path(includes['carla_spawn_objects'][
+        'objects_definition_file']).read_text())['objects']
+    [ego] = objects
+    assert ego['id'] == 'hero' and 'spawn_point' not in ego  # a random spawn point
+    assert len(actions) == 3  # no goal given: no goal publisher
+
+
+def test_ros_bridge_spawn_point_and_goal(monkeypatch, tmp_path):
+    if REAL_LAUNCH:
+        pytest.skip("reads the stand-ins' recorded arguments (launch_ros is installed here)")
+    actions, includes, recorded = ros_bridge_launch(
+        monkeypatch, spawn_point='10,-5,0.5,0,0,90', goal='120,-60,0')
+    import json
+    [ego] = json.loads(Path(includes['carla_spawn_objects'][
+        'objects_definition_file']).read_text())['objects']
+    assert ego['id'] == 'ego_vehicle'
+    assert ego['spawn_point'] == {'x': 10.0, 'y': -5.0, 'z': 0.5, 'roll': 0.0, 'pitch': 0.0,
+                                  'yaw': 90.0}
+    assert [s['id'] for s in ego['sensors']][0] == 'rgb_front'
+    [goal] = [kwargs['cmd'] for _, _, kwargs in recorded.calls['ExecuteProcess']]
+    assert goal[:7] == ['ros2', 'topic', 'pub', '--once', '-w', '1', '/carla/ego_vehicle/goal']
+    assert goal[7] == 'geometry_msgs/msg/PoseStamped'
+    pose = yaml.safe_load(goal[8])
+    assert pose['pose']['position'] == {'x': 120.0, 'y': -60.0, 'z': 0.0}
+    assert pose['header']['frame_id'] == 'map'
+
+
+@pytest.mark.parametrize('arguments, message', [
+    ({'carla_timeout': '2'}, r'carla_timeout must be >= 20 s for carla_ros_bridge'),
+    ({'spawn_point': '1,2,3'}, r'spawn_point must be 6 comma-separated numbers, got \'1,2,3\''),
+    ({'goal': 'north'}, r"goal must be 3 comma-separated numbers, got 'north'"),
+])
+def test_ros_bridge_bad_arguments_are_named(monkeypatch, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        ros_bridge_launch(monkeypatch, **arguments)
+
+
+def test_carla_bridge_node_gets_the_server_arguments(monkeypatch):
     recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
-    packages = {args[0] for _, args, _ in recorded.calls['FindPackageShare']}
-    assert packages == CARLA_PACKAGES
-    arguments = [dict(kwargs['launch_arguments'])
-                 for kwargs in recorded.kwargs('IncludeLaunchDescription')]
-    context = launch_context({**defaults(recorded), 'backend': 'carla', 'town': 'Town04'})
-    bridge = next(a for a in arguments if 'fixed_delta_seconds' in a)
-    assert {key: perform(value, context) for key, value in bridge.items()} == {
-        'host': 'localhost', 'port': '2000', 'town': 'Town04', 'synchronous_mode': 'True',
-        'passive': 'False', 'fixed_delta_seconds': '0.05',
-        'synchronous_mode_wait_for_vehicle_control_command': 'True'}
-    objects = next(a for a in arguments if 'objects_definition_file' in a)
-    assert perform(objects['objects_definition_file'], context) == str(
-        ROOT / 'config' / 'carla_objects.json')
-    context.launch_configurations['objects_file'] = '/my/objects.json'
-    assert perform(objects['objects_definition_file'], context) == '/my/objects.json'
-    waypoints = next(a for a in arguments if 'role_name' in a)
-    assert perform(waypoints['role_name'], context) == 'ego_vehicle'
+    context = launch_context({**defaults(recorded), 'backend': 'carla', 'town': 'Town04',
+                              'objects_file': '/my/objects.json'})
+    [bridge] = [kwargs for _, kwargs in active(recorded, 'Node', context)
+                if kwargs['name'] == 'carla_bridge']
+    [overrides] = [item for item in bridge['parameters'] if isinstance(item, dict)]
+    values = {key: perform(getattr(value, 'args', [value])[0] if isinstance(value, StandIn)
+                           else value, context) if not isinstance(value, (int, float)) else
+              value for key, value in overrides.items()}
+    assert values['town'] == 'Town04' and values['objects_file'] == '/my/objects.json'
+    assert values['synchronous_mode_wait_for_ack_topic'] == '/recorder/frame_done'
 
 
 def environment_actions(recorded, arguments, monkeypatch, environ):
@@ -363,7 +460,8 @@ def environment_actions(recorded, arguments, monkeypatch, environ):
         monkeypatch.delenv(key, raising=False)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    [function] = [kwargs['function'] for kwargs in recorded.kwargs('OpaqueFunction')]
+    [function] = [kwargs['function'] for kwargs in recorded.kwargs('OpaqueFunction')
+                  if kwargs['function'].__name__ != 'ros_bridge_actions']
     before = len(recorded.calls['SetEnvironmentVariable'])
     function(types.SimpleNamespace(launch_configurations={**defaults(recorded), **arguments}))
     return {perform(args[0], None): perform(args[1], None)
@@ -391,7 +489,8 @@ def test_dds_environment(monkeypatch, arguments, environ, expected):
 
 
 @pytest.mark.parametrize('arguments, message', [
-    ({'backend': 'gazebo'}, r"backend must be one of \('sim', 'carla'\), got 'gazebo'"),
+    ({'backend': 'gazebo'}, r"backend must be one of \('sim', 'carla', 'carla_ros_bridge'\), "
+                            r"got 'gazebo'"),
     ({'localhost_only': 'yes'}, r"localhost_only must be true or false, got 'yes'"),
     ({'use_fastdds_profile': 'maybe'}, r"use_fastdds_profile must be true or false, got 'maybe'"),
 ])

@@ -4,11 +4,14 @@ What ``launch/record.launch.py`` and ``launch/policy.launch.py`` share.
 Imported by the launch files only: it needs ``launch`` and ``launch_ros`` (a ROS install).
 Everything here uses the launch API subset that Humble has.
 """
+import json
 import os
+import tempfile
 from typing import List
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription,
+                            OpaqueFunction, SetEnvironmentVariable)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -16,15 +19,21 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from llava_drive.bringup.node_specs import BACKENDS, CARLA_BACKENDS, CARLA_MAX_STEER_DEG
+
 PACKAGE = 'llava_drive'
-BACKENDS = ('sim', 'carla')
+# carla_ros_bridge's default timeout (2 s) is shorter than the town load it starts with.
+MIN_ROS_BRIDGE_TIMEOUT_S = 20.0
 
 # (name, default, description) of the arguments every launch file of the package has.
 COMMON_ARGUMENTS = [
-    ('backend', 'sim', 'sim: embedded simulator (sim_bridge node); carla: a running CARLA '
-                       'server driven through carla_ros_bridge'),
-    ('role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle (carla: an ego id of the '
-                                 'objects file and an ego role name of carla_ros_bridge)'),
+    ('backend', 'sim', 'sim: embedded simulator (sim_bridge node); carla: a CARLA '
+                       '0.9.14-0.9.16 server through our carla_bridge node (its Python API, '
+                       'no ros-bridge); carla_ros_bridge: carla-simulator/ros-bridge '
+                       '(carla_ros_bridge, carla_spawn_objects, carla_waypoint_publisher)'),
+    ('role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle (topic names; '
+                                 'carla_ros_bridge: also its ego_vehicle_role_name and the '
+                                 'vehicle id of the objects file)'),
     ('rviz', 'false', 'true: open RViz with config/llava_drive.rviz'),
     ('use_fastdds_profile', 'true', 'true: set FASTDDS_DEFAULT_PROFILES_FILE to the shipped '
                                     'large-sample shared-memory profile, unless already set'),
@@ -37,6 +46,12 @@ COMMON_ARGUMENTS = [
     ('town', 'Town01', 'carla: town to load (or an OpenDRIVE .xodr file)'),
     ('objects_file', '', 'carla: carla_spawn_objects definition file; "" = the installed '
                          'config/carla_objects.json'),
+    ('carla_timeout', '20.0', 'carla, carla_ros_bridge: seconds to wait for the server '
+                              '(ros-bridge needs >= 20: it loads the town on start)'),
+    ('spawn_point', '', 'carla_ros_bridge: ego pose "x,y,z,roll,pitch,yaw" (ROS map frame, '
+                        'degrees); "" = a random spawn point'),
+    ('goal', '', 'carla_ros_bridge: route goal "x,y,z" (ROS map frame) published to the '
+                 'waypoint publisher; "" = its default (the first spawn point)'),
 ]
 
 
@@ -51,12 +66,12 @@ def config_file(name: str) -> str:
     return os.path.join(get_package_share_directory(PACKAGE), 'config', name)
 
 
-def backend_is(name: str) -> IfCondition:
-    """Return a condition true when the ``backend`` argument equals ``name``."""
+def backend_is(*names: str) -> IfCondition:
+    """Return a condition true when the ``backend`` argument is one of ``names``."""
     # PythonExpression: LaunchConfigurationEquals is deprecated after Humble and
     # EqualsSubstitution does not exist on Humble.
-    return IfCondition(PythonExpression(['"', LaunchConfiguration('backend'), '" == "', name,
-                                         '"']))
+    return IfCondition(PythonExpression(['"', LaunchConfiguration('backend'), '" in ',
+                                         repr(tuple(names))]))
 
 
 def typed(name: str, value_type) -> ParameterValue:
@@ -100,31 +115,132 @@ def dds_environment(arguments: dict) -> List[SetEnvironmentVariable]:
             if key not in os.environ]
 
 
-def carla_actions() -> List:
-    """Return carla_ros_bridge (synchronous), the ego vehicle, its sensors and the waypoints."""
-    def include(package: str, arguments: dict) -> IncludeLaunchDescription:
+def parse_numbers(text: str, count: int, name: str) -> List[float]:
+    """Parse ``count`` comma-separated numbers of launch argument ``name``, naming it if bad."""
+    try:
+        values = [float(part) for part in text.split(',')]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise ValueError(f'launch argument {name} must be {count} comma-separated numbers, '
+                         f'got {text!r}')
+    return values
+
+
+def ros_bridge_objects_file(source: str, role_name: str, spawn_point: List[float]) -> str:
+    """
+    Write the objects file carla_spawn_objects gets: the ego id is ``role_name``.
+
+    carla_spawn_objects takes the ego from the vehicle whose ``id`` is an ego role name, and
+    its launch file only forwards ``spawn_point_ego_vehicle``: the role name and the spawn
+    point therefore go into the file.
+
+    :param source: the objects file to start from
+    :param role_name: the ego's role name
+    :param spawn_point: ``[x, y, z, roll, pitch, yaw]`` or empty (random spawn point)
+    :return: the path of the written file
+    """
+    with open(source) as stream:
+        document = json.load(stream)
+    vehicles = [o for o in document.get('objects', []) if str(o.get('type', '')).startswith(
+        'vehicle.')]
+    if len(vehicles) != 1:
+        raise ValueError(f'{source} must define exactly one vehicle (the ego), found '
+                         f'{len(vehicles)}')
+    vehicles[0]['id'] = role_name
+    if spawn_point:
+        vehicles[0]['spawn_point'] = dict(zip(('x', 'y', 'z', 'roll', 'pitch', 'yaw'),
+                                              spawn_point))
+    handle, path = tempfile.mkstemp(prefix=f'llava_drive_objects_{role_name}_', suffix='.json')
+    with os.fdopen(handle, 'w') as stream:
+        json.dump(document, stream, indent=2)
+    return path
+
+
+def ros_bridge_actions(context) -> List:
+    """
+    Return carla_ros_bridge (synchronous), the ego and its sensors, waypoints and the goal.
+
+    Every argument given to the ros-bridge launch files exists there under that name (checked
+    against carla-simulator/ros-bridge in test_launch_files.py).
+
+    :param context: the launch context (its argument values)
+    """
+    arguments = context.launch_configurations
+    role = arguments['role_name']
+    timeout = float(parse_numbers(arguments['carla_timeout'], 1, 'carla_timeout')[0])
+    if timeout < MIN_ROS_BRIDGE_TIMEOUT_S:
+        raise ValueError(f'launch argument carla_timeout must be >= '
+                         f'{MIN_ROS_BRIDGE_TIMEOUT_S:g} s for carla_ros_bridge (it loads the '
+                         f'town on start), got {timeout:g}')
+    spawn = parse_numbers(arguments['spawn_point'], 6, 'spawn_point') \
+        if arguments['spawn_point'] else []
+    goal = parse_numbers(arguments['goal'], 3, 'goal') if arguments['goal'] else []
+    objects = ros_bridge_objects_file(arguments['objects_file'] or config_file(
+        'carla_objects.json'), role, spawn)
+
+    def include(package: str, launch_arguments: dict) -> IncludeLaunchDescription:
         source = PathJoinSubstitution([FindPackageShare(package), package + '.launch.py'])
         return IncludeLaunchDescription(PythonLaunchDescriptionSource(source),
-                                        launch_arguments=arguments.items())
+                                        launch_arguments=launch_arguments.items())
 
-    server = {'host': LaunchConfiguration('host'), 'port': LaunchConfiguration('port')}
-    objects_file = PythonExpression([
-        '"', LaunchConfiguration('objects_file'), '" or "',
-        config_file('carla_objects.json'), '"'])
-    return [
+    server = {'host': arguments['host'], 'port': arguments['port'], 'timeout': str(timeout)}
+    actions = [
         include('carla_ros_bridge', {
             **server,
-            'town': LaunchConfiguration('town'),
+            'town': arguments['town'],
             'synchronous_mode': 'True',
             'passive': 'False',
             'fixed_delta_seconds': '0.05',
-            # Like sim_bridge: one command per tick, deterministic runs.
+            # Like sim_bridge: one tick per control command, deterministic runs.
             'synchronous_mode_wait_for_vehicle_control_command': 'True',
+            'ego_vehicle_role_name': role,
         }),
-        include('carla_spawn_objects', {'objects_definition_file': objects_file}),
-        include('carla_waypoint_publisher', {**server,
-                                             'role_name': LaunchConfiguration('role_name')}),
+        include('carla_spawn_objects', {'objects_definition_file': objects}),
+        # Imports CARLA's agents package: PythonAPI/carla of the server must be on PYTHONPATH.
+        include('carla_waypoint_publisher', {**server, 'role_name': role}),
     ]
+    if goal:
+        x, y, z = goal
+        # Its subscription is volatile: publish once it exists (-w 1, Humble's ros2 topic pub).
+        actions.append(ExecuteProcess(cmd=[
+            'ros2', 'topic', 'pub', '--once', '-w', '1', f'/carla/{role}/goal',
+            'geometry_msgs/msg/PoseStamped',
+            f'{{header: {{frame_id: map}}, pose: {{position: {{x: {x}, y: {y}, z: {z}}}, '
+            f'orientation: {{w: 1.0}}}}}}'], output='screen'))
+    return actions
+
+
+def carla_ros_bridge_actions() -> List:
+    """Return the ros-bridge actions, built when the launch runs (they need the arguments)."""
+    return [OpaqueFunction(function=ros_bridge_actions)]
+
+
+def carla_bridge_node(overrides: dict, **options) -> Node:
+    """
+    Return our carla_bridge node (the ``carla`` backend) with the CARLA launch arguments.
+
+    :param overrides: further carla_bridge parameters
+    :param options: further ``Node`` arguments
+    """
+    return package_node('carla_bridge', {
+        'host': typed('host', str),
+        'port': typed('port', int),
+        'town': typed('town', str),
+        'timeout': typed('carla_timeout', float),
+        'objects_file': typed('objects_file', str),
+        **overrides}, **options)
+
+
+def expert_nodes(overrides: dict) -> List[Node]:
+    """
+    Return the expert for each backend kind: the YAML's steering limit, or CARLA's.
+
+    :param overrides: expert parameters of the launch file
+    """
+    return [package_node('expert', overrides, condition=backend_is('sim')),
+            package_node('expert', {**overrides, 'max_steer_deg': CARLA_MAX_STEER_DEG},
+                         condition=backend_is(*CARLA_BACKENDS))]
 
 
 def package_node(name: str, overrides: dict, **options) -> Node:
