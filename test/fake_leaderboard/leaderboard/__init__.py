@@ -1,0 +1,1 @@
+"""Stand-in for carla-simulator/leaderboard (its agent base class only), for tests."""
