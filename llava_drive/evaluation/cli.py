@@ -95,9 +95,9 @@ def register(subparsers):
 
     drive = subparsers.add_parser(
         'drive', help='drive with a checkpoint live (embedded simulator or CARLA)',
-        description='Run the policy node with sim_bridge (or against a running '
-                    'carla_ros_bridge) and show a live status line until Ctrl-C, --duration '
-                    'or the end of the route.',
+        description='Run the policy node with sim_bridge, with carla_bridge on a CARLA server '
+                    '(--backend carla) or against a running carla_ros_bridge, and show a live '
+                    'status line until Ctrl-C, --duration or the end of the route.',
         epilog=DRIVE_EPILOG, formatter_class=formatter)
     drive.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
                        help='trained checkpoint (required unless --driver expert)')
