@@ -47,6 +47,7 @@ def carla_node() -> Node:
     """Return carla_bridge; like sim_bridge it waits for the recorder and each written frame."""
     return carla_bridge_node({
         'route_seeds': typed('route_seeds', List[int]),
+        'loop_routes': True,  # until the recorder's duration, as sim_bridge does
         'wait_for_image_subscribers': 1,
         'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
     })

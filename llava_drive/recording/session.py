@@ -76,7 +76,9 @@ class RecordingOptions:
         specs += bridge_specs(
             self.backend, self.route_seeds, self.width, self.height,
             sim={'synchronous_mode': self.synchronous, 'randomize': self.randomize},
-            carla=self.carla, wait_for_image_subscribers=1 + policy_drives,
+            # Recording runs until the duration: CARLA routes loop like the simulator's.
+            carla={'loop_routes': True, **self.carla},
+            wait_for_image_subscribers=1 + policy_drives,
             synchronous_mode_wait_for_ack_topic='/recorder/frame_done')
         # With the policy driving, the expert still labels every frame (from odometry).
         specs.append(expert_spec(drive=not policy_drives, noise=self.noise,
