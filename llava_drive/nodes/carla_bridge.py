@@ -8,6 +8,7 @@ sim_bridge publishes (camera bgra8, camera_info, odometry, speedometer, waypoint
 with that frame has arrived (and the recorder's ack, when configured); after
 ``control_timeout`` without one it ticks with a full brake. No carla_ros_bridge needed.
 """
+from collections import OrderedDict
 import json
 import math
 import time
@@ -26,6 +27,10 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header, String
+
+
+# Frames whose control count is kept (for checks and tests), newest last.
+RECENT_FRAMES = 1000
 
 
 class CarlaBridge(Node):
@@ -132,8 +137,8 @@ class CarlaBridge(Node):
         self.awaiting_since = 0.0
         self.have_control = self.have_ack = False
         self.control_timeouts = 0
-        # Controls per answered frame stamp: the contract is exactly one.
-        self.controls_for_frame = {}
+        # Controls per answered frame stamp (the recent ones): the contract is exactly one.
+        self.controls_for_frame = OrderedDict()
         self.late_controls = 0
         self.started = self.finished = False
         self.ready_since = None
@@ -228,6 +233,8 @@ class CarlaBridge(Node):
                                       throttle_duration_sec=5.0)
             return
         self.controls_for_frame[stamp_ns] = self.controls_for_frame.get(stamp_ns, 0) + 1
+        if len(self.controls_for_frame) > RECENT_FRAMES:
+            self.controls_for_frame.popitem(last=False)
         self.control = control  # the session clamps NaN and out-of-range values
         self.have_control = True
         self.advance_when_ready()
@@ -296,7 +303,8 @@ class CarlaBridge(Node):
         status = dict(frame.summary.to_dict(), stamp_ns=frame.stamp_ns, episode=self.episode,
                       route_seed=self.route_seed, x=frame.x, y=frame.y, yaw=frame.yaw,
                       speed=frame.speed, control=list(self.control.as_array()),
-                      control_timeouts=self.control_timeouts, carla_frame=frame.frame)
+                      control_timeouts=self.control_timeouts, carla_frame=frame.frame,
+                      late_controls=self.late_controls)
         self.status_pub.publish(String(data=json.dumps(status)))
 
     def publish_frame(self):
