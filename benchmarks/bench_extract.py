@@ -16,7 +16,21 @@ counted analytically (matrix multiplications and attention; norms, activations a
 softmax are ignored), which bounds the speed-up a compute-bound run can reach. The script
 also prints the same arithmetic for the real llava-1.5-7b on a GPU.
 
-Usage: ``python benchmarks/bench_extract.py [--frames 8] [--skip-7b] [--models-dir DIR]``.
+Per-frame prompts (route conditioning): ``--prompts`` also times ``last_token`` with a prompt
+template filled per frame (a different command and speed on each frame, right-padded into one
+batch) against the same template filled once, on the 7B-structure model, reading decoder layer
+``--prompt-layer`` (4 by default, so only 4 of the 32 decoder layers run on CPU), and prints
+the ratio (the target: within 10 %).
+
+On a GPU, ``--full-7b --device cuda --dtype bfloat16`` builds llava-1.5-7b at full size
+(CLIP ViT-L/14-336, 32-layer 4096-wide Llama; random weights from the published
+hyperparameters, nothing downloaded; about 14 GB written to ``--models-dir``) and measures
+frames/s of the truncated path (``image_grid`` at L = 16, batch 8) against the original
+system's full forward (all layers, LM head, ``output_hidden_states``), plus the per-frame
+prompt comparison at L = 16.
+
+Usage: ``python benchmarks/bench_extract.py [--frames 8] [--skip-7b] [--models-dir DIR]
+[--prompts [--prompt-layer 4]] [--full-7b --device cuda --dtype bfloat16]``.
 Prints figures; asserts nothing.
 """
 import argparse
@@ -32,6 +46,7 @@ import time
 PROMPT = 'What should the driver do next: steer, throttle and brake?'
 FRAME_SHAPE = (600, 800, 3)  # the CARLA camera of the recorder
 THREADS = [1]  # torch threads per worker, set from --threads
+DEVICE = ['cpu', 'float32']  # device and dtype of the workers, set from --device and --dtype
 
 # llava-1.5-7b (llava-hf/llava-1.5-7b-hf config.json): CLIP-L/14-336 + Vicuna-7B.
 LLAVA_15_7B = {
@@ -108,30 +123,54 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_new(model_dir, frames, layer, batch_size, mode):
+def _routes(count: int, per_frame: bool):
+    """Return route inputs: all different (commands and speeds vary) or all the same."""
+    from llava_drive.features.route_prompt import RouteInput
+    from llava_drive.planning import RoadOption
+
+    commands = [RoadOption.LANEFOLLOW, RoadOption.LEFT, RoadOption.STRAIGHT, RoadOption.RIGHT]
+    if not per_frame:
+        return [RouteInput(RoadOption.LANEFOLLOW, 6.0)] * count
+    return [RouteInput(commands[i % 4], float(i % 15)) for i in range(count)]
+
+
+def worker_new(model_dir, frames, layer, batch_size, mode, device='cpu', dtype='float32',
+               prompt_kind='plain'):
     """Time the new extractor; return its figures."""
     import torch  # noqa: F401  (import cost outside the measured RSS delta)
     from llava_drive.features.extractor import LlavaFeatureExtractor
-
+    from llava_drive.features.route_prompt import ROUTE_PROMPT
     from llava_drive.features.spec import FeatureMode, VISION_MODES
 
     rss_import = _max_rss_mb()
     if FeatureMode(mode) in VISION_MODES:
         layer = None  # the vision tower only
-    extractor = LlavaFeatureExtractor(model_dir, mode=mode, layer=layer, prompt=PROMPT)
+    prompt = PROMPT if prompt_kind == 'plain' else ROUTE_PROMPT
+    extractor = LlavaFeatureExtractor(model_dir, mode=mode, layer=layer, prompt=prompt,
+                                      device=device, dtype=dtype)
     batch_size = batch_size or extractor.batch_size  # 0: the extractor's choice
     images = _frames(frames + batch_size)
-    extractor.extract(images[:batch_size])  # warm-up batch, not timed
+    routes = _routes(frames + batch_size, prompt_kind == 'per-frame')
+
+    def run(first):
+        extractor.extract(images[first:first + batch_size], routes[first:first + batch_size])
+
+    run(0)  # warm-up batch, not timed
+    if extractor.device.type == 'cuda':
+        torch.cuda.synchronize()
     start, cpu = time.perf_counter(), time.process_time()
     for first in range(batch_size, batch_size + frames, batch_size):
-        extractor.extract(images[first:first + batch_size])
+        run(first)
+    if extractor.device.type == 'cuda':
+        torch.cuda.synchronize()  # kernels run asynchronously: wait before reading the clock
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {'seconds': seconds, 'cpu_seconds': cpu, 'frames': frames,
             'seq_len': int(extractor.input_ids.shape[1]), 'layer': extractor.layer,
             'batch_size': batch_size, 'rss_import_mb': rss_import}
 
 
-def worker_original(model_dir, frames, layer, batch_size, mode):
+def worker_original(model_dir, frames, layer, batch_size, mode, device='cpu', dtype='float32',
+                    prompt_kind='plain'):
     """Time the original approach (PIL processor, batch 1, full forward); return figures."""
     import torch
     from PIL import Image
@@ -141,13 +180,16 @@ def worker_original(model_dir, frames, layer, batch_size, mode):
     hf_logging.disable_progress_bar()
     rss_import = _max_rss_mb()
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
+    model = LlavaForConditionalGeneration.from_pretrained(
+        model_dir, local_files_only=True, dtype=getattr(torch, dtype)).to(device)
     model.eval()
     text = 'USER: <image>\n%s ASSISTANT:' % PROMPT
     images = _frames(frames + 1)
 
     def one(frame):
         inputs = processor(images=Image.fromarray(frame), text=text, return_tensors='pt')
+        inputs = {name: value.to(device) for name, value in inputs.items()}
+        inputs['pixel_values'] = inputs['pixel_values'].to(getattr(torch, dtype))
         with torch.no_grad():
             output = model(**inputs, output_hidden_states=True)
         return output.hidden_states[-1][:, 0], inputs['input_ids'].shape[1]
@@ -156,16 +198,19 @@ def worker_original(model_dir, frames, layer, batch_size, mode):
     start, cpu = time.perf_counter(), time.process_time()
     for frame in images[1:]:
         _, seq_len = one(frame)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {'seconds': seconds, 'cpu_seconds': cpu, 'frames': frames, 'seq_len': int(seq_len),
             'layer': model.config.text_config.num_hidden_layers, 'rss_import_mb': rss_import}
 
 
-def run_worker(kind, model_dir, frames, layer, batch_size, mode) -> dict:
+def run_worker(kind, model_dir, frames, layer, batch_size, mode, prompt_kind='plain') -> dict:
     """Run one measurement in a fresh subprocess and return its JSON figures."""
     command = [sys.executable, __file__, '--worker', kind, '--model', str(model_dir),
                '--frames', str(frames), '--layer', str(layer), '--batch-size', str(batch_size),
-               '--mode', mode, '--threads', str(THREADS[0])]
+               '--mode', mode, '--threads', str(THREADS[0]), '--device', DEVICE[0],
+               '--dtype', DEVICE[1], '--prompt-kind', prompt_kind]
     result = subprocess.run(command, capture_output=True, text=True,
                             env=dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1'))
     if result.returncode != 0:
@@ -233,6 +278,24 @@ def benchmark(label, model_dir, frames, batch_size, mode):
     return new['seq_len']
 
 
+def prompt_comparison(label, model_dir, frames, layer, batch_size):
+    """Time last_token with one prompt per frame against one prompt for all; print the ratio."""
+    fixed = run_worker('new', model_dir, frames, layer, batch_size, 'last_token', 'fixed')
+    varied = run_worker('new', model_dir, frames, layer, batch_size, 'last_token', 'per-frame')
+    print('\n%s: last_token at layer %d, batch %d, %d frames, %s %s' % (
+        label, fixed['layer'], fixed['batch_size'], frames, DEVICE[0], DEVICE[1]))
+    for name, figures in (('template filled once (fixed prompt)', fixed),
+                          ('template filled per frame (command, speed vary)', varied)):
+        print('  %-50s %8.3f frames/s %8.3f CPU s/frame' % (
+            name, figures['frames'] / figures['seconds'],
+            figures['cpu_seconds'] / figures['frames']))
+    ratio = (varied['frames'] / varied['seconds']) / (fixed['frames'] / fixed['seconds'])
+    cpu_ratio = (fixed['cpu_seconds'] / fixed['frames']) / (varied['cpu_seconds']
+                                                             / varied['frames'])
+    print('  per-frame / fixed: wall %.3f, CPU time %.3f (target: within 10 %%)'
+          % (ratio, cpu_ratio))
+
+
 def main(argv=None) -> int:
     """Parse arguments, run the benchmark (or one worker) and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -251,31 +314,59 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads per measurement (default 1: OpenMP threads that '
                              'spin on a shared, loaded machine inflate both times erratically)')
+    parser.add_argument('--prompts', action='store_true',
+                        help='only compare per-frame prompts with a fixed prompt (7B structure)')
+    parser.add_argument('--prompt-layer', type=int, default=4,
+                        help='decoder layer read in the prompt comparison on the 7B structure '
+                             '(default 4: only 4 of 32 layers run, to stay within minutes on '
+                             'CPU; --full-7b uses 16)')
+    parser.add_argument('--full-7b', action='store_true',
+                        help='build llava-1.5-7b at full size with random weights (for GPUs: '
+                             'use with --device cuda --dtype bfloat16)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
+    parser.add_argument('--prompt-kind', default='plain', help=argparse.SUPPRESS)
     parser.add_argument('--worker', choices=('new', 'original'), help=argparse.SUPPRESS)
     parser.add_argument('--model', help=argparse.SUPPRESS)
     parser.add_argument('--layer', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     THREADS[0] = args.threads
+    DEVICE[:] = [args.device, args.dtype]
     if args.worker:
         import torch
 
         torch.set_num_threads(args.threads)
         work = worker_new if args.worker == 'new' else worker_original
-        figures = work(args.model, args.frames, args.layer, args.batch_size, args.mode)
+        figures = work(args.model, args.frames, args.layer, args.batch_size, args.mode,
+                       args.device, args.dtype, args.prompt_kind)
         figures['max_rss_mb'] = _max_rss_mb()
         print(json.dumps(figures))
         return 0
 
-    from llava_drive.features.tiny_model import create_llava_7b_structure, create_tiny_llava
+    from llava_drive.features.tiny_model import (create_llava_7b_structure, create_tiny_llava,
+                                                 LLAVA_15_7B)
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.models_dir or scratch)
+        if args.full_7b:
+            full = root / 'llava-1.5-7b-random'
+            if not (full / 'config.json').is_file():
+                start = time.perf_counter()
+                create_tiny_llava(full, size=LLAVA_15_7B, dtype=args.dtype, device=args.device)
+                print('created full-size llava-1.5-7b (random %s) in %.0f s'
+                      % (args.dtype, time.perf_counter() - start))
+            batch = args.batch_size or 8
+            benchmark('llava-1.5-7b, full size, %s %s' % (args.device, args.dtype), full,
+                      args.frames, batch, args.mode)
+            prompt_comparison('llava-1.5-7b, full size', full, args.frames, 16, batch)
+            return 0
         print('load average at start: %.2f %.2f %.2f; %d torch thread(s); %d CPUs'
               % (*os.getloadavg(), args.threads, os.cpu_count()))
         tiny = root / 'llava-tiny'
         if not (tiny / 'config.json').is_file():
             create_tiny_llava(tiny)
-        benchmark('tiny', tiny, args.frames, args.batch_size, args.mode)
+        if not args.prompts:
+            benchmark('tiny', tiny, args.frames, args.batch_size, args.mode)
         seq_len = 600
         if not args.skip_7b:
             big = root / 'llava-7b-structure'
@@ -283,6 +374,10 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 create_llava_7b_structure(big)
                 print('\n(created 7B-structure model in %.0f s)' % (time.perf_counter() - start))
+            if args.prompts:
+                prompt_comparison('7B structure, reduced widths', big, args.frames_7b,
+                                  args.prompt_layer, args.batch_size)
+                return 0
             seq_len = benchmark('7B structure, reduced widths', big, args.frames_7b,
                                 min(args.batch_size, args.frames_7b) if args.batch_size else 0,
                                 args.mode)

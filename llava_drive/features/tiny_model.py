@@ -99,6 +99,12 @@ TINY = TinyLlavaSize()
 LLAVA_7B_STRUCTURE = TinyLlavaSize(image_size=336, patch_size=14, vision_hidden=256,
                                    vision_layers=24, vision_heads=4, text_hidden=512,
                                    text_layers=32, text_heads=8, vocab_size=32064)
+# llava-1.5-7b at full size (llava-hf/llava-1.5-7b-hf config.json): CLIP ViT-L/14-336 (24
+# layers, 1024 wide, 16 heads, MLP 4096), Vicuna-7B (32 layers, 4096 wide, 32 heads, MLP
+# 11008, vocabulary 32064); random weights, for GPU timings only (14 GB in bfloat16).
+LLAVA_15_7B = TinyLlavaSize(image_size=336, patch_size=14, vision_hidden=1024, vision_layers=24,
+                            vision_heads=16, text_hidden=4096, text_layers=32, text_heads=32,
+                            vocab_size=32064)
 
 
 def build_tokenizer(vocab_size: int = 1024):
@@ -127,7 +133,8 @@ def build_tokenizer(vocab_size: int = 1024):
         model_max_length=4096)
 
 
-def create_tiny_llava(out_dir, seed: int = 0, size: TinyLlavaSize = TINY) -> Path:
+def create_tiny_llava(out_dir, seed: int = 0, size: TinyLlavaSize = TINY,
+                      dtype: str = 'float32', device: str = 'cpu') -> Path:
     """
     Create a random-weight LLaVA in Hugging Face format and return its directory.
 
@@ -136,6 +143,8 @@ def create_tiny_llava(out_dir, seed: int = 0, size: TinyLlavaSize = TINY) -> Pat
     :param out_dir: destination directory (created; existing model files are overwritten).
     :param seed: torch seed for the weights.
     :param size: widths and depths, :data:`TINY` by default.
+    :param dtype: weight dtype (``'bfloat16'`` halves a 7B model's 28 GB in float32).
+    :param device: where the weights are initialised (``'cuda'`` is much faster for 7B).
     """
     import torch
     from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig,
@@ -164,8 +173,15 @@ def create_tiny_llava(out_dir, seed: int = 0, size: TinyLlavaSize = TINY) -> Pat
         image_seq_length=num_image_tokens, vision_feature_layer=-2,
         vision_feature_select_strategy='default', projector_hidden_act='gelu')
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        with torch.device(device):
+            model = LlavaForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
     model.save_pretrained(out)
+    del model
     image_processor = CLIPImageProcessorPil(
         size={'shortest_edge': size.image_size},
         crop_size={'height': size.image_size, 'width': size.image_size},
