@@ -124,13 +124,18 @@ def _max_rss_mb() -> float:
 
 
 def _routes(count: int, per_frame: bool):
-    """Return route inputs: all different (commands and speeds vary) or all the same."""
+    """
+    Return route inputs: all different (commands and speeds vary) or all the same.
+
+    The fixed one is the longest prompt of the varying set, since a padded batch costs what
+    its longest prompt costs: the comparison measures what per-frame prompts add.
+    """
     from llava_drive.features.route_prompt import RouteInput
     from llava_drive.planning import RoadOption
 
     commands = [RoadOption.LANEFOLLOW, RoadOption.LEFT, RoadOption.STRAIGHT, RoadOption.RIGHT]
     if not per_frame:
-        return [RouteInput(RoadOption.LANEFOLLOW, 6.0)] * count
+        return [RouteInput(RoadOption.STRAIGHT, 14.0)] * count
     return [RouteInput(commands[i % 4], float(i % 15)) for i in range(count)]
 
 
@@ -290,8 +295,8 @@ def prompt_comparison(label, model_dir, frames, layer, batch_size):
             name, figures['frames'] / figures['seconds'],
             figures['cpu_seconds'] / figures['frames']))
     ratio = (varied['frames'] / varied['seconds']) / (fixed['frames'] / fixed['seconds'])
-    cpu_ratio = (fixed['cpu_seconds'] / fixed['frames']) / (varied['cpu_seconds']
-                                                             / varied['frames'])
+    cpu_ratio = (fixed['cpu_seconds'] / fixed['frames']) \
+        / (varied['cpu_seconds'] / varied['frames'])
     print('  per-frame / fixed: wall %.3f, CPU time %.3f (target: within 10 %%)'
           % (ratio, cpu_ratio))
 

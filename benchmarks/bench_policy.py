@@ -14,8 +14,12 @@ Per frame answered by an inference it prints, as p50 / p99 over the frames:
 - forward time itself (not overhead; subtracted above);
 
 and the control rate the gate timer sustained while inference ran (target: gate_rate).
+With ``--waypoints`` the head predicts waypoints and a target speed and the node drives
+through the waypoint controller; the controller runs after the forward pass, so its cost is
+counted in the node overhead (target: p99 under 3 ms).
 
     .venv/bin/python benchmarks/bench_policy.py [--frames 200] [--rate 20] [--threads 1]
+        [--waypoints]
 """
 import argparse
 import json
@@ -79,18 +83,29 @@ def camera_process(args):
     rclpy.try_shutdown()
 
 
-def constant_checkpoint(out_dir: Path, model_dir: Path) -> Path:
-    """Write a checkpoint for the tiny model whose head always says throttle 0.62."""
+def constant_checkpoint(out_dir: Path, model_dir: Path, waypoints: bool = False) -> Path:
+    """
+    Write a checkpoint for the tiny model whose head always says throttle 0.62.
+
+    With ``waypoints`` the head always predicts a gentle left bend at 6 m/s instead.
+    """
+    import numpy as np
     import torch
     from llava_drive.features.extractor import LlavaFeatureExtractor
     from llava_drive.learning.checkpoint import save_checkpoint
     from llava_drive.learning.heads import build_head, HeadConfig
 
     extractor = LlavaFeatureExtractor(model_dir)
-    head = build_head(HeadConfig(feature_dim=extractor.feature_dim, hidden_size=64))
+    head = build_head(HeadConfig(feature_dim=extractor.feature_dim, hidden_size=64,
+                                 output='waypoints' if waypoints else 'control'))
     with torch.no_grad():
         head.layers[-1].weight.zero_()
-        head.layers[-1].bias.copy_(torch.tensor([0.0, 0.5, -4.0]))
+        if waypoints:
+            head.layers[-1].bias.zero_()
+            head.set_output_normalization([2.0, 0.1, 4.0, 0.4, 6.0, 0.9, 8.0, 1.6, 6.0],
+                                          np.ones(9))
+        else:
+            head.layers[-1].bias.copy_(torch.tensor([0.0, 0.5, -4.0]))
     return save_checkpoint(out_dir, head, extractor.spec)
 
 
@@ -113,6 +128,8 @@ def main():
     parser.add_argument('--gate-rate', type=float, default=20.0)
     parser.add_argument('--checkpoint', default='', help='default: tiny LLaVA, constant head')
     parser.add_argument('--model', default='')
+    parser.add_argument('--waypoints', action='store_true',
+                        help='constant waypoint head driven through the waypoint controller')
     parser.add_argument('--camera', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -134,7 +151,7 @@ def main():
     if not checkpoint:
         from llava_drive.features.tiny_model import create_tiny_llava
         model = create_tiny_llava(Path(tmp.name) / 'tiny', seed=0)
-        checkpoint = str(constant_checkpoint(Path(tmp.name) / 'head', model))
+        checkpoint = str(constant_checkpoint(Path(tmp.name) / 'head', model, args.waypoints))
     rclpy.init()
     policy = Policy(parameter_overrides=[
         Parameter('checkpoint', value=checkpoint), Parameter('model', value=args.model),
@@ -199,7 +216,8 @@ def main():
     span = camera['end'] - camera['start']
     gate_rate = (len(inside) - results) / span if span > 0 else math.nan
     stats = policy.worker.stats()
-    print(f'\npolicy node, {args.width}x{args.height} bgra8 at {args.rate:g} Hz, '
+    head = 'waypoint head + controller' if policy.worker.controller is not None else 'control head'
+    print(f'\npolicy node ({head}), {args.width}x{args.height} bgra8 at {args.rate:g} Hz, '
           f'{args.frames} frames, torch threads {args.threads}')
     print(f'frames answered {answered}, dropped as stale {stats["dropped_stale"]}, '
           f'measured {len(node)} (first 5 skipped)')

@@ -90,8 +90,19 @@ def checkpoints(tiny_llava_dir, tmp_path_factory):  # noqa: F811
                 head.layers[0].weight.fill_(math.nan)
         return save_checkpoint(root / name, head, extractor.spec)
 
+    waypoint_head = build_head(HeadConfig(feature_dim=extractor.feature_dim, hidden_size=8,
+                                          output='waypoints', num_waypoints=4))
+    with torch.no_grad():
+        waypoint_head.layers[-1].weight.zero_()
+        waypoint_head.layers[-1].bias.zero_()
+    # A path bending left, 2 m per point, target 6 m/s: the controller steers left, drives.
+    waypoint_head.set_output_normalization(WAYPOINT_PATH, np.ones(9))
     return {'trained': trained, 'constant': constant('constant'),
-            'nan': constant('nan', poison=True), 'root': root}
+            'nan': constant('nan', poison=True), 'root': root,
+            'waypoints': save_checkpoint(root / 'waypoints', waypoint_head, extractor.spec)}
+
+
+WAYPOINT_PATH = [2.0, 0.1, 4.0, 0.4, 6.0, 0.9, 8.0, 1.6, 6.0]
 
 
 class Alone:
@@ -232,7 +243,7 @@ def test_policy_drives_the_simulated_car_along_the_route(alone, checkpoints, tmp
     line, text = markers[-1].markers
     assert line.header.frame_id == 'ego_vehicle' and len(line.points) == 30
     assert line.points[0].x == 0.0 and line.points[-1].x > 4.0
-    assert text.text.startswith('steer')
+    assert text.text.startswith('LANEFOLLOW: steer')  # no plan on the road map
 
 
 def test_images_that_stop_are_braked_for_within_max_age(alone, checkpoints):
@@ -301,6 +312,53 @@ def test_nan_outputs_brake(alone, checkpoints):
     assert all(c == FULL_BRAKE for _, _, c in items)
     assert any(stamp in sent for _, stamp, _ in items)
     assert policy.gate.interventions['nan_output'] >= 5
+
+
+def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpoints):
+    from nav_msgs.msg import Odometry
+    from visualization_msgs.msg import MarkerArray
+
+    policy = start_policy(alone, checkpoints['waypoints'], max_age=10.0,
+                          controller_kp=0.5, controller_stop_brake=0.7)
+    assert policy.worker.controller is not None
+    assert policy.worker.controller.config.kp == 0.5
+    helper = alone.node('camera')
+    markers = []
+    helper.create_subscription(MarkerArray, '/policy/predicted_path', markers.append, 10)
+    odometry = helper.create_publisher(Odometry, '/carla/ego_vehicle/odometry', 10)
+    bad = Odometry()
+    bad.pose.pose.position.x = math.nan
+    controls, camera = Controls(helper), Camera(helper)
+    assert wait_for(lambda: policy.worker.processed >= 5 and markers, timeout=60)
+    odometry.publish(bad)
+    assert wait_for(lambda: policy.rejected_images['odometry_not_finite'] >= 1, timeout=30)
+    camera.running = False
+    sent = {stamp for _, stamp in camera.sent}
+    answered = [c for _, stamp, c in list(controls.items) if stamp in sent]
+    assert answered and all(c.steer < -0.05 and c.throttle > 0.1 and c.brake == 0
+                            for c in answered[-3:])
+    names = {(m.ns, m.id) for m in markers[-1].markers}
+    assert ('predicted_path', 2) in names
+    waypoints = [m for m in markers[-1].markers if m.id == 2][0]
+    assert [round(p.x, 3) for p in waypoints.points] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    text = [m for m in markers[-1].markers if m.id == 1][0].text
+    assert text.startswith('LANEFOLLOW: steer') and 'target 6.0 m/s' in text
+
+
+def test_annotated_frame_shows_route_waypoints_and_controller():
+    from llava_drive.policy.annotate import annotate_frame, WAYPOINT_COLOUR
+
+    frame = scene_frame(3, 240, 320)
+    plain = annotate_frame(frame, Control(steer=-0.3, throttle=0.5))
+    drawn = annotate_frame(frame, Control(steer=-0.3, throttle=0.5), command='LEFT',
+                           waypoints=np.array(WAYPOINT_PATH[:-1]).reshape(4, 2),
+                           target_speed=6.0, lookahead=(4.0, 0.4))
+    blue = np.all(drawn == WAYPOINT_COLOUR, axis=2)
+    assert blue.sum() > 30 and not np.all(plain == WAYPOINT_COLOUR, axis=2).any()
+    # The inset sits in the top-right corner.
+    assert blue[:, 220:].sum() > 20
+    broken = annotate_frame(frame, Control(), waypoints=np.full((4, 2), np.nan))
+    assert broken.shape == drawn.shape
 
 
 def test_emergency_stop_enable_service_diagnostics_and_final_brake(alone, checkpoints):
@@ -432,25 +490,27 @@ def test_worker_keeps_a_frame_history_for_temporal_heads(checkpoints):
     from llava_drive.policy.inference import FeatureHistory, Frame, InferenceWorker, LoadedPolicy
 
     history = FeatureHistory(3)
-    first, speeds = history.push(np.ones(4), 1.0)
+    first, speeds, commands, targets = history.push(np.ones(4), 1.0)
     assert first.shape == (3, 4) and speeds.tolist() == [1.0, 1.0, 1.0]
-    _, speeds = history.push(np.zeros(4), 2.0)
+    assert commands.tolist() == [4, 4, 4] and np.isnan(targets).all()  # LANEFOLLOW, unknown
+    _, speeds, _, _ = history.push(np.zeros(4), 2.0, 1, (20.0, 3.0))
     assert speeds.tolist() == [1.0, 1.0, 2.0]
-    _, speeds = history.push(np.zeros(4), 3.0)
-    window, speeds = history.push(np.full(4, 5.0), 4.0)
+    _, speeds, _, _ = history.push(np.zeros(4), 3.0)
+    window, speeds, commands, targets = history.push(np.full(4, 5.0), 4.0, 2, (9.0, -1.0))
     assert speeds.tolist() == [2.0, 3.0, 4.0] and window[-1].tolist() == [5.0] * 4
+    assert commands.tolist() == [1, 4, 2] and targets[0].tolist() == [20.0, 3.0]
 
     seen = []
 
     class Head:
         window, uses_speed = 3, True
 
-        def predict(self, features, speed):
+        def predict(self, features, speed, command=None, target=None):
             seen.append((features.shape, list(speed)))
             return np.array([0.1, 0.2, 0.0], np.float32)
 
     class Extractor:
-        def extract(self, frames):
+        def extract(self, frames, routes=None):
             import torch
             return torch.full((len(frames), 6), float(frames[0][0, 0, 0]))
 

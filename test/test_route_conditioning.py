@@ -254,3 +254,21 @@ def test_store_keeps_route_tensors_and_refuses_bad_ones(tmp_path):
                          ({'command': [1, 2]}, 'lengths differ')):
         with pytest.raises(FeatureStoreError, match=message):
             write_feature_file(tmp_path / 'c.safetensors', *args, **bad)
+
+
+def test_route_tracker_carries_progress_and_refuses_bad_poses():
+    from llava_drive.features.route_prompt import RouteTracker
+
+    tracker = RouteTracker()
+    route, pose = tracker.route((1.0, 0.0, 0.0), 5.0)
+    assert route.command == RoadOption.LANEFOLLOW and math.isnan(route.target_forward)
+    assert pose.tolist() == [1.0, 0.0, 0.0]
+    tracker.set_plan(_left_turn_plan())
+    commands = [tracker.route((x, 0.0, 0.0), 5.0)[0].command for x in (0.0, 8.0, 20.0)]
+    assert commands == [RoadOption.LANEFOLLOW, RoadOption.LEFT, RoadOption.LEFT]
+    # A non-finite pose or an absurd speed is unknown, never an exception.
+    route, pose = tracker.route((math.nan, 0.0, 0.0), math.inf)
+    assert route.command == RoadOption.LANEFOLLOW and np.isnan(pose).all()
+    assert math.isnan(route.speed) and tracker.without_pose == 1
+    # A new episode starts from the beginning of the plan again.
+    assert tracker.route((0.0, 0.0, 0.0), 1.0, episode=1)[0].command == RoadOption.LANEFOLLOW

@@ -32,11 +32,11 @@ from llava_drive.bag import format as bagfmt
 from llava_drive.bag.reader import (BagReadError, count_pairs, read_odometry, read_pairs,
                                     ReadStats)
 from llava_drive.bag.trim import exclusions_path
-from llava_drive.features.route_prompt import NO_PLAN_COMMAND, RouteInput
+from llava_drive.features.route_prompt import RouteTracker
 from llava_drive.features.spec import FeatureSpec
 from llava_drive.features.store import (
     feature_file_for_bag, FeatureStoreError, read_feature_metadata, write_feature_file)
-from llava_drive.planning import GlobalPlan, route_command
+from llava_drive.planning import GlobalPlan
 import numpy as np
 
 LOG = logging.getLogger(__name__)
@@ -84,47 +84,6 @@ def bag_fingerprint(bag_path) -> str:
         digest.update(path.read_bytes() if path.is_file() else b'<absent>')
         digest.update(b'\0')
     return digest.hexdigest()
-
-
-class RouteTracker:
-    """
-    The route input of each frame of a bag, in order: pose, command and target point.
-
-    :param poses: ``{stamp_ns: (x, y, yaw)}`` from the bag's odometry.
-    :param plan: the route's global plan, or None.
-    """
-
-    def __init__(self, poses: dict, plan: Optional[GlobalPlan] = None):
-        """Start before the first frame."""
-        self.poses = poses
-        self.plan = plan
-        self.progress = None
-        self.episode = None
-        self.without_pose = 0
-        self.without_route = 0
-
-    def route(self, stamp_ns: int, episode: int, speed: float):
-        """
-        Return ``(RouteInput, pose [3])`` for the next frame.
-
-        :param stamp_ns: the frame's stamp.
-        :param episode: its episode (progress restarts when it changes).
-        :param speed: its speed in m/s.
-        """
-        if episode != self.episode:
-            self.episode, self.progress = episode, None
-        pose = self.poses.get(stamp_ns)
-        speed = float(speed) if np.isfinite(speed) else float('nan')
-        if pose is None:
-            self.without_pose += 1
-        if pose is None or self.plan is None:
-            self.without_route += 1
-            nan = (float('nan'),) * 3
-            return RouteInput(NO_PLAN_COMMAND, speed), np.asarray(pose or nan, np.float32)
-        result = route_command(self.plan, *pose, progress=self.progress)
-        self.progress = result.progress
-        return (RouteInput(result.command, speed, result.target_forward, result.target_left),
-                np.asarray(pose, np.float32))
 
 
 def plan_fingerprint(plan: Optional[GlobalPlan]) -> Optional[str]:
@@ -214,7 +173,8 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
     bag_path = Path(bag_path)
     fingerprint = bag_fingerprint(bag_path)
     total = count_pairs(bag_path, honour_exclusions=True)
-    tracker = RouteTracker(read_odometry(bag_path), plan)
+    odometry = read_odometry(bag_path)
+    tracker = RouteTracker(plan)
     stats = ReadStats()
     features, actions, stamps, speed, episode = [], [], [], [], []
     commands, targets, poses = [], [], []
@@ -224,7 +184,8 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
                               batch_size):
             routes = []
             for pair in batch:
-                route, pose = tracker.route(pair.stamp_ns, pair.episode, pair.speed)
+                route, pose = tracker.route(odometry.get(pair.stamp_ns), pair.speed,
+                                            pair.episode)
                 routes.append(route)
                 poses.append(pose)
                 commands.append(int(route.command))

@@ -17,7 +17,7 @@ import math
 import string
 from typing import Dict, Optional, Sequence, Tuple
 
-from llava_drive.planning import RoadOption
+from llava_drive.planning import GlobalPlan, RoadOption, route_command
 import numpy as np
 
 PROMPT_FIELDS = ('command', 'speed', 'target')
@@ -208,3 +208,59 @@ def command_one_hot(commands) -> np.ndarray:
     if unknown.any():
         raise RoutePromptError(f'{int(values[unknown][0])} is no RoadOption value')
     return matches.astype(np.float32)
+
+
+class RouteTracker:
+    """
+    The route input of each frame of a drive, in order: command and target from plan and pose.
+
+    Offline extraction and the live policy both use it, so their commands agree: progress
+    along the plan is carried from frame to frame and restarts with each episode; without a
+    plan or a pose the command is :data:`NO_PLAN_COMMAND` and the target unknown.
+
+    :param plan: the route's global plan, or None.
+    """
+
+    def __init__(self, plan: Optional[GlobalPlan] = None):
+        """Start before the first frame."""
+        self.plan = plan
+        self.progress = None
+        self.episode = None
+        self.without_pose = 0
+        self.without_route = 0
+
+    def set_plan(self, plan: Optional[GlobalPlan]):
+        """
+        Follow a new plan (a new route): progress restarts.
+
+        :param plan: the plan, or None.
+        """
+        self.plan, self.progress = plan, None
+
+    def route(self, pose, speed: float, episode: int = 0):
+        """
+        Return ``(RouteInput, pose [3] float32)`` for the next frame.
+
+        :param pose: ``(x, y, yaw)`` in the plan's frame, or None when unknown.
+        :param speed: the frame's speed in m/s (NaN: unknown).
+        :param episode: its episode (progress restarts when it changes).
+        """
+        if episode != self.episode:
+            self.episode, self.progress = episode, None
+        speed = float(speed) if math.isfinite(speed) and abs(speed) <= MAX_SPEED_MPS \
+            else math.nan
+        if pose is not None and not all(math.isfinite(v) for v in pose):
+            pose = None
+        if pose is None:
+            self.without_pose += 1
+        if pose is None or self.plan is None:
+            self.without_route += 1
+            known = np.full(3, np.nan, np.float32) if pose is None else \
+                np.asarray(pose, np.float32)
+            return RouteInput(NO_PLAN_COMMAND, speed), known
+        result = route_command(self.plan, *pose, progress=self.progress)
+        self.progress = result.progress
+        forward, left = (value if abs(value) <= MAX_TARGET_M else math.nan
+                         for value in (result.target_forward, result.target_left))
+        return (RouteInput(result.command, speed, forward, left),
+                np.asarray(pose, np.float32))

@@ -14,6 +14,11 @@ std_msgs/Bool: True brakes until False; subscribed volatile so that any publishe
 hence a value published before the node started is not seen) is on, or driving is disabled
 (``~/enable``, std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
 ``~/annotated_image`` and ``~/predicted_path`` (markers in the vehicle frame ``<role_name>``).
+Each frame carries its route input (command in effect and next target point from the global
+plan and the newest odometry, :class:`llava_drive.features.route_prompt.RouteTracker`, as
+extraction computes them; LANEFOLLOW until a plan is known) for route-conditioned prompts and
+heads. A waypoint head drives through the waypoint controller (pure pursuit + PID, gains
+``controller_*``); its waypoints, target speed and the controller output are drawn.
 On shutdown a final full brake goes out: the CARLA bridge applies the last control forever.
 """
 from collections import Counter
@@ -25,14 +30,17 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from llava_drive.control import FULL_BRAKE
+from llava_drive.features.route_prompt import RouteTracker
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
 from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
                                       run_node)
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, ns_to_stamp, stamp_to_ns)
 from llava_drive.policy.annotate import annotate_frame, steering_path
+from llava_drive.policy.controller import ControllerConfig
 from llava_drive.policy.inference import Frame, InferenceWorker, load_policy
 from llava_drive.policy.safety_gate import BRAKING_REASONS, GateConfig, SafetyGate
+from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -77,6 +85,26 @@ PARAMETERS = [
     ('debug_inference_delay', 0.0, 'extra seconds per inference (tests of the safety gate)',
      0.0, 60.0),
 ]
+# The waypoint controller's gains (checkpoints with a waypoint head): ControllerConfig fields.
+CONTROLLER_PARAMETERS = {
+    'wheelbase_m': ('wheelbase of the driven vehicle (m)', 0.5, 10.0),
+    'max_steer_deg': ('wheel angle at |steer| = 1 (deg)', 1.0, 89.0),
+    'rear_axle_offset_m': ('rear axle behind the odometry point (m)', 0.0, 10.0),
+    'lookahead_time_s': ('pure-pursuit lookahead grows by this times the speed (s)', 0.0, 10.0),
+    'min_lookahead_m': ('smallest pure-pursuit lookahead (m)', 0.1, 100.0),
+    'max_lookahead_m': ('largest pure-pursuit lookahead (m)', 0.1, 100.0),
+    'kp': ('speed PID proportional gain (per m/s)', 0.0, 100.0),
+    'ki': ('speed PID integral gain (per m)', 0.0, 100.0),
+    'kd': ('speed PID derivative gain (per m/s^2)', 0.0, 100.0),
+    'integral_limit': ('anti-windup clamp of the speed integral (m)', 0.0, 1000.0),
+    'max_throttle': ('throttle ceiling of the controller', 0.01, 1.0),
+    'brake_deadband_mps': ('overspeed tolerated before braking (m/s)', 0.0, 100.0),
+    'stop_speed_mps': ('a target speed below this brakes to a stop (m/s)', 0.0, 100.0),
+    'stop_brake': ('brake applied when stopping', 0.0, 1.0),
+}
+PARAMETERS += [(f'controller_{name}', getattr(ControllerConfig, name),
+                f'waypoint controller: {description}', low, high)
+               for name, (description, low, high) in CONTROLLER_PARAMETERS.items()]
 
 
 def declare_parameters(node) -> dict:
@@ -116,6 +144,8 @@ class Policy(Node):
         self.lock = threading.Lock()  # the gate and the control publisher, two threads
         self.rejected_images = Counter()
         self.speed = math.nan
+        self.pose = None  # (x, y, yaw) from the newest odometry
+        self.route_tracker = RouteTracker()
         self.expert = None  # (stamp_ns, Control)
         self.last_reason = None
         self.published = 0
@@ -141,9 +171,13 @@ class Policy(Node):
         self.worker = InferenceWorker(self.policy, self.on_result,
                                       debug_delay_s=p['debug_inference_delay'],
                                       keep_rgb=self.publish_annotated,
-                                      on_error=self.on_inference_error).start()
+                                      on_error=self.on_inference_error,
+                                      controller=ControllerConfig(**{
+                                          name: p[f'controller_{name}']
+                                          for name in CONTROLLER_PARAMETERS})).start()
         self.create_subscription(Image, f'{prefix}/rgb_front/image', self.on_image, CAMERA_QOS)
         self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, CAMERA_QOS)
+        self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, CAMERA_QOS)
         self.create_subscription(Bool, EMERGENCY_STOP_TOPIC, self.on_emergency_stop,
                                  reliable_qos(10))
         if p['expert_label_topic']:
@@ -156,9 +190,10 @@ class Policy(Node):
         head = self.policy.config['head']
         self.get_logger().info(
             f'checkpoint {checkpoint} ({head["kind"]}, window {head["window"]}, '
-            f'speed {head["use_speed"]}), features {spec["mode"]} layer {spec["layer"]} of '
-            f'{self.policy.extractor.model_dir}, loaded in {self.load_s:.1f} s; gate '
-            f'{p["gate_rate"]} Hz, max age {p["max_age"]} s; control {self.codec.name}')
+            f'speed {head["use_speed"]}, output {head.get("output", "control")}), features '
+            f'{spec["mode"]} layer {spec["layer"]} of {self.policy.extractor.model_dir}, loaded '
+            f'in {self.load_s:.1f} s; gate {p["gate_rate"]} Hz, max age {p["max_age"]} s; '
+            f'control {self.codec.name}')
 
     # -- inputs --------------------------------------------------------------------------
     def on_image(self, msg: Image):
@@ -174,11 +209,25 @@ class Policy(Node):
         stamp_ns = stamp_to_ns(msg.header.stamp)
         with self.lock:
             self.gate.on_image(now, stamp_ns)
-        self.worker.submit(Frame(stamp_ns, image, msg.encoding, now, self.speed))
+        route, _ = self.route_tracker.route(self.pose, self.speed)
+        self.worker.submit(Frame(stamp_ns, image, msg.encoding, now, self.speed, route))
 
     def on_speed(self, msg: Float32):
         """Keep the newest speed (m/s) for heads that use it."""
         self.speed = float(msg.data)
+
+    def on_odometry(self, msg: Odometry):
+        """Keep the newest pose for the route command (a non-finite pose counts as none)."""
+        position, q = msg.pose.pose.position, msg.pose.pose.orientation
+        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+        pose = (float(position.x), float(position.y), yaw)
+        if all(math.isfinite(value) for value in pose):
+            self.pose = pose
+        else:
+            self.pose = None
+            self.rejected_images['odometry_not_finite'] += 1
+            self.get_logger().warning('ignored odometry with a non-finite pose',
+                                      throttle_duration_sec=LOG_THROTTLE_S)
 
     def on_expert(self, msg):
         """Keep the newest expert control for the annotated image."""
@@ -219,7 +268,7 @@ class Policy(Node):
             self.get_logger().info(
                 f'safety gate adjusted the command ({command.reason}); interventions so far: '
                 f'{dict(self.gate.interventions)}', throttle_duration_sec=5 * LOG_THROTTLE_S)
-        self.publish_path(command)
+        self.publish_path(command, result)
         if self.publish_annotated and result.rgb is not None \
                 and self.image_pub.get_subscription_count() > 0:
             self.publish_annotated_image(result, command)
@@ -248,8 +297,8 @@ class Policy(Node):
         self.control_pub.publish(self.codec.encode(command.control, command.stamp_ns))
         self.published += 1
 
-    def publish_path(self, command):
-        """Publish the path the gated steering implies, and a text marker, for RViz."""
+    def publish_path(self, command, result=None):
+        """Publish the path the gated steering implies, waypoints and a text, for RViz."""
         if self.marker_pub.get_subscription_count() == 0:
             return
         control = command.control
@@ -276,7 +325,23 @@ class Policy(Node):
         text.color = line.color
         text.text = (f'steer {control.steer:+.2f} thr {control.throttle:.2f} '
                      f'brk {control.brake:.2f}' + (f' [{command.reason}]' if braking else ''))
-        self.marker_pub.publish(MarkerArray(markers=[line, text]))
+        markers = [line, text]
+        if result is not None and result.route is not None:
+            text.text = f'{result.route.command.name}: ' + text.text
+        if result is not None and result.waypoints is not None:
+            text.text += f' target {result.target_speed:.1f} m/s'
+            points = Marker()
+            points.header = line.header
+            points.ns, points.id, points.type, points.action = 'predicted_path', 2, \
+                Marker.LINE_STRIP, Marker.ADD
+            points.pose.orientation.w = 1.0
+            points.scale.x = 0.2
+            points.color.r, points.color.g, points.color.b, points.color.a = 0.1, 0.6, 1.0, 1.0
+            path = [(0.0, 0.0)] + [tuple(point) for point in result.waypoints]
+            points.points = [Point(x=float(x), y=float(y), z=0.3) for x, y in path
+                             if math.isfinite(x) and math.isfinite(y)]
+            markers.append(points)
+        self.marker_pub.publish(MarkerArray(markers=markers))
 
     def publish_annotated_image(self, result, command):
         """Publish the frame with the prediction, the expert and the gate drawn on it."""
@@ -287,7 +352,10 @@ class Policy(Node):
                 expert = control
         frame = annotate_frame(result.rgb, result.control, self.speed, result.stamp_ns / 1e9,
                                expert=expert, gate_reason=command.reason,
-                               latency_s=result.latency_s)
+                               latency_s=result.latency_s,
+                               command=result.route.command.name if result.route else None,
+                               waypoints=result.waypoints, target_speed=result.target_speed,
+                               lookahead=result.lookahead)
         image = Image()
         ns_to_stamp(result.stamp_ns, image.header.stamp)
         image.header.frame_id = f'{self.role}/rgb_front'

@@ -16,9 +16,14 @@ import time
 from typing import Callable, Optional
 
 from llava_drive.control import Control
+from llava_drive.features.route_prompt import NO_PLAN_COMMAND, RouteInput
 from llava_drive.image_codec import to_rgb
 from llava_drive.learning.checkpoint import check_feature_spec, load_checkpoint
+from llava_drive.policy.controller import ControllerConfig, WaypointController
 import numpy as np
+
+# Time step assumed by the controller's PID when stamps do not give one (20 Hz).
+DEFAULT_DT_S = 0.05
 
 
 class PolicyLoadError(ValueError):
@@ -75,7 +80,8 @@ def load_policy(checkpoint_dir, model_dir=None, device='cpu', dtype=None) -> Loa
         extractor = LlavaFeatureExtractor(
             model, mode=spec['mode'], layer=spec['layer'], grid=spec['grid'] or 1,
             prompt=spec['prompt'], device=device, dtype=dtype or spec['dtype'],
-            preprocessing=spec['preprocessing'])
+            preprocessing=spec['preprocessing'],
+            command_phrases=spec.get('command_phrases') or None)
     except (ExtractorError, KeyError) as error:
         raise PolicyLoadError(f'cannot build the extractor {checkpoint_dir} was trained with: '
                               f'{error}') from None
@@ -97,6 +103,7 @@ class Frame:
     :param encoding: its ROS encoding (``bgra8``...), converted to RGB on the worker thread.
     :param received: wall time it arrived (monotonic seconds).
     :param speed: vehicle speed in m/s when it arrived (NaN when unknown).
+    :param route: the route command and target point when it arrived (None: follow the lane).
     """
 
     stamp_ns: int
@@ -104,6 +111,7 @@ class Frame:
     encoding: str
     received: float
     speed: float = math.nan
+    route: Optional[RouteInput] = None
 
 
 @dataclass
@@ -118,6 +126,11 @@ class InferenceResult:
     :param latency_s: from arrival of the image to the result (waiting included).
     :param rgb: the frame as RGB (for drawing), or None.
     :param speed: the speed fed to the head (NaN when unused or unknown).
+    :param route: the route input the frame was conditioned on.
+    :param waypoints: a waypoint head's ``[K, 2]`` path (forward, left in m), else None.
+    :param target_speed: a waypoint head's target speed (m/s), else NaN.
+    :param lookahead: the point the controller pursued (forward, left), or None.
+    :param controller_valid: False when the controller refused the prediction (full brake).
     """
 
     stamp_ns: int
@@ -127,6 +140,11 @@ class InferenceResult:
     latency_s: float
     rgb: Optional[np.ndarray] = None
     speed: float = math.nan
+    route: Optional[RouteInput] = None
+    waypoints: Optional[np.ndarray] = None
+    target_speed: float = math.nan
+    lookahead: Optional[tuple] = None
+    controller_valid: bool = True
 
 
 def percentile(values, q: float) -> float:
@@ -142,10 +160,10 @@ def percentile(values, q: float) -> float:
 
 class FeatureHistory:
     """
-    The last K frames' features (and speeds) a temporal head needs, newest last.
+    The last K frames' features (and speeds, commands, targets) a temporal head needs.
 
-    Until K frames have been seen the oldest known frame is repeated, so the head can drive
-    from the first frame.
+    Newest last. Until K frames have been seen the oldest known frame is repeated, so the
+    head can drive from the first frame.
 
     :param window: K.
     """
@@ -153,27 +171,28 @@ class FeatureHistory:
     def __init__(self, window: int):
         """Start empty."""
         self.window = int(window)
-        self.features = deque(maxlen=self.window)
-        self.speeds = deque(maxlen=self.window)
+        self.frames = deque(maxlen=self.window)
 
-    def push(self, features: np.ndarray, speed: float):
+    def push(self, features: np.ndarray, speed: float, command: int = int(NO_PLAN_COMMAND),
+             target=(math.nan, math.nan)):
         """
-        Add one frame; return ``(features [K, D], speeds [K])``.
+        Add one frame; return ``(features [K, D], speeds [K], commands [K], targets [K, 2])``.
 
         :param features: the frame's feature vector [D].
         :param speed: the speed at the frame (m/s).
+        :param command: the route command in effect (RoadOption value).
+        :param target: the next target point (forward, left) in m.
         """
-        self.features.append(np.asarray(features, dtype=np.float32))
-        self.speeds.append(float(speed))
-        missing = self.window - len(self.features)
-        features = [self.features[0]] * missing + list(self.features)
-        speeds = [self.speeds[0]] * missing + list(self.speeds)
-        return np.stack(features), np.asarray(speeds, dtype=np.float32)
+        self.frames.append((np.asarray(features, dtype=np.float32), float(speed),
+                            int(command), tuple(target)))
+        frames = [self.frames[0]] * (self.window - len(self.frames)) + list(self.frames)
+        features, speeds, commands, targets = zip(*frames)
+        return (np.stack(features), np.asarray(speeds, dtype=np.float32),
+                np.asarray(commands, dtype=np.int64), np.asarray(targets, dtype=np.float32))
 
     def clear(self):
         """Forget every frame (a new episode)."""
-        self.features.clear()
-        self.speeds.clear()
+        self.frames.clear()
 
 
 class InferenceWorker:
@@ -186,11 +205,13 @@ class InferenceWorker:
     :param stats_window: number of recent frames the latency and rate statistics cover.
     :param keep_rgb: pass the RGB frame on in the result (for the annotated image).
     :param on_error: called with the exception when a frame fails (the thread goes on).
+    :param controller: gains of the waypoint controller (waypoint heads; None: defaults).
     """
 
     def __init__(self, policy: LoadedPolicy, on_result: Callable[[InferenceResult], None],
                  debug_delay_s: float = 0.0, stats_window: int = 200, keep_rgb: bool = False,
-                 on_error: Callable[[Exception], None] = None):
+                 on_error: Callable[[Exception], None] = None,
+                 controller: Optional[ControllerConfig] = None):
         """Prepare the mailbox; :meth:`start` starts the thread."""
         if not 0.0 <= debug_delay_s < 3600.0:
             raise ValueError(f'debug_delay_s must be in [0, 3600), got {debug_delay_s!r}')
@@ -201,6 +222,12 @@ class InferenceWorker:
         self.keep_rgb = keep_rgb
         self.history = FeatureHistory(policy.head.window)
         self.uses_speed = bool(policy.head.uses_speed)
+        head_config = getattr(policy.head, 'config', None)
+        self.uses_command = bool(getattr(head_config, 'use_command', False))
+        self.uses_target = bool(getattr(head_config, 'use_target', False))
+        self.controller = WaypointController(controller) \
+            if getattr(policy.head, 'output_kind', 'control') == 'waypoints' else None
+        self._last_stamp_ns = None
         self._slot: Optional[Frame] = None
         self._condition = threading.Condition()
         self._stopping = False
@@ -251,21 +278,38 @@ class InferenceWorker:
         :param frame: the frame.
         """
         rgb = to_rgb(frame.image, frame.encoding)
-        forward_started = time.monotonic()
-        features = self.policy.extractor.extract([rgb])[0].float().cpu().numpy()
         speed = frame.speed if math.isfinite(frame.speed) else 0.0
-        window, speeds = self.history.push(features, speed)
-        action = self.policy.head.predict(window, speeds if self.uses_speed else None)
+        route = frame.route or RouteInput(NO_PLAN_COMMAND, speed)
+        forward_started = time.monotonic()
+        features = self.policy.extractor.extract([rgb], [route])[0].float().cpu().numpy()
+        window, speeds, commands, targets = self.history.push(
+            features, speed, int(route.command), (route.target_forward, route.target_left))
+        output = self.policy.head.predict(window, speeds if self.uses_speed else None,
+                                          commands if self.uses_command else None,
+                                          targets if self.uses_target else None)
         if self.debug_delay_s:
             time.sleep(self.debug_delay_s)
+        forward_done = time.monotonic()
+        extra = {}
+        if self.controller is None:
+            control = Control(steer=float(output[0]), throttle=float(output[1]),
+                              brake=float(output[2]))
+        else:
+            dt = DEFAULT_DT_S
+            if self._last_stamp_ns is not None and frame.stamp_ns > self._last_stamp_ns:
+                dt = min(1.0, (frame.stamp_ns - self._last_stamp_ns) / 1e9)
+            self._last_stamp_ns = frame.stamp_ns
+            waypoints = np.asarray(output[:-1], dtype=np.float64).reshape(-1, 2)
+            decided = self.controller.control(waypoints, float(output[-1]), speed, dt)
+            control = decided.control
+            extra = {'waypoints': waypoints, 'target_speed': float(output[-1]),
+                     'lookahead': decided.lookahead, 'controller_valid': decided.valid}
         finished = time.monotonic()
-        control = Control(steer=float(action[0]), throttle=float(action[1]),
-                          brake=float(action[2]))
         return InferenceResult(
             stamp_ns=frame.stamp_ns, control=control, received=frame.received,
-            forward_s=finished - forward_started, latency_s=finished - frame.received,
+            forward_s=forward_done - forward_started, latency_s=finished - frame.received,
             rgb=rgb if self.keep_rgb else None,
-            speed=speed if self.uses_speed else math.nan)
+            speed=speed if self.uses_speed else math.nan, route=route, **extra)
 
     def _run(self):
         while True:
