@@ -4,7 +4,11 @@ import math
 from types import SimpleNamespace
 
 from builtin_interfaces.msg import Time
+from llava_drive.bag.reader import read_odometry, read_pairs
+from llava_drive.bag.route import frame_commands, read_plans, read_traffic_lights
 from llava_drive.nodes import route_codec
+from llava_drive.nodes.expert import Expert
+from llava_drive.nodes.recorder import Recorder
 from llava_drive.nodes.route_codec import (decode_lights, decode_plan, encode_lights,
                                            encode_plan, encode_vehicles, RouteMessageError)
 from llava_drive.nodes.sim_bridge import EPISODE_TOPIC, SimBridge
@@ -16,6 +20,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_helpers import wait_for
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 PLAN = GlobalPlan([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0], [60.0, 10.0, math.pi / 2],
@@ -127,3 +132,50 @@ def test_sim_bridge_publishes_the_town_plan_lights_and_vehicles(ros_graph):
     commands = commands_along(plan, poses)
     assert commands[0].command == route_command(plan, *poses[0]).command
     assert commands[0].target_forward > 0.0
+
+
+def test_a_recorded_town_route_keeps_the_plan_commands_and_light_states(ros_graph, tmp_path):
+    """Record route 9002 over a real graph; read plan, per-frame command and lights back."""
+    bag = tmp_path / 'town'
+    statuses = []
+    recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
+        Parameter('bag_path', value=str(bag)), Parameter('status_period', value=0.1),
+        Parameter('image_format', value='raw')]))
+    ros_graph.add(Expert(context=ros_graph.context, parameter_overrides=[
+        Parameter('privileged_hazards', value=True)]))
+    ros_graph.add(SimBridge(context=ros_graph.context, parameter_overrides=[
+        Parameter('map', value='town'), Parameter('image_width', value=64),
+        Parameter('image_height', value=48), Parameter('route_seeds', value=[9002]),
+        Parameter('loop_routes', value=False), Parameter('start_delay', value=0.5),
+        Parameter('traffic_vehicles', value=2)]))
+    peer = ros_graph.node('peer')
+    peer.create_subscription(String, '/recorder/status',
+                             lambda m: statuses.append(json.loads(m.data)), 10)
+    bad = peer.create_publisher(String, '/carla/ego_vehicle/traffic_lights', 10)
+    assert wait_for(lambda: statuses and statuses[-1].get('pairs_written', 0) >= 60,
+                    timeout=180), statuses[-1:]
+    bad.publish(String(data='{"stamp_ns": 1, "lights": [{"id": 0, "state": "blue"}]}'))
+    assert wait_for(lambda: recorder.rejected['malformed_traffic_lights'] == 1, timeout=30)
+    client = peer.create_client(Trigger, '/recorder/stop')
+    assert client.wait_for_service(timeout_sec=10)
+    response = client.call_async(Trigger.Request())
+    assert wait_for(lambda: response.done(), timeout=30)
+    assert response.result().success, response.result().message
+
+    plans = read_plans(bag)
+    assert list(plans) == [0] and plans[0].has_dense
+    assert set(plans[0].options) & JUNCTION_OPTIONS
+    pairs = list(read_pairs(bag, decode_images=False))
+    commands = frame_commands(bag)
+    assert len(pairs) >= 60 and all(pair.stamp_ns in commands for pair in pairs)
+    # The same commands a live node gets from the sparse plan and the poses.
+    poses = read_odometry(bag)
+    stamps = sorted(commands)
+    live = commands_along(plans[0].sparse(), [poses[s] for s in stamps])
+    assert [c.command for c in live] == [commands[s].command for s in stamps]
+    assert commands[stamps[0]].target_forward > 0.0
+    lights = read_traffic_lights(bag)
+    assert len(lights) >= 60 and all(records for _, records in lights)
+    assert {light['state'] for _, records in lights for light in records} <= {
+        'green', 'yellow', 'red'}
+    assert {stamp for stamp, _ in lights} >= {pair.stamp_ns for pair in pairs[:-1]}

@@ -29,6 +29,9 @@ DEFAULT_IMAGE_TOPIC = '/carla/ego_vehicle/rgb_front/image'
 CONTROL_TOPIC = '/llava_drive/control'
 EPISODE_TOPIC = '/llava_drive/episode'
 RECORDING_INFO_TOPIC = '/llava_drive/recording_info'
+# Traffic light states per frame (std_msgs/String JSON as on /carla/<role>/traffic_lights); the
+# global plan rides in the episode start marker (its 'global_plan'). Bags without them read.
+TRAFFIC_LIGHTS_TOPIC = '/llava_drive/traffic_lights'
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'

@@ -639,6 +639,26 @@ class BagWriter:
             self._check_open()
             self._write(bagfmt.EPISODE_TOPIC, bagfmt.STRING_TYPE, stamp_ns, data)
 
+    def write_traffic_lights(self, stamp_ns: int, info: dict) -> None:
+        """
+        Write the traffic light states of one frame (``{'stamp_ns', 'lights': [...]}``).
+
+        :param stamp_ns: the frame's stamp (log time)
+        :param info: the decoded light-state message
+        :raises SampleRejected: not a JSON object with a ``lights`` list, or a bad stamp
+        :raises BagWriteError: the write failed; the bag is ended
+        """
+        if not isinstance(info, dict) or not isinstance(info.get('lights'), list):
+            self._reject('malformed_traffic_lights', f'{info!r:.80} has no "lights" list')
+        try:
+            data = bagfmt.serialize_json_string(info)
+        except (TypeError, ValueError) as error:
+            self._reject('malformed_traffic_lights', f'not JSON-serializable: {error}')
+        stamp_ns = self._check_stamp(stamp_ns)
+        with self._lock:
+            self._check_open()
+            self._write(bagfmt.TRAFFIC_LIGHTS_TOPIC, bagfmt.STRING_TYPE, stamp_ns, data)
+
     def set_recording_info(self, info: dict) -> None:
         """
         Record the recording configuration (written before the next message and on close).

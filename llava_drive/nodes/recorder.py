@@ -18,6 +18,7 @@ from llava_drive.image_codec import decode_raw, ImageError
 from llava_drive.nodes.common import (CONTROL_QOS, declare, reliable_qos, run_node,
                                       topic_or_default)
 from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.route_codec import decode_lights, RouteMessageError, TRAFFIC_LIGHTS
 from llava_drive.recording.pairing import Pairer, PairingConfig
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -89,6 +90,10 @@ class Recorder(Node):
         self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, qos)
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, qos)
         self.create_subscription(String, '/llava_drive/sim/episode', self.on_episode, 10)
+        # Town worlds: light states go into the bag beside the pairs (the plan comes with the
+        # episode start marker).
+        self.create_subscription(String, f'{prefix}/{TRAFFIC_LIGHTS}', self.on_traffic_lights,
+                                 qos)
         self.status_pub = self.create_publisher(String, '~/status', 10)
         # Every frame taken (written, waiting or rejected) is acknowledged, so a synchronous
         # simulator can wait for the recorder and no frame is lost (sim_bridge parameter
@@ -250,6 +255,21 @@ class Recorder(Node):
             self.writer.write_episode_marker(stamp_ns, info)
         except (ValueError, TypeError) as error:
             self.reject('malformed_episode_marker', str(error))
+        except (BagWriteError, OSError) as error:
+            self.fail(error)
+
+    def on_traffic_lights(self, msg: String):
+        """Write one frame's traffic light states into the bag."""
+        if self.writer is None:
+            return
+        try:
+            lights = decode_lights(msg)
+            self.writer.write_traffic_lights(lights['stamp_ns'], lights)
+        except RouteMessageError as error:
+            self.reject('malformed_traffic_lights', str(error))
+        except SampleRejected as error:  # counted by the writer, reported at close
+            self.get_logger().warning(f'traffic lights not written: {error}',
+                                      throttle_duration_sec=2.0)
         except (BagWriteError, OSError) as error:
             self.fail(error)
 
