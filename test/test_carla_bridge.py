@@ -6,7 +6,9 @@ from llava_drive.control import Control
 from llava_drive.nodes.carla_bridge import CarlaBridge
 from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
 from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns
-from llava_drive.nodes.sim_bridge import STATUS_TOPIC
+from llava_drive.nodes.route_codec import decode_plan, GLOBAL_PLAN, plan_type
+from llava_drive.nodes.sim_bridge import EPISODE_TOPIC, STATUS_TOPIC
+from llava_drive.planning import GlobalPlan, RoadOption
 from nav_msgs.msg import Path
 import pytest
 from rclpy.parameter import Parameter
@@ -86,6 +88,20 @@ def test_one_tick_per_frame_when_its_control_arrives(ros_graph, carla, tmp_path)
     status = json.loads(statuses[-1].data)
     assert status['route_seed'] == 3 and status['speed'] > 0.0
     assert status['route_completion'] > 0.0
+
+
+def test_the_global_plan_and_the_episode_marker_carry_the_route(ros_graph, carla, tmp_path):
+    plans = collect(ros_graph, f'{PREFIX}/{GLOBAL_PLAN}', plan_type(), LATCHED_QOS)
+    episodes = collect(ros_graph, EPISODE_TOPIC, String, LATCHED_QOS)
+    Driver(ros_graph)
+    node = bridge(ros_graph, tmp_path)
+    assert wait_for(lambda: plans and episodes, timeout=60)
+    plan = decode_plan(plans[-1])
+    assert plan.equals(node.session.plan.sparse(), tolerance=1e-3)
+    assert RoadOption.LANEFOLLOW in plan.options and len(plan) >= 2
+    start = json.loads(episodes[-1].data)
+    assert start['event'] == 'start' and start['route_seed'] == 3
+    assert GlobalPlan.from_dict(start['global_plan']).equals(node.session.plan)
 
 
 def test_a_second_control_for_a_frame_does_not_tick_again(ros_graph, carla, tmp_path):

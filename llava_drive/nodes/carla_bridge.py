@@ -3,10 +3,11 @@ CARLA bridge node on the CARLA Python API: the sim_bridge topics, from a real CA
 
 A thin ROS wrapper around :class:`llava_drive.carla.session.CarlaSession`, which owns the
 synchronous world (one client ticks, the traffic manager lives in it too). Publishes what
-sim_bridge publishes (camera bgra8, camera_info, odometry, speedometer, waypoints, ``/clock``,
-``/tf``, status and episode JSON) and ticks exactly once per frame, when the control stamped
-with that frame has arrived (and the recorder's ack, when configured); after
-``control_timeout`` without one it ticks with a full brake. No carla_ros_bridge needed.
+sim_bridge publishes (camera bgra8, camera_info, odometry, speedometer, waypoints, the global
+plan with RoadOption commands, ``/clock``, ``/tf``, status and episode JSON) and ticks exactly
+once per frame, when the control stamped with that frame has arrived (and the recorder's ack,
+when configured); after ``control_timeout`` without one it ticks with a full brake. No
+carla_ros_bridge needed.
 """
 from collections import OrderedDict
 import json
@@ -20,6 +21,7 @@ from llava_drive.control import FULL_BRAKE
 from llava_drive.image_codec import raw_fields
 from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.route_codec import encode_plan, GLOBAL_PLAN, plan_type
 from llava_drive.nodes.sim_bridge import (EPISODE_TOPIC, set_orientation, STATUS_TOPIC,
                                           TFMessage, transform)
 from nav_msgs.msg import Odometry, Path
@@ -116,6 +118,8 @@ class CarlaBridge(Node):
         self.odom_pub = self.create_publisher(Odometry, f'{prefix}/odometry', image_qos)
         self.speed_pub = self.create_publisher(Float32, f'{prefix}/speedometer', image_qos)
         self.path_pub = self.create_publisher(Path, f'{prefix}/waypoints', LATCHED_QOS)
+        self.plan_pub = self.create_publisher(plan_type(), f'{prefix}/{GLOBAL_PLAN}',
+                                              LATCHED_QOS)
         self.clock_pub = self.create_publisher(Clock, '/clock', 10)
         self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
         self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
@@ -185,6 +189,8 @@ class CarlaBridge(Node):
                 'stamp_ns': self.frame.stamp_ns}
         if event == 'end':
             info['summary'] = self.frame.summary.to_dict()
+        else:  # bags keep the plan through this marker, as sim_bridge's do
+            info['global_plan'] = self.session.plan.to_dict()
         self.episode_pub.publish(String(data=json.dumps(info)))
 
     def publish_route(self):
@@ -199,6 +205,7 @@ class CarlaBridge(Node):
             set_orientation(pose.pose.orientation, float(yaw))
             path.poses.append(pose)
         self.path_pub.publish(path)
+        self.plan_pub.publish(encode_plan(self.session.plan, path.header.stamp))
         camera = self.session.ego_spec.camera
         focal = camera.width / (2.0 * math.tan(math.radians(camera.fov) / 2.0))
         cx, cy = camera.width / 2.0, camera.height / 2.0
