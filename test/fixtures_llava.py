@@ -49,7 +49,7 @@ def scene_frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
 
 
 def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
-              episode: int = 0, size=(48, 64), poses=None) -> list:
+              episode: int = 0, size=(48, 64), poses=None, plan=None) -> list:
     """
     Write a small bag with ``count`` pairs via BagWriter; return the written controls.
 
@@ -59,6 +59,7 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
     :param episode: episode id of the single episode.
     :param size: (height, width) of the frames.
     :param poses: optional ``(x, y, yaw)`` per pair, written as odometry.
+    :param plan: optional global plan dict for the start marker (as sim_bridge writes it).
     """
     import math
 
@@ -68,7 +69,10 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
     controls = []
     writer = BagWriter(BagWriterConfig(path=str(path), image_format='raw', backend='mcap'))
     try:
-        writer.write_episode_marker(start_ns, {'event': 'start', 'episode': episode})
+        marker = {'event': 'start', 'episode': episode}
+        if plan is not None:
+            marker['global_plan'] = plan
+        writer.write_episode_marker(start_ns, marker)
         for index in range(count):
             control = Control(steer=round(-0.5 + index / count, 3), throttle=0.5,
                               brake=0.1 * (index % 2))

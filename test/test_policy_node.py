@@ -343,6 +343,32 @@ def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpo
     assert [round(p.x, 3) for p in waypoints.points] == [0.0, 2.0, 4.0, 6.0, 8.0]
     text = [m for m in markers[-1].markers if m.id == 1][0].text
     assert text.startswith('LANEFOLLOW: steer') and 'target 6.0 m/s' in text
+    # With a global plan (latched) and odometry the route command comes from the plan.
+    from llava_drive.nodes.common import LATCHED_QOS
+    from llava_drive.nodes.route_codec import encode_plan, plan_type
+    from llava_drive.planning import GlobalPlan
+    from nav_msgs.msg import Path
+
+    plan = GlobalPlan([(0, 0, 0), (10, 0, 0), (30, 0, 0), (40, 10, math.pi / 2)],
+                      ['LANEFOLLOW', 'LANEFOLLOW', 'LEFT', 'LANEFOLLOW'])
+    plans = helper.create_publisher(plan_type(), '/carla/ego_vehicle/global_plan', LATCHED_QOS)
+    plans.publish(encode_plan(plan, helper.get_clock().now().to_msg()))
+    assert wait_for(lambda: policy.route_tracker.plan is not None, timeout=30)
+    here = Odometry()
+    here.pose.pose.position.x, here.pose.pose.position.y = 12.0, 0.2
+    here.pose.pose.orientation.w = 1.0
+    odometry.publish(here)
+    assert wait_for(lambda: policy.pose is not None, timeout=30)
+    camera.running = True
+    assert wait_for(lambda: any(m.id == 1 and m.text.startswith('LEFT: ')
+                                for m in markers[-1].markers), timeout=60)
+    camera.running = False
+    if plan_type() is Path:  # an unknown option name is refused and counted
+        broken = encode_plan(plan, helper.get_clock().now().to_msg())
+        broken.poses[1].header.frame_id = 'NORTH'
+        plans.publish(broken)
+        assert wait_for(lambda: policy.rejected_images['global_plan_malformed'] >= 1,
+                        timeout=30)
 
 
 def test_annotated_frame_shows_route_waypoints_and_controller():

@@ -272,3 +272,18 @@ def test_route_tracker_carries_progress_and_refuses_bad_poses():
     assert math.isnan(route.speed) and tracker.without_pose == 1
     # A new episode starts from the beginning of the plan again.
     assert tracker.route((0.0, 0.0, 0.0), 1.0, episode=1)[0].command == RoadOption.LANEFOLLOW
+
+
+def test_extraction_takes_the_plan_the_bag_recorded(tmp_path, tiny_llava_dir):  # noqa: F811
+    poses = [(1.5 * i, 0.2, 0.0) for i in range(9)]
+    write_bag(tmp_path / 'town', count=9, poses=poses, plan=_left_turn_plan().to_dict())
+    write_bag(tmp_path / 'broken', count=3, poses=poses[:3], plan={'poses': [[0, 0, 0]]},
+              start_ns=1_800_000_000_000_000_000)
+    ex = extractor(tiny_llava_dir, mode='last_token', prompt=TEMPLATE)
+    results = extract_bags(ex, [tmp_path / 'town', tmp_path / 'broken'], tmp_path / 'f',
+                           progress=False)
+    assert [r.status for r in results] == ['written', 'written']
+    town = load_feature_file(tmp_path / 'f' / 'town.safetensors')
+    assert town.command.tolist() == [4] * 5 + [1] * 4 and town.meta['route_source'] == 'bag'
+    broken = load_feature_file(tmp_path / 'f' / 'broken.safetensors')
+    assert broken.command.tolist() == [4] * 3 and broken.meta['frames_without_route'] == 3

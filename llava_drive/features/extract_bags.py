@@ -9,8 +9,9 @@ One feature file per bag, written atomically when the whole bag is done. Rules:
 - Sharding: with ``shard=(i, n)`` this process takes the bags whose index in the sorted,
   de-duplicated bag list is ``i`` modulo ``n``, so ``n`` processes (one per GPU) split the
   work without talking to each other.
-- Route inputs: each frame gets its pose from the bag's odometry and, when a global plan is
-  given, the route command in effect and the next target point from
+- Route inputs: each frame gets its pose from the bag's odometry and, from the global plan
+  (the one given, else the plan the bag's episode start marker carries), the route command
+  in effect and the next target point from
   :func:`llava_drive.planning.route_command` (progress carried frame to frame, restarted at
   each episode, as the live policy does). Without a plan or a pose the command is
   LANEFOLLOW and the target unknown (NaN), counted in the metadata. Per-frame prompt
@@ -29,8 +30,8 @@ import time
 from typing import Optional
 
 from llava_drive.bag import format as bagfmt
-from llava_drive.bag.reader import (BagReadError, count_pairs, read_odometry, read_pairs,
-                                    ReadStats)
+from llava_drive.bag.reader import (BagReadError, count_pairs, read_json_topic, read_odometry,
+                                    read_pairs, ReadStats)
 from llava_drive.bag.trim import exclusions_path
 from llava_drive.features.route_prompt import RouteTracker
 from llava_drive.features.spec import FeatureSpec
@@ -84,6 +85,26 @@ def bag_fingerprint(bag_path) -> str:
         digest.update(path.read_bytes() if path.is_file() else b'<absent>')
         digest.update(b'\0')
     return digest.hexdigest()
+
+
+def bag_plans(bag_path) -> dict:
+    """
+    Return ``{episode: GlobalPlan}`` from the bag's episode start markers that carry a plan.
+
+    A marker whose plan does not validate is logged and left out (its frames get no route).
+
+    :param bag_path: bag directory.
+    """
+    plans = {}
+    for _, info in read_json_topic(bag_path, bagfmt.EPISODE_TOPIC):
+        if info.get('event') != 'start' or 'global_plan' not in info:
+            continue
+        try:
+            plans[info.get('episode')] = GlobalPlan.from_dict(info['global_plan'])
+        except (TypeError, ValueError) as error:
+            LOG.warning('%s: episode %r has an unusable global plan (%s); its frames get no '
+                        'route', bag_path, info.get('episode'), error)
+    return plans
 
 
 def plan_fingerprint(plan: Optional[GlobalPlan]) -> Optional[str]:
@@ -165,7 +186,8 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
     :param out_path: destination feature file.
     :param batch_size: frames per forward pass.
     :param progress: show a tqdm bar (frames/s).
-    :param plan: the global plan of the bag's route (None: no route, LANEFOLLOW).
+    :param plan: the global plan of the bag's route (None: the plans in the bag's episode
+        markers; frames without one follow the lane).
     """
     from tqdm import tqdm
 
@@ -174,7 +196,9 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
     fingerprint = bag_fingerprint(bag_path)
     total = count_pairs(bag_path, honour_exclusions=True)
     odometry = read_odometry(bag_path)
+    recorded = {} if plan is not None else bag_plans(bag_path)
     tracker = RouteTracker(plan)
+    current_episode = object()  # no frame yet
     stats = ReadStats()
     features, actions, stamps, speed, episode = [], [], [], [], []
     commands, targets, poses = [], [], []
@@ -184,6 +208,9 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
                               batch_size):
             routes = []
             for pair in batch:
+                if plan is None and pair.episode != current_episode:
+                    tracker.set_plan(recorded.get(pair.episode))
+                current_episode = pair.episode
                 route, pose = tracker.route(odometry.get(pair.stamp_ns), pair.speed,
                                             pair.episode)
                 routes.append(route)
@@ -205,7 +232,7 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
             'frames_excluded': stats.excluded, 'read_stats': stats.as_dict(),
             'extraction_seconds': round(seconds, 3),
             'batch_size': batch_size, 'device': str(extractor.device),
-            'route_source': 'plan' if plan is not None else 'none',
+            'route_source': 'plan' if plan is not None else 'bag' if recorded else 'none',
             'plan_fingerprint': plan_fingerprint(plan),
             'frames_without_pose': tracker.without_pose,
             'frames_without_route': tracker.without_route}

@@ -32,10 +32,12 @@ from geometry_msgs.msg import Point
 from llava_drive.control import FULL_BRAKE
 from llava_drive.features.route_prompt import RouteTracker
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
-from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, reliable_qos,
-                                      run_node)
+from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, LATCHED_QOS,
+                                      reliable_qos, run_node)
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, ns_to_stamp, stamp_to_ns)
+from llava_drive.nodes.route_codec import (decode_plan, GLOBAL_PLAN, plan_type,
+                                           RouteMessageError)
 from llava_drive.policy.annotate import annotate_frame, steering_path
 from llava_drive.policy.controller import ControllerConfig
 from llava_drive.policy.inference import Frame, InferenceWorker, load_policy
@@ -178,6 +180,8 @@ class Policy(Node):
         self.create_subscription(Image, f'{prefix}/rgb_front/image', self.on_image, CAMERA_QOS)
         self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, CAMERA_QOS)
         self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, CAMERA_QOS)
+        self.create_subscription(plan_type(), f'{prefix}/{GLOBAL_PLAN}', self.on_plan,
+                                 LATCHED_QOS)
         self.create_subscription(Bool, EMERGENCY_STOP_TOPIC, self.on_emergency_stop,
                                  reliable_qos(10))
         if p['expert_label_topic']:
@@ -215,6 +219,18 @@ class Policy(Node):
     def on_speed(self, msg: Float32):
         """Keep the newest speed (m/s) for heads that use it."""
         self.speed = float(msg.data)
+
+    def on_plan(self, msg):
+        """Follow a new global plan (the route commands come from it and the odometry)."""
+        try:
+            plan = decode_plan(msg)
+        except RouteMessageError as error:
+            self.rejected_images['global_plan_malformed'] += 1
+            self.get_logger().warning(f'ignored global plan: {error}',
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self.route_tracker.set_plan(plan)
+        self.get_logger().info(f'global plan: {len(plan)} target points, {plan.length:.0f} m')
 
     def on_odometry(self, msg: Odometry):
         """Keep the newest pose for the route command (a non-finite pose counts as none)."""
