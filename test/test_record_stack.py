@@ -193,3 +193,37 @@ def test_unwritable_bag_path_is_a_clear_error(ros_graph, tmp_path):
     recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
         Parameter('bag_path', value=str(tmp_path / 'file' / 'bag'))]))
     assert recorder.writer is None and 'file' in recorder.error
+
+
+def test_record_command_records_a_town_route(tmp_path):
+    """``record --map town --seed 9001`` records the town route with its plan and lights."""
+    from llava_drive.bag.route import frame_commands, read_plans, read_traffic_lights
+    bag = tmp_path / 'town'
+    completed = subprocess.run(
+        [sys.executable, '-m', 'llava_drive.cli', 'record', '--map', 'town', '--seed', '9001',
+         '--duration', '4', '--width', '96', '--height', '72', '--out', str(bag)],
+        capture_output=True, text=True, env=local_ros_environment(), timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    pairs = list(read_pairs(bag, decode_images=False))
+    assert len(pairs) >= 0.95 * 4.0 / 0.05
+    episodes = read_json_topic(bag, bagfmt.EPISODE_TOPIC)
+    assert episodes[0][1]['route_seed'] == 9001
+    assert list(read_plans(bag)) == [0] and read_traffic_lights(bag)
+    assert {p.stamp_ns for p in pairs} <= set(frame_commands(bag))
+
+
+def test_town_recording_options(tmp_path):
+    """Town recordings drive the expert by the world's hazards; held-out routes are refused."""
+    options = RecordingOptions(map_kind='town', route_seeds=[9001], out=tmp_path / 'a')
+    specs = {spec.name: spec for spec in options.node_specs()}
+    assert specs['sim_bridge'].overrides['map'] == 'town'
+    assert specs['expert'].overrides['privileged_hazards'] is True
+    road = {spec.name: spec for spec in RecordingOptions(out=tmp_path / 'b').node_specs()}
+    assert road['sim_bridge'].overrides['map'] == 'road'
+    assert 'privileged_hazards' not in road['expert'].overrides
+    with pytest.raises(ValueError, match=r'route seeds \[9101\] belong to the held-out'):
+        RecordingOptions(map_kind='town', route_seeds=[9001, 9101], out=tmp_path / 'c')
+    with pytest.raises(ValueError, match='map_kind must be one of'):
+        RecordingOptions(map_kind='city', out=tmp_path / 'd')
+    with pytest.raises(ValueError, match='embedded simulator'):
+        RecordingOptions(map_kind='town', backend='carla', out=tmp_path / 'e')

@@ -9,6 +9,7 @@ import time
 
 from llava_drive.bringup.node_specs import BACKENDS
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
+from llava_drive.sim.world import MAP_KINDS
 
 
 def seed_list(text: str):
@@ -60,6 +61,10 @@ def register(subparsers):
                              'carla_bridge node; carla_ros_bridge: a running carla_ros_bridge')
     parser.add_argument('--duration', type=float, default=60.0,
                         help='seconds of recorded (simulated) time')
+    parser.add_argument('--map', choices=MAP_KINDS, default='road',
+                        help="embedded world: road (one road, lane keeping; today's world) or "
+                             'town (junctions, traffic, lights; seeds name town routes such '
+                             "as the town-dev benchmark's 9001-9010)")
     parser.add_argument('--seed', '--seeds', dest='seeds', type=seed_list, default=[1],
                         help='route seed(s), e.g. 3, 1,2,5 or 1-24 (1-100: training routes)')
     parser.add_argument('--out', type=Path, default=None,
@@ -101,7 +106,8 @@ def run(args) -> int:
             noise=args.noise, synchronous=not args.realtime,
             randomize=args.randomize, timeout=args.timeout, log_dir=log_dir,
             driver=args.driver, checkpoint=args.checkpoint, model=args.model,
-            device=args.device, dtype=args.dtype, carla=bridge_parameters(args))
+            device=args.device, dtype=args.dtype, carla=bridge_parameters(args),
+            map_kind=args.map)
         result = record(options, progress=True)
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive record: {error}', file=sys.stderr)

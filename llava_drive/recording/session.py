@@ -9,6 +9,8 @@ from typing import List, Optional
 from llava_drive.bringup.environment import config_path, stack_environment
 from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import NodeSpec, Stack
+from llava_drive.sim.town.benchmark import TOWN_BENCHMARKS
+from llava_drive.sim.world import MAP_KINDS
 
 RECORDER_STATUS = '/recorder/status'
 DRIVERS = ('expert', 'policy')
@@ -22,7 +24,9 @@ class RecordingOptions:
     ``driver='policy'`` is DAgger: the policy checkpoint drives while the expert only
     publishes its labels (``drive: false``), which the recorder stores as the controls.
     ``carla`` holds carla_bridge parameters (``host``, ``port``, ``town``...) for the
-    ``carla`` backend.
+    ``carla`` backend. ``map_kind`` picks the embedded world (``sim`` backend): ``road`` (one road,
+    lane keeping) or ``town`` (junctions, traffic, lights; route seeds name town routes, and the
+    held-out benchmark's are refused).
     """
 
     backend: str = 'sim'
@@ -43,9 +47,20 @@ class RecordingOptions:
     device: str = 'cpu'
     dtype: Optional[str] = None
     carla: dict = field(default_factory=dict)
+    map_kind: str = 'road'
 
     def __post_init__(self):
         self.out = Path(self.out)
+        if self.map_kind not in MAP_KINDS:
+            raise ValueError(f'map_kind must be one of {MAP_KINDS}, got {self.map_kind!r}')
+        if self.map_kind == 'town':
+            if self.backend != 'sim':
+                raise ValueError(f"map town is the embedded simulator's; backend "
+                                 f'{self.backend!r} has its own world')
+            held_out = sorted(set(self.route_seeds) & set(TOWN_BENCHMARKS['town-heldout']))
+            if held_out:
+                raise ValueError(f'route seeds {held_out} belong to the held-out town benchmark '
+                                 'and are never recorded')
         if self.backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {self.backend!r}')
         if not self.duration > 0:
@@ -75,14 +90,17 @@ class RecordingOptions:
         # The bridge waits for the recorder (and the policy), then for each written frame.
         specs += bridge_specs(
             self.backend, self.route_seeds, self.width, self.height,
-            sim={'synchronous_mode': self.synchronous, 'randomize': self.randomize},
+            sim={'synchronous_mode': self.synchronous, 'randomize': self.randomize,
+                 'map': self.map_kind},
             # Recording runs until the duration: CARLA routes loop like the simulator's.
             carla={'loop_routes': True, **self.carla},
             wait_for_image_subscribers=1 + policy_drives,
             synchronous_mode_wait_for_ack_topic='/recorder/frame_done')
         # With the policy driving, the expert still labels every frame (from odometry).
+        # In a town the expert drives by the world's hazards (lights, vehicles ahead).
+        town = {'privileged_hazards': True} if self.map_kind == 'town' else {}
         specs.append(expert_spec(drive=not policy_drives, noise=self.noise,
-                                 backend=self.backend))
+                                 backend=self.backend, **town))
         if policy_drives:
             specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
