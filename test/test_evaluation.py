@@ -380,3 +380,21 @@ def test_dagger_records_expert_labels_while_the_policy_drives(
     assert sum(d > 0.02 for d in differences) >= 0.5 * len(matched)
     with pytest.raises(ValueError, match='needs a checkpoint'):
         RecordingOptions(driver='policy', out=tmp_path / 'x')
+
+
+def test_town_evaluation_options_and_command_line(tmp_path, capsys):
+    """Town routes run the town world with the hazard-driven expert; --driver expert alone."""
+    options = EvaluationOptions(map_kind='town', routes=[9002], repetitions=1,
+                                out=tmp_path / 'a')
+    specs = {spec.name: spec for spec in options.node_specs('expert', 9002)}
+    assert specs['sim_bridge'].overrides['map'] == 'town'
+    assert specs['expert'].overrides['privileged_hazards'] is True
+    line, road, plan, scenarios = options.route_of(9002)
+    assert road is None and plan.junctions() and scenarios == ('red_light',)
+    assert line.length == pytest.approx(plan.length, rel=0.05)
+    with pytest.raises(ValueError, match='map_kind must be one of'):
+        EvaluationOptions(map_kind='city', out=tmp_path / 'b')
+    from llava_drive.cli import main
+    assert main(['evaluate', '--driver', 'expert', '--checkpoint', str(tmp_path),
+                 '--out', str(tmp_path / 'c')]) == 1
+    assert '--driver expert evaluates the expert alone' in capsys.readouterr().err

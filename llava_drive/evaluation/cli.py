@@ -8,6 +8,8 @@ import time
 from llava_drive.bringup.node_specs import BACKENDS
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
+from llava_drive.sim.town.benchmark import benchmark_seeds, TOWN_BENCHMARKS
+from llava_drive.sim.world import MAP_KINDS
 
 EVALUATE_EPILOG = """\
 examples:
@@ -62,6 +64,14 @@ def register(subparsers):
                                'only the expert and baselines')
     evaluate.add_argument('--routes', type=seed_list, default=[101, 102, 103],
                           metavar='SEEDS', help='route seeds, e.g. 101,102,103 (default)')
+    evaluate.add_argument('--map', choices=MAP_KINDS, default='road',
+                          help='road: single-road routes; town: town routes by seed '
+                               '(default: %(default)s)')
+    evaluate.add_argument('--benchmark', choices=sorted(TOWN_BENCHMARKS), default=None,
+                          help='drive a named town route set (sets --map town and --routes)')
+    evaluate.add_argument('--driver', choices=('all', 'expert'), default='all',
+                          help='expert: evaluate the expert alone, no checkpoint needed '
+                               '(default: every driver given)')
     evaluate.add_argument('--repetitions', type=int, default=3,
                           help='episodes per route and driver (default: %(default)s)')
     evaluate.add_argument('--out', type=Path, default=None, metavar='DIR',
@@ -135,13 +145,19 @@ def run_evaluate(args) -> int:
 
     out = args.out or Path('reports') / time.strftime('eval_%Y%m%d_%H%M%S')
     try:
+        map_kind, routes = args.map, args.routes
+        if args.benchmark:
+            map_kind, routes = 'town', list(benchmark_seeds(args.benchmark))
+        if args.driver == 'expert' and (args.checkpoint or args.baseline):
+            raise ValueError('--driver expert evaluates the expert alone: drop --checkpoint '
+                             'and --baseline')
         options = EvaluationOptions(
-            checkpoint=args.checkpoint, routes=args.routes, repetitions=args.repetitions,
+            checkpoint=args.checkpoint, routes=routes, repetitions=args.repetitions,
             out=out, width=args.width, height=args.height, route_length=args.route_length,
             max_route_time=args.max_route_time, model=args.model, device=args.device,
             dtype=args.dtype, baselines=dict(args.baseline), expert=args.expert,
             allow_training_routes=args.allow_training_routes, video=args.video,
-            control_timeout=args.control_timeout, log_dir=args.log_dir)
+            control_timeout=args.control_timeout, log_dir=args.log_dir, map_kind=map_kind)
         document = evaluate(options, progress=not args.no_progress)
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive evaluate: {error}', file=sys.stderr)

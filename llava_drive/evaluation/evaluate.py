@@ -30,7 +30,7 @@ from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, PO
                                            write_json, write_markdown)
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import time_limit_for
-from llava_drive.sim.world import SimConfig
+from llava_drive.sim.world import MAP_KINDS, SimConfig
 
 STATUS_TOPIC = '/llava_drive/sim/status'
 EPISODE_TOPIC = '/llava_drive/sim/episode'
@@ -70,6 +70,7 @@ class EvaluationOptions:
         route time)
     :param log_dir: node logs (default: a temporary directory, kept only on failure)
     :param notes: free-text lines added to the report
+    :param map_kind: ``road`` (one road) or ``town`` (town routes, e.g. a town benchmark's)
     """
 
     checkpoint: Optional[Path] = None
@@ -91,9 +92,12 @@ class EvaluationOptions:
     episode_timeout: Optional[float] = None
     log_dir: Optional[Path] = None
     notes: List[str] = field(default_factory=list)
+    map_kind: str = 'road'
 
     def __post_init__(self):
         """Check every field, naming the bad value."""
+        if self.map_kind not in MAP_KINDS:
+            raise ValueError(f'map_kind must be one of {MAP_KINDS}, got {self.map_kind!r}')
         self.out = Path(self.out)
         if self.checkpoint is not None:
             self.checkpoint = Path(self.checkpoint)
@@ -178,13 +182,30 @@ class EvaluationOptions:
                                  loop_routes=False, route_length=float(self.route_length),
                                  variation=int(repetition),
                                  wait_for_image_subscribers=int(subscribers),
-                                 control_timeout=float(self.control_timeout))]
+                                 control_timeout=float(self.control_timeout),
+                                 map=self.map_kind)]
         if checkpoint is None:
-            specs.append(expert_spec(drive=True, noise=False))
+            # In a town the expert drives by the world's hazards (lights, vehicles ahead).
+            town = {'privileged_hazards': True} if self.map_kind == 'town' else {}
+            specs.append(expert_spec(drive=True, noise=False, **town))
         else:
             specs.append(policy_spec(checkpoint, self.model, self.device, self.dtype,
                                      name=driver, publish_annotated=bool(annotate)))
         return specs
+
+    def route_of(self, seed: int):
+        """
+        Return ``(route line, single-road Route or None, GlobalPlan or None, scenarios)``.
+
+        :param seed: route seed
+        """
+        if self.map_kind == 'town':
+            from llava_drive.sim.town.world import town_and_route
+            _, town_route = town_and_route(seed)
+            return (town_route.ego_route(), None, town_route.global_plan(),
+                    (str(town_route.scenario),))
+        route = Route.generate(seed, RouteConfig(length_m=float(self.route_length)))
+        return route, route, None, ()
 
     def config(self) -> dict:
         """Return the options as JSON data (paths as strings)."""
@@ -360,15 +381,16 @@ def run_episode(options: EvaluationOptions, executor, context, driver: str, seed
         timeouts = int((watcher.last_status or {}).get('control_timeouts', 0))
     else:
         status = watcher.last_status
-        route = Route.generate(seed, RouteConfig(length_m=float(options.route_length)))
-        projection = route.project(status['x'], status['y'])
+        line, _, _, _ = options.route_of(seed)
+        projection = line.project(status['x'], status['y'])
         summary = with_time_limit(summary_from_dict(status), status['x'], status['y'],
                                   projection.s)
         timeouts = int(status.get('control_timeouts', 0))
-    route = Route.generate(seed, RouteConfig(length_m=float(options.route_length)))
-    result = EpisodeResult.build(driver, seed, repetition, summary, watcher.trajectory, route,
-                                 control_timeouts=timeouts,
-                                 wall_seconds=time.monotonic() - start, ended_by=ended_by)
+    _, road, plan, scenarios = options.route_of(seed)
+    result = EpisodeResult.build(driver, seed, repetition, summary, watcher.trajectory, road,
+                                 plan, control_timeouts=timeouts,
+                                 wall_seconds=time.monotonic() - start, ended_by=ended_by,
+                                 scenarios=scenarios)
     return result, video_file, video_note
 
 
@@ -428,7 +450,9 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
     document = summary_document(scores, list(options.baselines), config)
     write_json(out / 'summary.json', document)
     write_json(out / 'episodes.json', [r.to_dict(with_trajectory=True) for r in results])
-    plots = plot_routes(results, out, options.route_length, list(scores))
+    # Trajectory plots draw the single road; town routes have none yet.
+    plots = plot_routes(results, out, options.route_length, list(scores)) \
+        if options.map_kind == 'road' else []
     write_markdown(out / 'report.md', scores, config, plots, video_file, video_note)
     if options.log_dir is None:
         shutil.rmtree(log_root, ignore_errors=True)
