@@ -35,13 +35,13 @@ def llava_drive(*args, log=None):
     return result.stdout
 
 
-def record(workdir: Path, seeds, duration: float) -> list:
+def record(workdir: Path, seeds, duration: float, camera=()) -> list:
     """Record one bag per route seed (skipping bags that exist); return their paths."""
     bags = []
     for seed in seeds:
         bag = workdir / 'bags' / ('route_%d' % seed)
         if not (bag / 'metadata.yaml').is_file():
-            llava_drive('record', '--duration', duration, '--seed', seed, '--out', bag,
+            llava_drive('record', '--duration', duration, '--seed', seed, '--out', bag, *camera,
                         log=workdir / ('record_%d.log' % seed))
         bags.append(bag)
     return bags
@@ -61,16 +61,23 @@ def main(argv=None) -> int:
     parser.add_argument('--heldout', type=int, default=3, help='held-out routes (seeds 101..)')
     parser.add_argument('--duration', type=float, default=120.0, help='seconds per route')
     parser.add_argument('--seeds', default='0-4', help='training seeds, e.g. 0-4 or 0,3')
+    parser.add_argument('--camera', default=None, metavar='WxH',
+                        help="camera size (default: record's, 800x600); smaller only to keep "
+                             'a test within minutes')
     args = parser.parse_args(argv)
     from llava_drive.recording.cli import seed_list
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    camera = ()
+    if args.camera:
+        width, height = args.camera.lower().split('x')
+        camera = ('--width', int(width), '--height', int(height))
     train_bags = record(workdir, range(TRAIN_SEED_START, TRAIN_SEED_START + args.routes),
-                        args.duration)
+                        args.duration, camera)
     heldout_bags = record(workdir, range(HELDOUT_SEED_START, HELDOUT_SEED_START + args.heldout),
-                          args.duration)
+                          args.duration, camera)
     print('recorded %d + %d routes x %.0f s (%.0f s so far)'
           % (len(train_bags), len(heldout_bags), args.duration, time.monotonic() - started))
     model = workdir / 'models' / 'llava-tiny'
