@@ -40,6 +40,7 @@ def camera_process(args):
     import rclpy
     from llava_drive.image_codec import raw_fields
     from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp
+    from llava_drive.nodes.interfaces import vehicle_topics
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
@@ -47,10 +48,10 @@ def camera_process(args):
     node = rclpy.create_node('bench_camera')
     codec = ControlCodec()
     arrivals = []  # (wall time, stamp_ns)
-    node.create_subscription(codec.msg_type, '/carla/ego_vehicle/vehicle_control_cmd',
+    node.create_subscription(codec.msg_type, vehicle_topics().vehicle_control_cmd,
                              lambda msg: arrivals.append((time.monotonic(),
                                                           codec.decode(msg)[0])), 1000)
-    publisher = node.create_publisher(Image, '/carla/ego_vehicle/rgb_front/image', 10)
+    publisher = node.create_publisher(Image, vehicle_topics().camera_image, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -20,6 +20,7 @@ from llava_drive.bringup.launch_support import (backend_is, carla_bridge_node,
                                                 carla_ros_bridge_actions, COMMON_ARGUMENTS,
                                                 dds_environment, declare_arguments, expert_nodes,
                                                 package_node, rviz_node, typed)
+from llava_drive.nodes.interfaces import RECORDER_FRAME_DONE_TOPIC
 
 ARGUMENTS = COMMON_ARGUMENTS + [
     ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)'),
@@ -39,7 +40,7 @@ def sim_bridge_node() -> Node:
         'route_seeds': typed('route_seeds', List[int]),
         'wait_for_image_subscribers': 1,
         # Lossless: the next step waits until the recorder has written this frame.
-        'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
+        'synchronous_mode_wait_for_ack_topic': RECORDER_FRAME_DONE_TOPIC,
     })
 
 
@@ -49,7 +50,7 @@ def carla_node() -> Node:
         'route_seeds': typed('route_seeds', List[int]),
         'loop_routes': True,  # until the recorder's duration, as sim_bridge does
         'wait_for_image_subscribers': 1,
-        'synchronous_mode_wait_for_ack_topic': '/recorder/frame_done',
+        'synchronous_mode_wait_for_ack_topic': RECORDER_FRAME_DONE_TOPIC,
     })
 
 

@@ -4,10 +4,11 @@ import json
 from carla_fakes import install_fake_carla
 from llava_drive.control import Control
 from llava_drive.nodes.carla_bridge import CarlaBridge
-from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
 from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns
-from llava_drive.nodes.route_codec import decode_plan, GLOBAL_PLAN, plan_type
-from llava_drive.nodes.sim_bridge import EPISODE_TOPIC, STATUS_TOPIC
+from llava_drive.nodes.interfaces import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
+from llava_drive.nodes.interfaces import SIM_EPISODE_TOPIC as EPISODE_TOPIC
+from llava_drive.nodes.interfaces import SIM_STATUS_TOPIC as STATUS_TOPIC
+from llava_drive.nodes.route_codec import decode_plan, plan_type
 from llava_drive.planning import GlobalPlan, RoadOption
 from nav_msgs.msg import Path
 import pytest
@@ -91,7 +92,7 @@ def test_one_tick_per_frame_when_its_control_arrives(ros_graph, carla, tmp_path)
 
 
 def test_the_global_plan_and_the_episode_marker_carry_the_route(ros_graph, carla, tmp_path):
-    plans = collect(ros_graph, f'{PREFIX}/{GLOBAL_PLAN}', plan_type(), LATCHED_QOS)
+    plans = collect(ros_graph, f'{PREFIX}/global_plan', plan_type(), LATCHED_QOS)
     episodes = collect(ros_graph, EPISODE_TOPIC, String, LATCHED_QOS)
     Driver(ros_graph)
     node = bridge(ros_graph, tmp_path)

@@ -1,6 +1,6 @@
 """Native CARLA ROS 2 topics reach our nodes' contract names through the remapping."""
 from llava_drive.carla.native_ros2 import native_camera_remaps, remap_arguments
-from llava_drive.nodes.common import CAMERA_QOS
+from llava_drive.nodes.interfaces import CAMERA_QOS
 import pytest
 import rclpy
 from ros_helpers import wait_for

@@ -347,7 +347,7 @@ def test_drive_runs_and_stops_with_a_status_line(small_checkpoint, tiny_llava_di
 def test_dagger_records_expert_labels_while_the_policy_drives(
         small_checkpoint, tiny_llava_dir, ros_graph, tmp_path):  # noqa: F811
     from llava_drive.bag.reader import read_pairs
-    from llava_drive.nodes.common import CONTROL_QOS
+    from llava_drive.nodes.interfaces import CONTROL_QOS
     from llava_drive.nodes.control_codec import ControlCodec
     from llava_drive.recording.session import record, RecordingOptions
 

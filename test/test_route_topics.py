@@ -8,10 +8,11 @@ from llava_drive.bag.reader import read_odometry, read_pairs
 from llava_drive.bag.route import frame_commands, read_plans, read_traffic_lights
 from llava_drive.nodes import route_codec
 from llava_drive.nodes.expert import Expert
+from llava_drive.nodes.interfaces import SIM_EPISODE_TOPIC as EPISODE_TOPIC
 from llava_drive.nodes.recorder import Recorder
 from llava_drive.nodes.route_codec import (decode_lights, decode_plan, encode_lights,
                                            encode_plan, encode_vehicles, RouteMessageError)
-from llava_drive.nodes.sim_bridge import EPISODE_TOPIC, SimBridge
+from llava_drive.nodes.sim_bridge import SimBridge
 from llava_drive.planning import (commands_along, GlobalPlan, JUNCTION_OPTIONS, RoadOption,
                                   route_command)
 from nav_msgs.msg import Odometry, Path

@@ -2,7 +2,8 @@
 import json
 import math
 
-from llava_drive.nodes.sim_bridge import SimBridge, STATUS_TOPIC, transform
+from llava_drive.nodes.interfaces import SIM_STATUS_TOPIC as STATUS_TOPIC
+from llava_drive.nodes.sim_bridge import SimBridge, transform
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter

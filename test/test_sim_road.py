@@ -1,7 +1,8 @@
 """Procedural routes: determinism, curve geometry, projection, parked cars."""
 import math
 
-from llava_drive.sim.road import FIRST_EVALUATION_SEED, Route, RouteConfig, wrap_angle
+from llava_drive.nodes.interfaces import FIRST_EVALUATION_SEED
+from llava_drive.sim.road import Route, RouteConfig, wrap_angle
 import numpy as np
 import pytest
 

@@ -2,7 +2,9 @@
 import json
 
 from llava_drive.nodes.expert import Expert
-from llava_drive.nodes.sim_bridge import HAZARDS_TOPIC, SimBridge, STATUS_TOPIC
+from llava_drive.nodes.interfaces import SIM_HAZARDS_TOPIC as HAZARDS_TOPIC
+from llava_drive.nodes.interfaces import SIM_STATUS_TOPIC as STATUS_TOPIC
+from llava_drive.nodes.sim_bridge import SimBridge
 from rclpy.parameter import Parameter
 from ros_helpers import wait_for
 from std_msgs.msg import String

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from llava_drive.control import Control
+from llava_drive.nodes.interfaces import DEFAULT_ROLE_NAME, vehicle_topics
 import numpy as np
 from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
                                 QosTime)
@@ -24,8 +25,8 @@ BAG_FORMAT_VERSION = 1
 METADATA_VERSION = 8  # Humble cannot read version 9
 STORAGE_IDENTIFIER = 'mcap'
 
-DEFAULT_ROLE_NAME = 'ego_vehicle'
-DEFAULT_IMAGE_TOPIC = '/carla/ego_vehicle/rgb_front/image'
+DEFAULT_IMAGE_TOPIC = vehicle_topics(DEFAULT_ROLE_NAME).camera_image
+# Bag-only topics (not on the live graph): the bag-file contract.
 CONTROL_TOPIC = '/llava_drive/control'
 EPISODE_TOPIC = '/llava_drive/episode'
 RECORDING_INFO_TOPIC = '/llava_drive/recording_info'
@@ -67,7 +68,7 @@ def speed_topic(role_name: str = DEFAULT_ROLE_NAME) -> str:
 
     :param role_name: CARLA role name of the ego vehicle.
     """
-    return f'/carla/{role_name}/speedometer'
+    return vehicle_topics(role_name).speedometer
 
 
 def odometry_topic(role_name: str = DEFAULT_ROLE_NAME) -> str:
@@ -76,7 +77,7 @@ def odometry_topic(role_name: str = DEFAULT_ROLE_NAME) -> str:
 
     :param role_name: CARLA role name of the ego vehicle.
     """
-    return f'/carla/{role_name}/odometry'
+    return vehicle_topics(role_name).odometry
 
 
 @functools.lru_cache(maxsize=1)

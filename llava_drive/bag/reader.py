@@ -18,6 +18,7 @@ from llava_drive.bag.format import BagReadError
 from llava_drive.bag.trim import load_exclusions
 from llava_drive.control import Control
 from llava_drive.image_codec import decode_raw, ImageError, to_rgb
+from llava_drive.nodes.interfaces import SPEEDOMETER_LEAF
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
@@ -256,7 +257,7 @@ class _Pairing:
                 images[bagfmt.stamp_to_ns(message.header.stamp)] = message
             elif connection.msgtype == bagfmt.CONTROL_TYPE:
                 controls[bagfmt.stamp_to_ns(message.header.stamp)] = message
-            elif connection.topic.endswith('/speedometer'):
+            elif connection.topic.rpartition('/')[2] == SPEEDOMETER_LEAF:
                 speed = float(message.data)
         self.stats.unpaired_images += len(images.keys() - controls.keys())
         self.stats.unpaired_controls += len(controls.keys() - images.keys())

@@ -19,7 +19,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from llava_drive.bringup.node_specs import BACKENDS, CARLA_BACKENDS, CARLA_MAX_STEER_DEG
+from llava_drive.bringup.node_specs import CARLA_MAX_STEER_DEG
+from llava_drive.nodes.interfaces import BACKENDS, CARLA_BACKENDS, DEFAULT_ROLE_NAME, vehicle_topics
 
 PACKAGE = 'llava_drive'
 # carla_ros_bridge's default timeout (2 s) is shorter than the town load it starts with.
@@ -31,9 +32,9 @@ COMMON_ARGUMENTS = [
                        '0.9.14-0.9.16 server through our carla_bridge node (its Python API, '
                        'no ros-bridge); carla_ros_bridge: carla-simulator/ros-bridge '
                        '(carla_ros_bridge, carla_spawn_objects, carla_waypoint_publisher)'),
-    ('role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle (topic names; '
-                                 'carla_ros_bridge: also its ego_vehicle_role_name and the '
-                                 'vehicle id of the objects file)'),
+    ('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle (topic names; '
+                                     'carla_ros_bridge: also its ego_vehicle_role_name and the '
+                                     'vehicle id of the objects file)'),
     ('rviz', 'false', 'true: open RViz with config/llava_drive.rviz'),
     ('use_fastdds_profile', 'true', 'true: set FASTDDS_DEFAULT_PROFILES_FILE to the shipped '
                                     'large-sample shared-memory profile, unless already set'),
@@ -204,7 +205,7 @@ def ros_bridge_actions(context) -> List:
         x, y, z = goal
         # Its subscription is volatile: publish once it exists (-w 1, Humble's ros2 topic pub).
         actions.append(ExecuteProcess(cmd=[
-            'ros2', 'topic', 'pub', '--once', '-w', '1', f'/carla/{role}/goal',
+            'ros2', 'topic', 'pub', '--once', '-w', '1', vehicle_topics(role).goal,
             'geometry_msgs/msg/PoseStamped',
             f'{{header: {{frame_id: map}}, pose: {{position: {{x: {x}, y: {y}, z: {z}}}, '
             f'orientation: {{w: 1.0}}}}}}'], output='screen'))

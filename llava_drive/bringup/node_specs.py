@@ -9,13 +9,8 @@ from typing import Optional
 
 from llava_drive.bringup.environment import config_path
 from llava_drive.bringup.stack import NodeSpec
+from llava_drive.nodes.interfaces import BACKENDS, CARLA_BACKENDS
 
-POLICY_ANNOTATED_TOPIC = '/policy/annotated_image'
-DIAGNOSTICS_TOPIC = '/diagnostics'
-# sim: embedded simulator; carla: a CARLA server through our carla_bridge node; carla_ros_bridge:
-# a running carla_ros_bridge (started by ros2 launch ... backend:=carla_ros_bridge).
-BACKENDS = ('sim', 'carla', 'carla_ros_bridge')
-CARLA_BACKENDS = ('carla', 'carla_ros_bridge')
 # Front-wheel angle at |steer| = 1 of CARLA's cars (vehicle.tesla.model3 physics: 70 deg); the
 # embedded simulator's is 35 (config/expert.yaml).
 CARLA_MAX_STEER_DEG = 70.0

@@ -18,6 +18,8 @@ speedometer, which native ROS 2 lacks); the control still goes to a bridge that 
 import re
 from typing import Dict, List
 
+from llava_drive.nodes.interfaces import vehicle_topics
+
 # What our nodes read from the camera, relative to /carla/<role>/<camera>/.
 CAMERA_STREAMS = ('image', 'camera_info')
 _NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
@@ -40,9 +42,9 @@ def native_camera_remaps(role_name: str = 'ego_vehicle', vehicle_ros_name: str =
         if not isinstance(value, str) or not _NAME.fullmatch(value):
             raise ValueError(f'{name} must be a ROS name token (letters, digits, _; not '
                              f'starting with a digit), got {value!r}')
-    return {f'/carla/{role_name}/{camera}/{stream}':
-            f'/carla/{vehicle_ros_name}/{camera_ros_name}/{stream}'
-            for stream in CAMERA_STREAMS}
+    ours, native = vehicle_topics(role_name, camera), vehicle_topics(vehicle_ros_name,
+                                                                    camera_ros_name)
+    return {ours.camera_stream(stream): native.camera_stream(stream) for stream in CAMERA_STREAMS}
 
 
 def remap_arguments(remaps: Dict[str, str]) -> List[str]:

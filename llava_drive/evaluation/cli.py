@@ -5,8 +5,8 @@ from pathlib import Path
 import sys
 import time
 
-from llava_drive.bringup.node_specs import BACKENDS
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
+from llava_drive.nodes.interfaces import BACKENDS, DEFAULT_ROLE_NAME
 from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
 from llava_drive.sim.town.benchmark import benchmark_seeds, TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS
@@ -115,6 +115,9 @@ def register(subparsers):
                        help='sim: embedded simulator; carla: a CARLA server through our '
                             'carla_bridge node; carla_ros_bridge: only the policy node, for a '
                             'running carla_ros_bridge (default: %(default)s)')
+    drive.add_argument('--role-name', default=DEFAULT_ROLE_NAME, metavar='NAME',
+                       help='CARLA role name of the ego vehicle, whose /carla/NAME/... topics '
+                            'are driven (default: %(default)s)')
     drive.add_argument('--driver', choices=('policy', 'expert'), default='policy',
                        help='who drives (sim, carla) (default: %(default)s)')
     drive.add_argument('--seed', type=int, default=101, help='route seed (default: 101)')
@@ -183,7 +186,8 @@ def run_drive(args) -> int:
             seed=args.seed, duration=args.duration, synchronous=not args.realtime,
             loop=args.loop, width=args.width, height=args.height,
             route_length=args.route_length, model=args.model, device=args.device,
-            dtype=args.dtype, log_dir=args.log_dir, carla=bridge_parameters(args))
+            dtype=args.dtype, log_dir=args.log_dir, carla=bridge_parameters(args),
+            role_name=args.role_name)
         drive(options)
     except (RuntimeError, ValueError) as error:
         print(f'llava-drive drive: {error}', file=sys.stderr)

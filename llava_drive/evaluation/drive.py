@@ -18,13 +18,12 @@ import time
 from typing import Optional
 
 from llava_drive.bringup.environment import stack_environment
-from llava_drive.bringup.node_specs import (BACKENDS, bridge_specs, DIAGNOSTICS_TOPIC,
-                                            expert_spec, policy_spec)
+from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import Stack
+from llava_drive.nodes.interfaces import (BACKENDS, DEFAULT_ROLE_NAME, DIAGNOSTICS_TOPIC,
+                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
 
 DRIVERS = ('policy', 'expert')
-STATUS_TOPIC = '/llava_drive/sim/status'
-EPISODE_TOPIC = '/llava_drive/sim/episode'
 # The policy node's DiagnosticStatus name (llava_drive/nodes/policy.py).
 POLICY_DIAGNOSTIC = 'llava_drive policy'
 
@@ -51,6 +50,7 @@ class DriveOptions:
     :param dtype: model dtype; None = the checkpoint's
     :param log_dir: node logs (default: a temporary directory, kept on failure)
     :param carla: carla_bridge parameters (``host``, ``town``...) for the ``carla`` backend
+    :param role_name: CARLA role name of the ego vehicle (its topics; CARLA: the bridge's)
     """
 
     checkpoint: Optional[Path] = None
@@ -68,9 +68,11 @@ class DriveOptions:
     dtype: Optional[str] = None
     log_dir: Optional[Path] = None
     carla: dict = field(default_factory=dict)
+    role_name: str = DEFAULT_ROLE_NAME
 
     def __post_init__(self):
         """Check every field, naming the bad value."""
+        vehicle_topics(self.role_name)  # refuses a role name that makes no topic
         if self.backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {self.backend!r}')
         if self.driver not in DRIVERS:
@@ -99,11 +101,14 @@ class DriveOptions:
             self.backend, [self.seed], self.width, self.height,
             sim={'synchronous_mode': self.synchronous, 'route_length': float(self.route_length)},
             carla=self.carla, loop_routes=bool(self.loop),
-            wait_for_image_subscribers=int(self.driver == 'policy') + 1)
+            wait_for_image_subscribers=int(self.driver == 'policy') + 1,
+            role_name=self.role_name)
         if self.driver == 'policy':
-            specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
+            specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype,
+                                     role_name=self.role_name))
         else:
-            specs.append(expert_spec(drive=True, noise=False, backend=self.backend))
+            specs.append(expert_spec(drive=True, noise=False, backend=self.backend,
+                                     role_name=self.role_name))
         return specs
 
 
@@ -112,12 +117,13 @@ class DriveMonitor:
     Collects what the status line shows from the running graph.
 
     :param context: rclpy context to create the monitor node in
+    :param role_name: CARLA role name of the ego vehicle
     """
 
-    def __init__(self, context):
+    def __init__(self, context, role_name: str = DEFAULT_ROLE_NAME):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from llava_drive.nodes.common import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
+        from llava_drive.nodes.interfaces import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
         from llava_drive.nodes.control_codec import ControlCodec
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32, String
@@ -130,18 +136,16 @@ class DriveMonitor:
         self.speed = math.nan
         self.latency_ms = math.nan
         self.gate = ''
-        self.node.create_subscription(String, STATUS_TOPIC, self.on_status, 10)
-        self.node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
+        topics = vehicle_topics(role_name)
+        self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status, 10)
+        self.node.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self.on_diagnostics,
                                       10)
-        self.node.create_subscription(self.codec.msg_type,
-                                      '/carla/ego_vehicle/vehicle_control_cmd', self.on_control,
-                                      CONTROL_QOS)
-        self.node.create_subscription(Float32, '/carla/ego_vehicle/speedometer', self.on_speed,
-                                      10)
+        self.node.create_subscription(self.codec.msg_type, topics.vehicle_control_cmd,
+                                      self.on_control, CONTROL_QOS)
+        self.node.create_subscription(Float32, topics.speedometer, self.on_speed, 10)
         # The simulator waits for this subscriber: the monitor is discovered before frame 1.
-        self.node.create_subscription(Image, '/carla/ego_vehicle/rgb_front/image',
-                                      lambda msg: None, CAMERA_QOS)
+        self.node.create_subscription(Image, topics.camera_image, lambda msg: None, CAMERA_QOS)
 
     def on_status(self, msg) -> None:
         """Keep the simulator's latest status."""
@@ -222,7 +226,7 @@ def drive(options: DriveOptions, out=None) -> dict:
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
-    monitor = DriveMonitor(context)
+    monitor = DriveMonitor(context, options.role_name)
     executor.add_node(monitor.node)
     stack = Stack(options.node_specs(), env=env, log_dir=log_dir)
     tty = hasattr(out, 'isatty') and out.isatty()

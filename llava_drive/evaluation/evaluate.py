@@ -20,23 +20,18 @@ import time
 from typing import Dict, List, Optional
 
 from llava_drive.bringup.environment import local_ros_environment
-from llava_drive.bringup.node_specs import (expert_spec, POLICY_ANNOTATED_TOPIC, policy_spec,
-                                            sim_bridge_spec)
+from llava_drive.bringup.node_specs import expert_spec, policy_spec, sim_bridge_spec
 from llava_drive.bringup.stack import Stack
 from llava_drive.evaluation.metrics import (EpisodeResult, summary_from_dict, Trajectory,
                                             with_time_limit)
 from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, POLICY,
                                            score_sets, score_table, summary_document,
                                            write_json, write_markdown)
+from llava_drive.nodes.interfaces import (FIRST_EVALUATION_SEED, POLICY_ANNOTATED_TOPIC,
+                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import time_limit_for
 from llava_drive.sim.world import MAP_KINDS, SimConfig
-
-STATUS_TOPIC = '/llava_drive/sim/status'
-EPISODE_TOPIC = '/llava_drive/sim/episode'
-CAMERA_TOPIC = '/carla/ego_vehicle/rgb_front/image'
-# Route seeds 1-100 are recording (training) routes (config/sim_bridge.yaml).
-TRAINING_ROUTES = range(1, 101)
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -118,11 +113,11 @@ class EvaluationOptions:
             raise ValueError(f'routes must be non-negative integer seeds, got {self.routes!r}')
         if len(set(self.routes)) != len(self.routes):
             raise ValueError(f'routes repeat a seed: {self.routes!r}')
-        training = [s for s in self.routes if s in TRAINING_ROUTES]
+        training = [s for s in self.routes if s < FIRST_EVALUATION_SEED]
         if training and not self.allow_training_routes:
-            raise ValueError(f'routes {training} are recording (training) routes 1-100; '
-                             'evaluate on held-out routes (101 and up) or pass '
-                             '--allow-training-routes')
+            raise ValueError(f'routes {training} are recording (training) routes (below '
+                             f'{FIRST_EVALUATION_SEED}); evaluate on held-out routes '
+                             f'({FIRST_EVALUATION_SEED} and up) or pass --allow-training-routes')
         if isinstance(self.repetitions, bool) or not isinstance(self.repetitions, int) or \
                 self.repetitions < 1:
             raise ValueError(f'repetitions must be an integer >= 1, got {self.repetitions!r}')
@@ -231,7 +226,7 @@ class EpisodeWatcher:
 
     def __init__(self, context, route_seed: int, video: Optional[EpisodeVideo] = None):
         import rclpy
-        from llava_drive.nodes.common import CAMERA_QOS, LATCHED_QOS
+        from llava_drive.nodes.interfaces import CAMERA_QOS, LATCHED_QOS
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
@@ -242,12 +237,13 @@ class EpisodeWatcher:
         self.video = video
         self.annotated_video: Optional[EpisodeVideo] = None
         self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
-        self.node.create_subscription(String, STATUS_TOPIC, self.on_status, 100)
-        self.node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
+        self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status, 100)
+        self.node.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
         # Always on: the simulator waits for this camera subscriber, which guarantees the
         # watcher is discovered before the first frame (else the first statuses are lost).
-        self._camera_sub = self.node.create_subscription(Image, CAMERA_TOPIC, self.on_camera,
-                                                         CAMERA_QOS)
+        # The evaluation stack runs the simulator's default role name (config/*.yaml).
+        self._camera_sub = self.node.create_subscription(
+            Image, vehicle_topics().camera_image, self.on_camera, CAMERA_QOS)
         if video is not None:
             self.node.create_subscription(Image, POLICY_ANNOTATED_TOPIC, self.on_annotated, 10)
         self._status_by_stamp: Dict[int, dict] = {}

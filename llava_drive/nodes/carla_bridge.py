@@ -19,11 +19,13 @@ from llava_drive.carla.session import BridgeConfig, CarlaSession
 from llava_drive.carla.world import CarlaUnavailable
 from llava_drive.control import FULL_BRAKE
 from llava_drive.image_codec import raw_fields
-from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
+from llava_drive.nodes.common import declare, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
-from llava_drive.nodes.route_codec import encode_plan, GLOBAL_PLAN, plan_type
-from llava_drive.nodes.sim_bridge import (EPISODE_TOPIC, set_orientation, STATUS_TOPIC,
-                                          TFMessage, transform)
+from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, LATCHED_QOS, reliable_qos,
+                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, TF_STATIC_TOPIC,
+                                          TF_TOPIC, vehicle_topics)
+from llava_drive.nodes.route_codec import encode_plan, plan_type
+from llava_drive.nodes.sim_bridge import set_orientation, TFMessage, transform
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -108,26 +110,23 @@ class CarlaBridge(Node):
         except CarlaUnavailable as error:
             raise ValueError(str(error)) from None  # run_node: one line, no traceback
 
-        prefix = f'/carla/{self.role}'
-        camera = self.session.ego_spec.camera
-        self.camera_frame = f'{self.role}/{camera.name}'
+        topics = vehicle_topics(self.role, self.session.ego_spec.camera.name)
+        self.camera_frame = topics.camera_frame
         image_qos = reliable_qos(10)
-        self.image_pub = self.create_publisher(Image, f'{prefix}/{camera.name}/image', image_qos)
-        self.info_pub = self.create_publisher(CameraInfo, f'{prefix}/{camera.name}/camera_info',
-                                              LATCHED_QOS)
-        self.odom_pub = self.create_publisher(Odometry, f'{prefix}/odometry', image_qos)
-        self.speed_pub = self.create_publisher(Float32, f'{prefix}/speedometer', image_qos)
-        self.path_pub = self.create_publisher(Path, f'{prefix}/waypoints', LATCHED_QOS)
-        self.plan_pub = self.create_publisher(plan_type(), f'{prefix}/{GLOBAL_PLAN}',
-                                              LATCHED_QOS)
-        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
-        self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
-        self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
+        self.image_pub = self.create_publisher(Image, topics.camera_image, image_qos)
+        self.info_pub = self.create_publisher(CameraInfo, topics.camera_info, LATCHED_QOS)
+        self.odom_pub = self.create_publisher(Odometry, topics.odometry, image_qos)
+        self.speed_pub = self.create_publisher(Float32, topics.speedometer, image_qos)
+        self.path_pub = self.create_publisher(Path, topics.waypoints, LATCHED_QOS)
+        self.plan_pub = self.create_publisher(plan_type(), topics.global_plan, LATCHED_QOS)
+        self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, 10)
+        self.status_pub = self.create_publisher(String, SIM_STATUS_TOPIC, 10)
+        self.episode_pub = self.create_publisher(String, SIM_EPISODE_TOPIC, LATCHED_QOS)
         self.tf_pub = self.tf_static_pub = None
         if TFMessage is not None:
-            self.tf_pub = self.create_publisher(TFMessage, '/tf', 100)
-            self.tf_static_pub = self.create_publisher(TFMessage, '/tf_static', LATCHED_QOS)
-        self.control_topic = f'{prefix}/vehicle_control_cmd'
+            self.tf_pub = self.create_publisher(TFMessage, TF_TOPIC, 100)
+            self.tf_static_pub = self.create_publisher(TFMessage, TF_STATIC_TOPIC, LATCHED_QOS)
+        self.control_topic = topics.vehicle_control_cmd
         self.create_subscription(self.codec.msg_type, self.control_topic, self.on_control,
                                  CONTROL_QOS)
         if self.ack_topic:

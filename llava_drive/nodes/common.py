@@ -1,4 +1,4 @@
-"""Wiring shared by every node: declared parameters, QoS profiles, and ``main()``."""
+"""Wiring shared by every node: declared parameters and ``main()``."""
 import signal
 import sys
 
@@ -6,24 +6,6 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-# Camera subscribers: best-effort depth 1 matches reliable and best-effort publishers.
-CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                        reliability=ReliabilityPolicy.BEST_EFFORT)
-# Control: reliable, like carla_ros_bridge's subscription.
-CONTROL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                         reliability=ReliabilityPolicy.RELIABLE)
-# Latched info (waypoints, camera_info): late joiners still get the last message.
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def reliable_qos(depth: int) -> QoSProfile:
-    """Return a reliable keep-last profile of ``depth`` (sensor streams that must not drop)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 def declare(node, name: str, default, description: str, low=None, high=None, step=None):

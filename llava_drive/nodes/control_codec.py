@@ -18,6 +18,7 @@ from typing import Tuple
 
 from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control
+from llava_drive.nodes.interfaces import ACKERMANN_CMD_LEAF, VEHICLE_CONTROL_CMD_LEAF
 
 try:
     from ackermann_msgs.msg import AckermannDriveStamped
@@ -33,8 +34,8 @@ from sensor_msgs.msg import Joy
 WIRE_TYPES = ('auto', 'carla', 'joy')
 # What a driving node (expert, policy) may publish: a control, or an Ackermann command.
 DRIVE_WIRES = WIRE_TYPES + ('ackermann',)
-CONTROL_TOPIC = 'vehicle_control_cmd'
-ACKERMANN_TOPIC = 'ackermann_cmd_stamped'
+CONTROL_TOPIC = VEHICLE_CONTROL_CMD_LEAF
+ACKERMANN_TOPIC = ACKERMANN_CMD_LEAF
 
 
 def stamp_to_ns(stamp) -> int:

@@ -19,10 +19,12 @@ import math
 from llava_drive.expert.driver import ExpertConfig, ExpertDriver
 from llava_drive.expert.noise import ExpertNoise, NoiseConfig
 from llava_drive.expert.town import Hazards, TownExpert
-from llava_drive.nodes.common import CONTROL_QOS, declare, LATCHED_QOS, reliable_qos, run_node
+from llava_drive.nodes.common import declare, run_node
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, stamp_to_ns)
-from llava_drive.nodes.sim_bridge import HAZARDS_TOPIC
+from llava_drive.nodes.interfaces import (CONTROL_QOS, EXPERT_CONTROL_TOPIC, EXPERT_NODE,
+                                          LATCHED_QOS, reliable_qos, SIM_HAZARDS_TOPIC,
+                                          vehicle_topics)
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -53,7 +55,7 @@ class Expert(Node):
     """Drives the ego vehicle along its route: pure pursuit steering + PID speed."""
 
     def __init__(self, **node_options):
-        super().__init__('expert', **node_options)
+        super().__init__(EXPERT_NODE, **node_options)
         role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
         defaults = ExpertConfig()
         config = ExpertConfig(**{
@@ -61,7 +63,7 @@ class Expert(Node):
             for name, field, description, low, high in EXPERT_PARAMETERS})
         self.drive = declare(self, 'drive', True,
                              'publish on vehicle_control_cmd (false: only labels, for DAgger)')
-        label_topic = declare(self, 'label_topic', '/llava_drive/expert/control',
+        label_topic = declare(self, 'label_topic', EXPERT_CONTROL_TOPIC,
                               'topic for the clean expert command (the recording label)')
         noise_enabled = declare(self, 'noise', False,
                                 'perturb the executed steering (recovery data); the label '
@@ -83,7 +85,7 @@ class Expert(Node):
         if wire not in DRIVE_WIRES:
             raise ValueError(f'control_wire must be one of {DRIVE_WIRES}, got {wire!r}')
         privileged = declare(self, 'privileged_hazards', False,
-                             f'drive by the hazards the sim bridge sends on {HAZARDS_TOPIC} (the '
+                             f'drive by the hazards the sim bridge sends on {SIM_HAZARDS_TOPIC} (the '
                              'embedded town: vehicles ahead, lights, giving way)')
 
         self.driver = ExpertDriver(config)
@@ -98,16 +100,17 @@ class Expert(Node):
             target_speed_mps=config.target_speed_mps))
         self.waypoints = []
         self.last_stamp = None
-        prefix = f'/carla/{role}'
+        topics = vehicle_topics(role)
         self.label_pub = self.create_publisher(self.codec.msg_type, label_topic, CONTROL_QOS)
         self.drive_pub = self.create_publisher(self.drive_codec.msg_type,
-                                               f'{prefix}/{self.drive_codec.topic}', CONTROL_QOS)
-        self.create_subscription(Path, f'{prefix}/waypoints', self.on_path, LATCHED_QOS)
-        self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry,
-                                 reliable_qos(10))
+                                               topics.command(self.drive_codec.topic),
+                                               CONTROL_QOS)
+        self.create_subscription(Path, topics.waypoints, self.on_path, LATCHED_QOS)
+        self.create_subscription(Odometry, topics.odometry, self.on_odometry, reliable_qos(10))
         if self.town is not None:
-            self.create_subscription(String, HAZARDS_TOPIC, self.on_hazards, reliable_qos(10))
-        self.get_logger().info(f'expert on {prefix}, target {config.target_speed_mps} m/s, '
+            self.create_subscription(String, SIM_HAZARDS_TOPIC, self.on_hazards,
+                                     reliable_qos(10))
+        self.get_logger().info(f'expert on {topics.prefix}, target {config.target_speed_mps} m/s, '
                                f'noise {noise_enabled}, drive={self.drive}')
 
     def on_path(self, msg: Path):

@@ -32,12 +32,14 @@ from geometry_msgs.msg import Point
 from llava_drive.control import FULL_BRAKE
 from llava_drive.features.route_prompt import RouteTracker
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
-from llava_drive.nodes.common import (CAMERA_QOS, CONTROL_QOS, declare, LATCHED_QOS,
-                                      reliable_qos, run_node)
+from llava_drive.nodes.common import declare, run_node
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, ns_to_stamp, stamp_to_ns)
-from llava_drive.nodes.route_codec import (decode_plan, GLOBAL_PLAN, plan_type,
-                                           RouteMessageError)
+from llava_drive.nodes.interfaces import (CAMERA_QOS, CONTROL_QOS, DIAGNOSTICS_TOPIC,
+                                          EMERGENCY_STOP_TOPIC, EXPERT_CONTROL_TOPIC, LATCHED_QOS,
+                                          POLICY_ANNOTATED_IMAGE, POLICY_ENABLE, POLICY_NODE,
+                                          POLICY_PREDICTED_PATH, reliable_qos, vehicle_topics)
+from llava_drive.nodes.route_codec import decode_plan, plan_type, RouteMessageError
 from llava_drive.policy.annotate import annotate_frame, steering_path
 from llava_drive.policy.controller import ControllerConfig
 from llava_drive.policy.inference import Frame, InferenceWorker, load_policy
@@ -50,7 +52,6 @@ from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
 
-EMERGENCY_STOP_TOPIC = '/llava_drive/emergency_stop'
 LOG_THROTTLE_S = 2.0
 
 
@@ -77,7 +78,7 @@ PARAMETERS = [
      '(m/s)', 0.0, 100.0),
     ('publish_annotated', True, 'publish ~/annotated_image (while someone subscribes)',
      None, None),
-    ('expert_label_topic', '/llava_drive/expert/control',
+    ('expert_label_topic', EXPERT_CONTROL_TOPIC,
      'expert control drawn beside the prediction when present; "" = none', None, None),
     ('max_steer_deg', 35.0, 'wheel angle at |steer| = 1, for ~/predicted_path (35 in the '
      'embedded simulator, about 70 for CARLA cars)', 5.0, 90.0),
@@ -125,7 +126,7 @@ class Policy(Node):
     """Drives the ego vehicle with a trained checkpoint behind a safety gate."""
 
     def __init__(self, **node_options):
-        super().__init__('policy', **node_options)
+        super().__init__(POLICY_NODE, **node_options)
         p = declare_parameters(self)
         self.role = p['role_name']
         self.publish_annotated = p['publish_annotated']
@@ -164,12 +165,15 @@ class Policy(Node):
         gc.collect()
         gc.freeze()
 
-        prefix = f'/carla/{self.role}'
+        topics = vehicle_topics(self.role)
+        self.camera_frame = topics.camera_frame
         self.control_pub = self.create_publisher(self.codec.msg_type,
-                                                 f'{prefix}/{self.codec.topic}', CONTROL_QOS)
-        self.image_pub = self.create_publisher(Image, '~/annotated_image', reliable_qos(1))
-        self.marker_pub = self.create_publisher(MarkerArray, '~/predicted_path', reliable_qos(1))
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+                                                 topics.command(self.codec.topic), CONTROL_QOS)
+        self.image_pub = self.create_publisher(Image, f'~/{POLICY_ANNOTATED_IMAGE}',
+                                               reliable_qos(1))
+        self.marker_pub = self.create_publisher(MarkerArray, f'~/{POLICY_PREDICTED_PATH}',
+                                                reliable_qos(1))
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.worker = InferenceWorker(self.policy, self.on_result,
                                       debug_delay_s=p['debug_inference_delay'],
                                       keep_rgb=self.publish_annotated,
@@ -177,17 +181,16 @@ class Policy(Node):
                                       controller=ControllerConfig(**{
                                           name: p[f'controller_{name}']
                                           for name in CONTROLLER_PARAMETERS})).start()
-        self.create_subscription(Image, f'{prefix}/rgb_front/image', self.on_image, CAMERA_QOS)
-        self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, CAMERA_QOS)
-        self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, CAMERA_QOS)
-        self.create_subscription(plan_type(), f'{prefix}/{GLOBAL_PLAN}', self.on_plan,
-                                 LATCHED_QOS)
+        self.create_subscription(Image, topics.camera_image, self.on_image, CAMERA_QOS)
+        self.create_subscription(Float32, topics.speedometer, self.on_speed, CAMERA_QOS)
+        self.create_subscription(Odometry, topics.odometry, self.on_odometry, CAMERA_QOS)
+        self.create_subscription(plan_type(), topics.global_plan, self.on_plan, LATCHED_QOS)
         self.create_subscription(Bool, EMERGENCY_STOP_TOPIC, self.on_emergency_stop,
                                  reliable_qos(10))
         if p['expert_label_topic']:
             self.create_subscription(self.label_codec.msg_type, p['expert_label_topic'],
                                      self.on_expert, CONTROL_QOS)
-        self.create_service(SetBool, '~/enable', self.on_enable)
+        self.create_service(SetBool, f'~/{POLICY_ENABLE}', self.on_enable)
         self.create_timer(1.0 / p['gate_rate'], self.on_gate_timer)
         self.create_timer(1.0, self.publish_diagnostics)
         spec = self.policy.config['feature_spec']
@@ -374,7 +377,7 @@ class Policy(Node):
                                lookahead=result.lookahead)
         image = Image()
         ns_to_stamp(result.stamp_ns, image.header.stamp)
-        image.header.frame_id = f'{self.role}/rgb_front'
+        image.header.frame_id = self.camera_frame
         image.encoding = 'bgr8'
         image.height, image.width, image.step, image.data = raw_fields(frame)
         self.image_pub.publish(image)

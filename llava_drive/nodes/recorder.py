@@ -15,10 +15,13 @@ import time
 from llava_drive.bag.format import OdometrySample
 from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
 from llava_drive.image_codec import decode_raw, ImageError
-from llava_drive.nodes.common import (CONTROL_QOS, declare, reliable_qos, run_node,
-                                      topic_or_default)
+from llava_drive.nodes.common import declare, run_node, topic_or_default
 from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
-from llava_drive.nodes.route_codec import decode_lights, RouteMessageError, TRAFFIC_LIGHTS
+from llava_drive.nodes.interfaces import (CONTROL_QOS, EXPERT_CONTROL_TOPIC,
+                                          RECORDER_FRAME_DONE, RECORDER_NODE, RECORDER_SPLIT,
+                                          RECORDER_START, RECORDER_STATUS, RECORDER_STOP,
+                                          reliable_qos, SIM_EPISODE_TOPIC, vehicle_topics)
+from llava_drive.nodes.route_codec import decode_lights, RouteMessageError
 from llava_drive.recording.pairing import Pairer, PairingConfig
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -31,16 +34,16 @@ class Recorder(Node):
     """Writes image/control pairs to rosbag2 bags (architecture: Bag format v1)."""
 
     def __init__(self, **node_options):
-        super().__init__('recorder', **node_options)
+        super().__init__(RECORDER_NODE, **node_options)
         self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
-        prefix = f'/carla/{self.role}'
+        topics = vehicle_topics(self.role)
         self.image_topic = topic_or_default(
-            declare(self, 'image_topic', '', 'sensor_msgs/Image topic; "" = '
-                    '/carla/<role_name>/rgb_front/image'), f'{prefix}/rgb_front/image')
+            declare(self, 'image_topic', '', 'sensor_msgs/Image topic; "" = the camera of '
+                    'role_name'), topics.camera_image)
         label_topic = declare(
-            self, 'label_topic', '/llava_drive/expert/control',
+            self, 'label_topic', EXPERT_CONTROL_TOPIC,
             "control topic whose commands are the labels: the expert's clean command; use "
-            '/carla/<role_name>/vehicle_control_cmd to record whatever drives the car')
+            "role_name's vehicle_control_cmd to record whatever drives the car")
         wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
         self.bag_path = Path(declare(self, 'bag_path', 'bags/run',
                                      'output bag directory (must not exist or be empty)'))
@@ -87,21 +90,20 @@ class Recorder(Node):
         qos = reliable_qos(depth)
         self.create_subscription(Image, self.image_topic, self.on_image, qos)
         self.create_subscription(self.codec.msg_type, label_topic, self.on_control, qos)
-        self.create_subscription(Float32, f'{prefix}/speedometer', self.on_speed, qos)
-        self.create_subscription(Odometry, f'{prefix}/odometry', self.on_odometry, qos)
-        self.create_subscription(String, '/llava_drive/sim/episode', self.on_episode, 10)
+        self.create_subscription(Float32, topics.speedometer, self.on_speed, qos)
+        self.create_subscription(Odometry, topics.odometry, self.on_odometry, qos)
+        self.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, 10)
         # Town worlds: light states go into the bag beside the pairs (the plan comes with the
         # episode start marker).
-        self.create_subscription(String, f'{prefix}/{TRAFFIC_LIGHTS}', self.on_traffic_lights,
-                                 qos)
-        self.status_pub = self.create_publisher(String, '~/status', 10)
+        self.create_subscription(String, topics.traffic_lights, self.on_traffic_lights, qos)
+        self.status_pub = self.create_publisher(String, f'~/{RECORDER_STATUS}', 10)
         # Every frame taken (written, waiting or rejected) is acknowledged, so a synchronous
         # simulator can wait for the recorder and no frame is lost (sim_bridge parameter
         # synchronous_mode_wait_for_ack_topic).
-        self.done_pub = self.create_publisher(Header, '~/frame_done', CONTROL_QOS)
-        self.create_service(Trigger, '~/start', self.srv_start)
-        self.create_service(Trigger, '~/stop', self.srv_stop)
-        self.create_service(Trigger, '~/split', self.srv_split)
+        self.done_pub = self.create_publisher(Header, f'~/{RECORDER_FRAME_DONE}', CONTROL_QOS)
+        self.create_service(Trigger, f'~/{RECORDER_START}', self.srv_start)
+        self.create_service(Trigger, f'~/{RECORDER_STOP}', self.srv_stop)
+        self.create_service(Trigger, f'~/{RECORDER_SPLIT}', self.srv_split)
         self.create_timer(status_period, self.publish_status)
         self.create_timer(0.1, self.expire_pending)
         self.get_logger().info(

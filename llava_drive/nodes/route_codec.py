@@ -30,10 +30,6 @@ try:
 except ImportError:  # not on PyPI: the fallback type (architecture: Topics)
     CarlaRoute = None
 
-# Topic name leaves under /carla/<role>/.
-GLOBAL_PLAN = 'global_plan'
-TRAFFIC_LIGHTS = 'traffic_lights'
-OTHER_VEHICLES = 'other_vehicles'
 LIGHT_STATES = ('green', 'yellow', 'red')
 # Marker colours (r, g, b) of other vehicles.
 VEHICLE_RGB = (0.2, 0.4, 0.9)

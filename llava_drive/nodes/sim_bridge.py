@@ -13,7 +13,7 @@ and ``/llava_drive/sim/episode``.
 
 With ``map: town`` the world is a town (junctions, traffic, lights, a scenario per route; route
 seeds then name town routes, e.g. the benchmarks' 9001+). Each frame it also publishes, before
-the camera, the privileged obstacles the town expert drives by (``HAZARDS_TOPIC``, JSON:
+the camera, the privileged obstacles the town expert drives by (``SIM_HAZARDS_TOPIC``, JSON:
 ``stamp_ns`` plus :class:`~llava_drive.expert.town.Hazards`), computed by the world as
 CARLA's autopilot reads its world; asking for them also reserves the next junction for the ego
 when it is clear. A town also publishes its route's global plan (``/carla/<role>/global_plan``,
@@ -28,12 +28,14 @@ from geometry_msgs.msg import PoseStamped, TransformStamped
 from llava_drive.control import FULL_BRAKE
 from llava_drive.expert.town import TownExpert
 from llava_drive.image_codec import raw_fields
-from llava_drive.nodes.common import (CONTROL_QOS, declare, LATCHED_QOS, reliable_qos,
-                                      run_node)
+from llava_drive.nodes.common import declare, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
+from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, FIRST_EVALUATION_SEED,
+                                          LATCHED_QOS, reliable_qos, SIM_BRIDGE_NODE,
+                                          SIM_EPISODE_TOPIC, SIM_HAZARDS_TOPIC, SIM_STATUS_TOPIC,
+                                          TF_STATIC_TOPIC, TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import (encode_lights, encode_plan, encode_vehicles,
-                                           GLOBAL_PLAN, OTHER_VEHICLES, plan_type,
-                                           TRAFFIC_LIGHTS)
+                                           plan_type)
 from llava_drive.sim.world import MAP_KINDS, SimConfig, Simulator
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -46,10 +48,6 @@ try:
     from tf2_msgs.msg import TFMessage
 except ImportError:  # standalone wheels: no tf2_msgs (architecture: Topics)
     TFMessage = None
-
-EPISODE_TOPIC = '/llava_drive/sim/episode'
-STATUS_TOPIC = '/llava_drive/sim/status'
-HAZARDS_TOPIC = '/llava_drive/sim/expert_hazards'
 
 
 def set_orientation(orientation, yaw: float, pitch: float = 0.0) -> None:
@@ -76,7 +74,7 @@ class SimBridge(Node):
     """Publishes the embedded simulator with the carla_ros_bridge contract."""
 
     def __init__(self, **node_options):
-        super().__init__('sim_bridge', **node_options)
+        super().__init__(SIM_BRIDGE_NODE, **node_options)
         self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
         width = declare(self, 'image_width', 800, 'camera width (px)', 16, 4096)
         height = declare(self, 'image_height', 600, 'camera height (px)', 16, 4096)
@@ -95,8 +93,9 @@ class SimBridge(Node):
                                        'wall seconds to wait for a control before stepping '
                                        'with the last one', 0.01, 600.0)
         self.route_seeds = list(declare(self, 'route_seeds', [1],
-                                        'route seeds driven one after another (1-100 for '
-                                        'recording; 101+ are held out for evaluation)'))
+                                        'route seeds driven one after another (below '
+                                        f'{FIRST_EVALUATION_SEED} for recording; the others '
+                                        'are held out for evaluation)'))
         if not self.route_seeds:
             raise ValueError('route_seeds must name at least one route')
         self.loop_routes = declare(self, 'loop_routes', True,
@@ -135,37 +134,34 @@ class SimBridge(Node):
             time_budget_s=time_budget if time_budget > 0 else None, map_kind=map_kind,
             traffic_vehicles=traffic))
         self.hazard_source = TownExpert() if map_kind == 'town' else None
-        prefix = f'/carla/{self.role}'
-        self.camera_frame = f'{self.role}/rgb_front'
+        topics = vehicle_topics(self.role)
+        self.camera_frame = topics.camera_frame
         image_qos = reliable_qos(10)
-        self.image_pub = self.create_publisher(Image, f'{prefix}/rgb_front/image', image_qos)
-        self.info_pub = self.create_publisher(CameraInfo, f'{prefix}/rgb_front/camera_info',
-                                              LATCHED_QOS)
-        self.odom_pub = self.create_publisher(Odometry, f'{prefix}/odometry', image_qos)
-        self.speed_pub = self.create_publisher(Float32, f'{prefix}/speedometer', image_qos)
-        self.path_pub = self.create_publisher(Path, f'{prefix}/waypoints', LATCHED_QOS)
-        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
-        self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
-        self.episode_pub = self.create_publisher(String, EPISODE_TOPIC, LATCHED_QOS)
-        self.hazards_pub = self.create_publisher(String, HAZARDS_TOPIC, image_qos) \
+        self.image_pub = self.create_publisher(Image, topics.camera_image, image_qos)
+        self.info_pub = self.create_publisher(CameraInfo, topics.camera_info, LATCHED_QOS)
+        self.odom_pub = self.create_publisher(Odometry, topics.odometry, image_qos)
+        self.speed_pub = self.create_publisher(Float32, topics.speedometer, image_qos)
+        self.path_pub = self.create_publisher(Path, topics.waypoints, LATCHED_QOS)
+        self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, 10)
+        self.status_pub = self.create_publisher(String, SIM_STATUS_TOPIC, 10)
+        self.episode_pub = self.create_publisher(String, SIM_EPISODE_TOPIC, LATCHED_QOS)
+        self.hazards_pub = self.create_publisher(String, SIM_HAZARDS_TOPIC, image_qos) \
             if self.hazard_source is not None else None
         self.plan_pub = self.lights_pub = self.vehicles_pub = None
         self.vehicles_sent = 0
         if hasattr(self.sim, 'global_plan'):
-            self.plan_pub = self.create_publisher(plan_type(), f'{prefix}/{GLOBAL_PLAN}',
-                                                  LATCHED_QOS)
-            self.lights_pub = self.create_publisher(String, f'{prefix}/{TRAFFIC_LIGHTS}',
-                                                    image_qos)
-            self.vehicles_pub = self.create_publisher(MarkerArray, f'{prefix}/{OTHER_VEHICLES}',
+            self.plan_pub = self.create_publisher(plan_type(), topics.global_plan, LATCHED_QOS)
+            self.lights_pub = self.create_publisher(String, topics.traffic_lights, image_qos)
+            self.vehicles_pub = self.create_publisher(MarkerArray, topics.other_vehicles,
                                                       image_qos)
         self.tf_pub = self.tf_static_pub = None
         if TFMessage is not None:
-            self.tf_pub = self.create_publisher(TFMessage, '/tf', 100)
-            self.tf_static_pub = self.create_publisher(TFMessage, '/tf_static', LATCHED_QOS)
+            self.tf_pub = self.create_publisher(TFMessage, TF_TOPIC, 100)
+            self.tf_static_pub = self.create_publisher(TFMessage, TF_STATIC_TOPIC, LATCHED_QOS)
         else:
             self.get_logger().info('tf2_msgs is not installed: no /tf (RViz needs a ROS '
                                    'install, which has it)')
-        self.control_topic = f'{prefix}/vehicle_control_cmd'
+        self.control_topic = topics.vehicle_control_cmd
         self.create_subscription(self.codec.msg_type, self.control_topic, self.on_control,
                                  CONTROL_QOS)
         if self.ack_topic:

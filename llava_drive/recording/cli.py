@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 
-from llava_drive.bringup.node_specs import BACKENDS
+from llava_drive.nodes.interfaces import BACKENDS
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 from llava_drive.sim.world import MAP_KINDS
 

@@ -9,10 +9,10 @@ from typing import List, Optional
 from llava_drive.bringup.environment import config_path, stack_environment
 from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import NodeSpec, Stack
+from llava_drive.nodes.interfaces import RECORDER_FRAME_DONE_TOPIC, RECORDER_STATUS_TOPIC
 from llava_drive.sim.town.benchmark import TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS
 
-RECORDER_STATUS = '/recorder/status'
 DRIVERS = ('expert', 'policy')
 
 
@@ -95,7 +95,7 @@ class RecordingOptions:
             # Recording runs until the duration: CARLA routes loop like the simulator's.
             carla={'loop_routes': True, **self.carla},
             wait_for_image_subscribers=1 + policy_drives,
-            synchronous_mode_wait_for_ack_topic='/recorder/frame_done')
+            synchronous_mode_wait_for_ack_topic=RECORDER_FRAME_DONE_TOPIC)
         # With the policy driving, the expert still labels every frame (from odometry).
         # In a town the expert drives by the world's hazards (lights, vehicles ahead).
         town = {'privileged_hazards': True} if self.map_kind == 'town' else {}
@@ -129,7 +129,7 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     latest = {}
-    node.create_subscription(String, RECORDER_STATUS,
+    node.create_subscription(String, RECORDER_STATUS_TOPIC,
                              lambda msg: latest.update(json.loads(msg.data)), 10)
     stack = Stack(options.node_specs(), env=env, log_dir=options.log_dir)
     bar = tqdm(total=round(options.duration, 1), unit='s', desc=f'recording {options.out}',

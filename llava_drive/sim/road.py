@@ -11,8 +11,8 @@ edge line there, dashed centre line at 0), a parking shoulder of asphalt up to
 
 Besides the driven distance ``[0, length]`` the centreline has a straight lead-in before 0 and
 a lead-out after ``length``, so the camera sees road behind the start and past the finish.
-Seeds 1..100 are for recording and seeds 101 and up are held-out evaluation routes (a
-convention of the project, nothing here enforces it).
+Seeds below ``llava_drive.nodes.interfaces.FIRST_EVALUATION_SEED`` are for recording, the
+others are held-out evaluation routes (the evaluator enforces it, not this module).
 """
 from dataclasses import dataclass, field
 import math
@@ -20,9 +20,6 @@ from typing import List, Optional, Tuple
 
 from llava_drive.config_checks import number_in_range
 import numpy as np
-
-FIRST_EVALUATION_SEED = 101
-"""Routes with this seed or higher are held out for evaluation, lower ones are for recording."""
 
 
 def wrap_angle(angle):
