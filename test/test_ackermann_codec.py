@@ -5,10 +5,10 @@ import types
 from geometry_msgs.msg import PoseStamped
 from llava_drive.control import Control
 from llava_drive.nodes import control_codec
-from llava_drive.nodes.common import LATCHED_QOS
 from llava_drive.nodes.control_codec import (ACKERMANN_TOPIC, AckermannCodec, AckermannConfig,
                                              ControlCodec, driving_codec)
 from llava_drive.nodes.expert import Expert
+from llava_drive.nodes.interfaces import LATCHED_QOS
 from nav_msgs.msg import Odometry, Path
 import pytest
 from rclpy.parameter import Parameter

@@ -6,8 +6,8 @@ from llava_drive.bag import format as bagfmt
 from llava_drive.bag.reader import read_json_topic, read_pairs
 from llava_drive.control import Control
 from llava_drive.image_codec import raw_fields
-from llava_drive.nodes.interfaces import CONTROL_QOS, reliable_qos
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp
+from llava_drive.nodes.interfaces import CONTROL_QOS, reliable_qos
 from llava_drive.nodes.recorder import Recorder
 import numpy as np
 from rclpy.parameter import Parameter

@@ -85,8 +85,9 @@ class Expert(Node):
         if wire not in DRIVE_WIRES:
             raise ValueError(f'control_wire must be one of {DRIVE_WIRES}, got {wire!r}')
         privileged = declare(self, 'privileged_hazards', False,
-                             f'drive by the hazards the sim bridge sends on {SIM_HAZARDS_TOPIC} (the '
-                             'embedded town: vehicles ahead, lights, giving way)')
+                             'drive by the hazards the sim bridge sends on '
+                             f'{SIM_HAZARDS_TOPIC} (the embedded town: vehicles ahead, '
+                             'lights, giving way)')
 
         self.driver = ExpertDriver(config)
         self.town = TownExpert(lane=config) if privileged else None
