@@ -20,7 +20,8 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from llava_drive.bringup.node_specs import CARLA_MAX_STEER_DEG
-from llava_drive.nodes.interfaces import BACKENDS, CARLA_BACKENDS, DEFAULT_ROLE_NAME, vehicle_topics
+from llava_drive.nodes.interfaces import (BACKENDS, CARLA_BACKENDS, DEFAULT_ROLE_NAME,
+                                          vehicle_topics)
 
 PACKAGE = 'llava_drive'
 # carla_ros_bridge's default timeout (2 s) is shorter than the town load it starts with.

@@ -42,8 +42,8 @@ def native_camera_remaps(role_name: str = 'ego_vehicle', vehicle_ros_name: str =
         if not isinstance(value, str) or not _NAME.fullmatch(value):
             raise ValueError(f'{name} must be a ROS name token (letters, digits, _; not '
                              f'starting with a digit), got {value!r}')
-    ours, native = vehicle_topics(role_name, camera), vehicle_topics(vehicle_ros_name,
-                                                                    camera_ros_name)
+    ours = vehicle_topics(role_name, camera)
+    native = vehicle_topics(vehicle_ros_name, camera_ros_name)
     return {ours.camera_stream(stream): native.camera_stream(stream) for stream in CAMERA_STREAMS}
 
 

@@ -7,8 +7,8 @@ import sys
 import tempfile
 import time
 
-from llava_drive.nodes.interfaces import BACKENDS
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
+from llava_drive.nodes.interfaces import BACKENDS
 from llava_drive.sim.world import MAP_KINDS
 
 
