@@ -7,7 +7,6 @@ inference latency from ``/diagnostics``. Ends on Ctrl-C, after ``duration`` wall
 at the end of the route (simulator, unless it loops).
 """
 from dataclasses import dataclass, field
-import json
 import math
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spe
 from llava_drive.bringup.stack import Stack
 from llava_drive.nodes.interfaces import (BACKENDS, DEFAULT_ROLE_NAME, DIAGNOSTICS_TOPIC,
                                           SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
+from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
 
 DRIVERS = ('policy', 'expert')
 # The policy node's DiagnosticStatus name (llava_drive/nodes/policy.py).
@@ -132,6 +132,8 @@ class DriveMonitor:
         self.codec = ControlCodec('auto')
         self.status: Optional[dict] = None
         self.end: Optional[dict] = None
+        self.statuses = PayloadReader(SimStatus, self.node.get_logger().warning)
+        self.markers = PayloadReader(SimEpisode, self.node.get_logger().warning)
         self.control = None
         self.speed = math.nan
         self.latency_ms = math.nan
@@ -149,13 +151,15 @@ class DriveMonitor:
 
     def on_status(self, msg) -> None:
         """Keep the simulator's latest status."""
-        self.status = json.loads(msg.data)
+        status = self.statuses.parse(msg.data)
+        if status is not None:
+            self.status = status.to_dict()
 
     def on_episode(self, msg) -> None:
         """Keep the end-of-route marker."""
-        info = json.loads(msg.data)
-        if info.get('event') == 'end':
-            self.end = info
+        marker = self.markers.parse(msg.data)
+        if marker is not None and marker.event == 'end':
+            self.end = marker.to_dict()
 
     def on_diagnostics(self, msg) -> None:
         """Take the policy's inference latency and gate state."""

@@ -9,7 +9,6 @@ and ``/llava_drive/sim/episode`` for the final score, then writes ``summary.json
 episode (the policy's annotated camera view when it publishes one).
 """
 from dataclasses import asdict, dataclass, field
-import json
 import math
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, PO
                                            write_json, write_markdown)
 from llava_drive.nodes.interfaces import (FIRST_EVALUATION_SEED, POLICY_ANNOTATED_TOPIC,
                                           SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
+from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import time_limit_for
 from llava_drive.sim.world import MAP_KINDS, SimConfig
@@ -237,6 +237,8 @@ class EpisodeWatcher:
         self.video = video
         self.annotated_video: Optional[EpisodeVideo] = None
         self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
+        self.statuses = PayloadReader(SimStatus, self.node.get_logger().warning)
+        self.markers = PayloadReader(SimEpisode, self.node.get_logger().warning)
         self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status, 100)
         self.node.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
         # Always on: the simulator waits for this camera subscriber, which guarantees the
@@ -250,9 +252,10 @@ class EpisodeWatcher:
 
     def on_status(self, msg) -> None:
         """Keep the frame (trajectory) and the latest score."""
-        status = json.loads(msg.data)
-        if int(status.get('route_seed', -1)) != self.route_seed:
+        status = self.statuses.parse(msg.data)
+        if status is None or status.route_seed != self.route_seed:
             return
+        status = status.to_dict()
         self.last_status = status
         self.trajectory.append_status(status)
         if self.video is not None:
@@ -262,10 +265,10 @@ class EpisodeWatcher:
 
     def on_episode(self, msg) -> None:
         """Take the end marker of this route (only once a status of this stack arrived)."""
-        info = json.loads(msg.data)
-        if info.get('event') == 'end' and int(info.get('route_seed', -1)) == self.route_seed \
+        marker = self.markers.parse(msg.data)
+        if marker is not None and marker.event == 'end' and marker.route_seed == self.route_seed \
                 and self.last_status is not None:
-            self.end = info
+            self.end = marker.to_dict()
 
     def on_camera(self, msg) -> None:
         """Video fallback: the raw camera with the control drawn on it."""

@@ -10,7 +10,6 @@ when configured); after ``control_timeout`` without one it ticks with a full bra
 carla_ros_bridge needed.
 """
 from collections import OrderedDict
-import json
 import math
 import time
 
@@ -26,6 +25,7 @@ from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, LATCHED_QOS,
                                           TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import encode_plan, plan_type
 from llava_drive.nodes.sim_bridge import set_orientation, TFMessage, transform
+from llava_drive.nodes.status import SimEpisode, SimStatus
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -184,13 +184,13 @@ class CarlaBridge(Node):
 
     def publish_episode(self, event: str):
         """Publish an episode marker (JSON), as sim_bridge does."""
-        info = {'event': event, 'episode': self.episode, 'route_seed': self.route_seed,
-                'stamp_ns': self.frame.stamp_ns}
-        if event == 'end':
-            info['summary'] = self.frame.summary.to_dict()
-        else:  # bags keep the plan through this marker, as sim_bridge's do
-            info['global_plan'] = self.session.plan.to_dict()
-        self.episode_pub.publish(String(data=json.dumps(info)))
+        marker = SimEpisode(event=event, episode=self.episode, route_seed=self.route_seed,
+                            stamp_ns=int(self.frame.stamp_ns),
+                            summary=self.frame.summary.to_dict() if event == 'end' else None,
+                            # Bags keep the plan through this marker, as sim_bridge's do.
+                            global_plan=self.session.plan.to_dict() if event == 'start'
+                            else None)
+        self.episode_pub.publish(String(data=marker.to_json()))
 
     def publish_route(self):
         """Publish the dense route (latched), the camera info and the camera mount."""
@@ -306,12 +306,13 @@ class CarlaBridge(Node):
     def publish_status(self):
         """Publish the route progress, infractions and vehicle state as JSON."""
         frame = self.frame
-        status = dict(frame.summary.to_dict(), stamp_ns=frame.stamp_ns, episode=self.episode,
-                      route_seed=self.route_seed, x=frame.x, y=frame.y, yaw=frame.yaw,
-                      speed=frame.speed, control=list(self.control.as_array()),
-                      control_timeouts=self.control_timeouts, carla_frame=frame.frame,
-                      late_controls=self.late_controls)
-        self.status_pub.publish(String(data=json.dumps(status)))
+        status = SimStatus(**frame.summary.to_dict(), stamp_ns=int(frame.stamp_ns),
+                           episode=self.episode, x=float(frame.x), y=float(frame.y),
+                           yaw=float(frame.yaw), speed=float(frame.speed),
+                           control=[float(value) for value in self.control.as_array()],
+                           control_timeouts=self.control_timeouts,
+                           carla_frame=int(frame.frame), late_controls=self.late_controls)
+        self.status_pub.publish(String(data=status.to_json()))
 
     def publish_frame(self):
         """Publish clock, odometry, speed, status and camera of the current frame."""

@@ -36,6 +36,7 @@ from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, FIRST_EVALUA
                                           TF_STATIC_TOPIC, TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import (encode_lights, encode_plan, encode_vehicles,
                                            plan_type)
+from llava_drive.nodes.status import SimEpisode, SimStatus
 from llava_drive.sim.world import MAP_KINDS, SimConfig, Simulator
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -226,14 +227,14 @@ class SimBridge(Node):
         # An episode ends at its last frame and the next starts at its first: readers
         # assign frames to episodes by these stamps.
         stamp_ns = self.last_frame_stamp if event == 'end' else self.sim_time_ns
-        info = {'event': event, 'episode': self.episode,
-                'route_seed': int(self.route_seeds[self.route_index]), 'stamp_ns': stamp_ns}
-        if event == 'end':
-            info['summary'] = self.sim.summary().to_dict()
-        elif self.plan_pub is not None:
+        marker = SimEpisode(
+            event=event, episode=self.episode,
+            route_seed=int(self.route_seeds[self.route_index]), stamp_ns=int(stamp_ns),
+            summary=self.sim.summary().to_dict() if event == 'end' else None,
             # Bags keep the plan through this marker: commands derive from it and odometry.
-            info['global_plan'] = self.sim.global_plan().to_dict()
-        self.episode_pub.publish(String(data=json.dumps(info)))
+            global_plan=self.sim.global_plan().to_dict()
+            if event == 'start' and self.plan_pub is not None else None)
+        self.episode_pub.publish(String(data=marker.to_json()))
 
     def publish_camera_mount(self):
         """Publish vehicle -> camera on /tf_static (the mount can change per episode)."""
@@ -339,12 +340,12 @@ class SimBridge(Node):
     def publish_status(self, stamp_ns: int):
         """Publish the episode's progress and the vehicle state as JSON."""
         state = self.sim.state
-        status = dict(self.sim.summary().to_dict(), stamp_ns=stamp_ns, episode=self.episode,
-                      route_seed=int(self.route_seeds[self.route_index]),
-                      x=float(state.x), y=float(state.y), yaw=float(state.yaw),
-                      speed=float(state.speed), control=list(self.control.as_array()),
-                      control_timeouts=self.control_timeouts)
-        self.status_pub.publish(String(data=json.dumps(status)))
+        status = SimStatus(**self.sim.summary().to_dict(), stamp_ns=int(stamp_ns),
+                           episode=self.episode, x=float(state.x), y=float(state.y),
+                           yaw=float(state.yaw), speed=float(state.speed),
+                           control=[float(value) for value in self.control.as_array()],
+                           control_timeouts=self.control_timeouts)
+        self.status_pub.publish(String(data=status.to_json()))
 
     def publish_frame(self):
         """Publish clock, odometry, speed, status and camera for the current state."""

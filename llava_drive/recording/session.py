@@ -1,6 +1,5 @@
 """Run the recording stack (sim_bridge or CARLA, expert, recorder) and watch it to the end."""
 from dataclasses import dataclass, field
-import json
 import os
 from pathlib import Path
 import time
@@ -10,6 +9,7 @@ from llava_drive.bringup.environment import config_path, stack_environment
 from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import NodeSpec, Stack
 from llava_drive.nodes.interfaces import RECORDER_FRAME_DONE_TOPIC, RECORDER_STATUS_TOPIC
+from llava_drive.nodes.status import PayloadReader, RecorderStatus
 from llava_drive.sim.town.benchmark import TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS
 
@@ -129,8 +129,14 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     latest = {}
-    node.create_subscription(String, RECORDER_STATUS_TOPIC,
-                             lambda msg: latest.update(json.loads(msg.data)), 10)
+    statuses = PayloadReader(RecorderStatus, node.get_logger().warning)
+
+    def on_status(msg):
+        status = statuses.parse(msg.data)
+        if status is not None:
+            latest.update(status.to_dict())
+
+    node.create_subscription(String, RECORDER_STATUS_TOPIC, on_status, 10)
     stack = Stack(options.node_specs(), env=env, log_dir=options.log_dir)
     bar = tqdm(total=round(options.duration, 1), unit='s', desc=f'recording {options.out}',
                disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total} s sim '
