@@ -94,3 +94,78 @@ def test_bad_input_is_counted_not_written_and_recording_continues(ros_graph, tmp
     for reason, count in expected.items():
         assert summary['rejected'].get(reason) == count, (reason, summary)
     assert summary['pairs_written'] == len(written)
+
+
+def start_recorder(ros_graph, bag, **overrides):
+    """Return a recorder writing ``bag`` and a peer node publishing to it."""
+    params = dict(bag_path=str(bag), status_period=0.05, control_wire='joy', **overrides)
+    recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
+        Parameter(name, value=value) for name, value in params.items()]))
+    return recorder, ros_graph.node('peer')
+
+
+def stop(peer):
+    """Call ``/recorder/stop`` and return the response."""
+    client = peer.create_client(Trigger, '/recorder/stop')
+    assert client.wait_for_service(timeout_sec=30)
+    future = client.call_async(Trigger.Request())
+    assert wait_for(future.done, timeout=30)
+    return future.result()
+
+
+def test_hostile_episode_markers_and_stamps_never_reach_the_bag(ros_graph, tmp_path):
+    bag = tmp_path / 'bag'
+    recorder, peer = start_recorder(ros_graph, bag)
+    codec = ControlCodec('joy')
+    images = peer.create_publisher(Image, IMAGE_TOPIC, reliable_qos(100))
+    controls = peer.create_publisher(codec.msg_type, LABEL_TOPIC, CONTROL_QOS)
+    markers = peer.create_publisher(String, '/llava_drive/sim/episode', reliable_qos(100))
+    speed = peer.create_publisher(Float32, '/carla/ego_vehicle/speedometer', reliable_qos(10))
+    # Both sides matched: a sample sent before the reader matched the writer can be lost.
+    topics = (IMAGE_TOPIC, LABEL_TOPIC, '/llava_drive/sim/episode',
+              '/carla/ego_vehicle/speedometer')
+    assert wait_for(lambda: images.get_subscription_count() and controls.get_subscription_count()
+                    and markers.get_subscription_count() and speed.get_subscription_count()
+                    and all(recorder.count_publishers(topic) for topic in topics), timeout=30)
+    speed.publish(Float32(data=3.0))
+    assert wait_for(lambda: recorder.speed == 3.0, timeout=30)
+
+    def marker(**changes):
+        info = {'version': 1, 'event': 'start', 'episode': 0, 'route_seed': 1,
+                'stamp_ns': stamp(1)}
+        info.update(changes)
+        return String(data=json.dumps(info))
+
+    def send(k, stamp_ns=None):
+        msg = frame(k)
+        if stamp_ns is not None:
+            ns_to_stamp(stamp_ns, msg.header.stamp)
+        images.publish(msg)
+        controls.publish(codec.encode(Control(steer=0.1), stamp_ns or stamp(k)))
+
+    markers.publish(marker())                                     # written
+    send(1)
+    assert wait_for(lambda: recorder.pairs_written == 1, timeout=30)
+    far_future = stamp(2) + 63 * 365 * 86400 * 10**9
+    hostile = [marker(stamp_ns=-1), marker(stamp_ns=2 ** 64), marker(stamp_ns='1'),
+               String(data='[1, 2]'), String(data='{"event": "start"'), String(data='7'),
+               marker(event='pause'), marker(episode=True),
+               marker(stamp_ns=far_future)]                     # implausible_stamp
+    for msg in hostile:
+        markers.publish(msg)
+    send(2, stamp_ns=far_future)                                  # implausible image stamp
+    for k in (3, 4, 5):
+        send(k)
+    markers.publish(marker(event='end', stamp_ns=stamp(5)))        # written
+    assert wait_for(lambda: recorder.pairs_written == 4, timeout=30), recorder.summary()
+    expected = {'episode_marker_out_of_range': 3, 'episode_marker_bad_type': 2,
+                'episode_marker_not_an_object': 2, 'episode_marker_not_json': 1,
+                'episode_marker_implausible_stamp': 1, 'implausible_image_stamp': 1,
+                'implausible_control_stamp': 1}
+    assert wait_for(lambda: recorder.summary()['rejected'] == expected, timeout=30), \
+        recorder.summary()
+    assert stop(peer).success
+    assert [p.stamp_ns for p in read_pairs(bag)] == [stamp(k) for k in (1, 3, 4, 5)]
+    written = [info for _, info in read_json_topic(bag, bagfmt.EPISODE_TOPIC)]
+    assert [(m['event'], m['stamp_ns']) for m in written] == [
+        ('start', stamp(1)), ('end', stamp(5))]

@@ -1,20 +1,27 @@
 """Wiring shared by every node: declared parameters and ``main()``."""
+from dataclasses import dataclass
 import signal
 import sys
+from typing import Callable, Dict, Optional, Sequence
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 
-def declare(node, name: str, default, description: str, low=None, high=None, step=None):
+def declare(node, name: str, default, description: str, low=None, high=None, step=None,
+            read_only: bool = True):
     """
     Declare a parameter with a descriptor (and range) and return its value.
 
     An override outside the range makes rclpy refuse it at start-up, naming the parameter.
+    Read-only by default, so ``ros2 param set`` is refused (rclpy checks the descriptor)
+    instead of reporting a change the node never applies; :func:`declare_parameters` clears
+    it for the parameters a node applies at run time.
     """
-    descriptor = ParameterDescriptor(description=description)
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
     if low is not None:
         if isinstance(default, bool) or not isinstance(default, (int, float)):
             raise TypeError(f'a range only applies to numbers, not {name}={default!r}')
@@ -25,6 +32,63 @@ def declare(node, name: str, default, description: str, low=None, high=None, ste
             descriptor.floating_point_range = [FloatingPointRange(
                 from_value=float(low), to_value=float(high), step=float(step or 0.0))]
     return node.declare_parameter(name, default, descriptor).value
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """
+    One node parameter: the row of a node's parameter table.
+
+    :param name: parameter name
+    :param default: default value (its type is the parameter's type)
+    :param description: what it does, with its unit
+    :param low: smallest value (numbers only; with ``high``)
+    :param high: largest value
+    :param runtime: ``ros2 param set`` changes it while the node runs (the node applies it);
+        otherwise it is read-only after start-up
+    """
+
+    name: str
+    default: object
+    description: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    runtime: bool = False
+
+
+def declare_parameters(node, table: Sequence[ParameterSpec],
+                       apply: Optional[Callable[[str, object], None]] = None) -> Dict:
+    """
+    Declare every parameter of ``table`` on ``node``; return ``{name: value}``.
+
+    Parameters are read-only unless marked ``runtime``; a runtime one, once rclpy has checked
+    its type and range, goes to ``apply(name, value)``, which applies it or raises
+    ``ValueError`` to refuse it (the caller of ``set_parameters`` gets the reason). So
+    ``ros2 param get`` always shows what the node uses.
+
+    :param node: an rclpy node
+    :param table: the node's parameter table
+    :param apply: applies one runtime parameter; None declares every parameter read-only
+        (a node that only lists them)
+    """
+    runtime = {spec.name for spec in table if spec.runtime} if apply is not None else set()
+    values = {spec.name: declare(node, spec.name, spec.default, spec.description, spec.low,
+                                 spec.high, read_only=spec.name not in runtime)
+              for spec in table}
+    if runtime:
+
+        def on_set(parameters) -> SetParametersResult:
+            for parameter in parameters:
+                if parameter.name in runtime:
+                    try:
+                        apply(parameter.name, parameter.value)
+                    except ValueError as error:
+                        return SetParametersResult(successful=False, reason=str(error))
+            return SetParametersResult(successful=True)
+
+        # Registered after declaring: rclpy also calls these callbacks on declaration.
+        node.add_on_set_parameters_callback(on_set)
+    return values
 
 
 def topic_or_default(value: str, default: str) -> str:

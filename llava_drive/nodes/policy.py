@@ -22,6 +22,7 @@ heads. A waypoint head drives through the waypoint controller (pure pursuit + PI
 On shutdown a final full brake goes out: the CARLA bridge applies the last control forever.
 """
 from collections import Counter
+from dataclasses import replace
 import gc
 import math
 import threading
@@ -32,11 +33,13 @@ from geometry_msgs.msg import Point
 from llava_drive.control import FULL_BRAKE
 from llava_drive.features.route_prompt import RouteTracker
 from llava_drive.image_codec import decode_raw, ImageError, raw_fields
-from llava_drive.nodes.common import declare, run_node
+from llava_drive.nodes.common import declare_parameters as declare_table
+from llava_drive.nodes.common import ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, ns_to_stamp, stamp_to_ns)
-from llava_drive.nodes.interfaces import (CAMERA_QOS, CONTROL_QOS, DIAGNOSTICS_TOPIC,
-                                          EMERGENCY_STOP_TOPIC, EXPERT_CONTROL_TOPIC, LATCHED_QOS,
+from llava_drive.nodes.interfaces import (CAMERA_QOS, CONTROL_QOS, DEFAULT_ROLE_NAME,
+                                          DIAGNOSTICS_TOPIC, EMERGENCY_STOP_TOPIC,
+                                          EXPERT_CONTROL_TOPIC, LATCHED_QOS,
                                           POLICY_ANNOTATED_IMAGE, POLICY_ENABLE, POLICY_NODE,
                                           POLICY_PREDICTED_PATH, reliable_qos, vehicle_topics)
 from llava_drive.nodes.route_codec import decode_plan, plan_type, RouteMessageError
@@ -55,38 +58,38 @@ from visualization_msgs.msg import Marker, MarkerArray
 LOG_THROTTLE_S = 2.0
 
 
-# (name, default, description, low, high): every parameter of the node.
+# Every parameter of the node; ``runtime`` ones are applied by Policy.apply_parameter.
 PARAMETERS = [
-    ('role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle', None, None),
-    ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)',
-     None, None),
-    ('model', '', 'LLaVA model directory; "" = the path stored in the checkpoint', None, None),
-    ('device', 'cpu', 'torch device: cpu, cuda, cuda:1, ...', None, None),
-    ('dtype', '', 'compute dtype (float32, float16, bfloat16); "" = the one in the checkpoint',
-     None, None),
-    ('max_age', 0.5, 'brake when the newest image or inference is older (wall s)', 0.01, 60.0),
-    ('gate_rate', 20.0, 'rate of the safety gate control output (Hz)', 1.0, 1000.0),
-    ('steer_rate_limit', 4.0, 'largest steering change per second of stamp time (steer units; '
-     '0 = off)', 0.0, 100.0),
-    ('steer_smoothing', 0.6, 'weight of the newest steering prediction in its moving average '
-     '(1 = no smoothing)', 0.01, 1.0),
-    ('brake_threshold', 0.1, 'a predicted brake at or above this zeroes the throttle; below it '
-     'the brake is released', 0.01, 1.0),
-    ('control_wire', 'auto', f'message type of the output, one of {DRIVE_WIRES}; ackermann '
-     'publishes AckermannDriveStamped on ackermann_cmd_stamped', None, None),
-    ('ackermann_speed', 8.0, 'speed commanded while not braking with control_wire ackermann '
-     '(m/s)', 0.0, 100.0),
-    ('publish_annotated', True, 'publish ~/annotated_image (while someone subscribes)',
-     None, None),
-    ('expert_label_topic', EXPERT_CONTROL_TOPIC,
-     'expert control drawn beside the prediction when present; "" = none', None, None),
-    ('max_steer_deg', 35.0, 'wheel angle at |steer| = 1, for ~/predicted_path (35 in the '
-     'embedded simulator, about 70 for CARLA cars)', 5.0, 90.0),
-    ('wheelbase', 2.9, 'wheelbase for ~/predicted_path (m)', 1.0, 10.0),
-    ('cpu_threads', 0, 'torch CPU threads (0 = torch default); 1 avoids OpenMP spinning on a '
-     'shared, busy CPU', 0, 1024),
-    ('debug_inference_delay', 0.0, 'extra seconds per inference (tests of the safety gate)',
-     0.0, 60.0),
+    Param('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle'),
+    Param('checkpoint', '', 'checkpoint directory written by llava-drive train (required)'),
+    Param('model', '', 'LLaVA model directory; "" = the path stored in the checkpoint'),
+    Param('device', 'cpu', 'torch device: cpu, cuda, cuda:1, ...'),
+    Param('dtype', '', 'compute dtype (float32, float16, bfloat16); "" = the one in the '
+          'checkpoint'),
+    Param('max_age', 0.5, 'brake when the newest image or inference is older (wall s)',
+          0.01, 60.0, runtime=True),
+    Param('gate_rate', 20.0, 'rate of the safety gate control output (Hz)', 1.0, 1000.0),
+    Param('steer_rate_limit', 4.0, 'largest steering change per second of stamp time (steer '
+          'units; 0 = off)', 0.0, 100.0, runtime=True),
+    Param('steer_smoothing', 0.6, 'weight of the newest steering prediction in its moving '
+          'average (1 = no smoothing)', 0.01, 1.0, runtime=True),
+    Param('brake_threshold', 0.1, 'a predicted brake at or above this zeroes the throttle; '
+          'below it the brake is released', 0.01, 1.0, runtime=True),
+    Param('control_wire', 'auto', f'message type of the output, one of {DRIVE_WIRES}; '
+          'ackermann publishes AckermannDriveStamped on ackermann_cmd_stamped'),
+    Param('ackermann_speed', 8.0, 'speed commanded while not braking with control_wire '
+          'ackermann (m/s)', 0.0, 100.0),
+    Param('publish_annotated', True, 'publish ~/annotated_image (while someone subscribes)',
+          runtime=True),
+    Param('expert_label_topic', EXPERT_CONTROL_TOPIC,
+          'expert control drawn beside the prediction when present; "" = none'),
+    Param('max_steer_deg', 35.0, 'wheel angle at |steer| = 1, for ~/predicted_path (35 in the '
+          'embedded simulator, about 70 for CARLA cars)', 5.0, 90.0),
+    Param('wheelbase', 2.9, 'wheelbase for ~/predicted_path (m)', 1.0, 10.0),
+    Param('cpu_threads', 0, 'torch CPU threads (0 = torch default); 1 avoids OpenMP spinning on '
+          'a shared, busy CPU', 0, 1024),
+    Param('debug_inference_delay', 0.0, 'extra seconds per inference (tests of the safety '
+          'gate)', 0.0, 60.0),
 ]
 # The waypoint controller's gains (checkpoints with a waypoint head): ControllerConfig fields.
 CONTROLLER_PARAMETERS = {
@@ -105,21 +108,21 @@ CONTROLLER_PARAMETERS = {
     'stop_speed_mps': ('a target speed below this brakes to a stop (m/s)', 0.0, 100.0),
     'stop_brake': ('brake applied when stopping', 0.0, 1.0),
 }
-PARAMETERS += [(f'controller_{name}', getattr(ControllerConfig, name),
-                f'waypoint controller: {description}', low, high)
+PARAMETERS += [Param(f'controller_{name}', getattr(ControllerConfig, name),
+                     f'waypoint controller: {description}', low, high)
                for name, (description, low, high) in CONTROLLER_PARAMETERS.items()]
 
 
-def declare_parameters(node) -> dict:
+def declare_parameters(node, apply=None) -> dict:
     """
     Declare every policy parameter on ``node``; return ``{name: value}``.
 
     Separate from :class:`Policy` so tools can list the parameters without a checkpoint.
 
     :param node: an rclpy node.
+    :param apply: applies a runtime parameter set while running (None: all read-only)
     """
-    return {name: declare(node, name, default, description, low, high)
-            for name, default, description, low, high in PARAMETERS}
+    return declare_table(node, PARAMETERS, apply)
 
 
 class Policy(Node):
@@ -127,7 +130,7 @@ class Policy(Node):
 
     def __init__(self, **node_options):
         super().__init__(POLICY_NODE, **node_options)
-        p = declare_parameters(self)
+        p = declare_parameters(self, self.apply_parameter)
         self.role = p['role_name']
         self.publish_annotated = p['publish_annotated']
         self.max_steer_deg, self.wheelbase = p['max_steer_deg'], p['wheelbase']
@@ -201,6 +204,21 @@ class Policy(Node):
             f'{spec["mode"]} layer {spec["layer"]} of {self.policy.extractor.model_dir}, loaded '
             f'in {self.load_s:.1f} s; gate {p["gate_rate"]} Hz, max age {p["max_age"]} s; '
             f'control {self.codec.name}')
+
+    # Runtime parameters and the GateConfig fields they set.
+    GATE_FIELDS = {'max_age': 'max_age_s', 'steer_rate_limit': 'steer_rate_limit',
+                   'steer_smoothing': 'steer_smoothing', 'brake_threshold': 'brake_threshold'}
+
+    def apply_parameter(self, name: str, value) -> None:
+        """Apply a runtime parameter set with ``ros2 param set`` (ValueError refuses it)."""
+        if name == 'publish_annotated':
+            self.publish_annotated = bool(value)
+            if hasattr(self, 'worker'):
+                self.worker.keep_rgb = self.publish_annotated
+        elif name in self.GATE_FIELDS and hasattr(self, 'gate'):
+            with self.lock:
+                self.gate.config = replace(self.gate.config, **{self.GATE_FIELDS[name]: value})
+        self.get_logger().info(f'parameter {name} set to {value!r}')
 
     # -- inputs --------------------------------------------------------------------------
     def on_image(self, msg: Image):

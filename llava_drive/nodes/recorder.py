@@ -1,13 +1,15 @@
 """
 Recorder node: pairs camera frames with the control in effect and writes bag format v1.
 
-Services (std_srvs/Trigger): ``~/start``, ``~/stop`` (closes the bag), ``~/split`` (closes
-the bag and continues in the next one). Status as JSON on ``~/status`` once a second.
+Services (std_srvs/Trigger), in any order: ``~/start``, ``~/stop`` (closes the bag),
+``~/split`` (closes the bag and continues in the next one). Every recording after the first
+goes to a new bag directory beside it, ``<bag_path>_001``, ``_002``, ...: ``~/start`` after
+``~/stop`` never reopens a closed bag. A recorder that cannot open its first bag (``autostart``)
+exits with status 2 and one line. Status as JSON on ``~/status`` (``RecorderStatus``).
 Nothing bad on the wire crashes it: each rejected frame or control is counted by reason,
 logged (throttled), and written into the bag's recording summary.
 """
 from collections import Counter
-import json
 import math
 from pathlib import Path
 import time
@@ -15,13 +17,15 @@ import time
 from llava_drive.bag.format import OdometrySample
 from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
 from llava_drive.image_codec import decode_raw, ImageError
-from llava_drive.nodes.common import declare, run_node, topic_or_default
+from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
+from llava_drive.nodes.common import topic_or_default
 from llava_drive.nodes.control_codec import ControlCodec, stamp_to_ns, WIRE_TYPES
-from llava_drive.nodes.interfaces import (CONTROL_QOS, EXPERT_CONTROL_TOPIC,
+from llava_drive.nodes.interfaces import (CONTROL_QOS, DEFAULT_ROLE_NAME, EXPERT_CONTROL_TOPIC,
                                           RECORDER_FRAME_DONE, RECORDER_NODE, RECORDER_SPLIT,
                                           RECORDER_START, RECORDER_STATUS, RECORDER_STOP,
                                           reliable_qos, SIM_EPISODE_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import decode_lights, RouteMessageError
+from llava_drive.nodes.status import PayloadError, RecorderStatus, SimEpisode
 from llava_drive.recording.pairing import Pairer, PairingConfig
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -30,46 +34,57 @@ from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
 
 
+# Every parameter of the node; ``runtime`` ones are applied by Recorder.apply_parameter.
+PARAMETERS = [
+    Param('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle'),
+    Param('image_topic', '', 'sensor_msgs/Image topic; "" = the camera of role_name'),
+    Param('label_topic', EXPERT_CONTROL_TOPIC,
+          "control topic whose commands are the labels: the expert's clean command; use "
+          "role_name's vehicle_control_cmd to record whatever drives the car"),
+    Param('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}'),
+    Param('bag_path', 'bags/run', 'output bag directory (must not exist or be empty); '
+          '~/split and ~/start after ~/stop continue in <bag_path>_001, _002, ...'),
+    Param('image_format', 'jpeg', 'jpeg or raw'),
+    Param('jpeg_quality', 90, 'JPEG quality', 1, 100),
+    Param('max_control_age', 0.1, 'seconds (stamp time): a frame whose newest earlier control '
+          'is older is not written', 0.0, 10.0),
+    Param('max_stamp_gap', 300.0, 'seconds (stamp time): a frame, control or episode marker '
+          'further than this from the newest frame is refused (one bad clock must not poison '
+          'the recording)', 1.0, 1e9, runtime=True),
+    Param('max_duration', 0.0, 'stop after this many seconds of stamps; 0 = no limit',
+          0.0, 1e6, runtime=True),
+    Param('exit_when_done', False, 'exit once max_duration is recorded (ends a launch)',
+          runtime=True),
+    Param('flush_interval', 0.5, 'seconds between flushes to disk (SIGKILL loses at most this '
+          'much)', 0.05, 60.0),
+    Param('fsync', False, 'fsync on every flush (power-loss safety)'),
+    Param('image_queue_depth', 30, 'reliable image subscription depth (frames buffered while '
+          'writing)', 1, 1000),
+    Param('autostart', True, 'start recording at once'),
+    Param('status_period', 1.0, 'seconds between ~/status messages', 0.01, 60.0),
+]
+
+
 class Recorder(Node):
     """Writes image/control pairs to rosbag2 bags (architecture: Bag format v1)."""
 
     def __init__(self, **node_options):
         super().__init__(RECORDER_NODE, **node_options)
-        self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
+        p = declare_parameters(self, PARAMETERS, self.apply_parameter)
+        self.role = p['role_name']
         topics = vehicle_topics(self.role)
-        self.image_topic = topic_or_default(
-            declare(self, 'image_topic', '', 'sensor_msgs/Image topic; "" = the camera of '
-                    'role_name'), topics.camera_image)
-        label_topic = declare(
-            self, 'label_topic', EXPERT_CONTROL_TOPIC,
-            "control topic whose commands are the labels: the expert's clean command; use "
-            "role_name's vehicle_control_cmd to record whatever drives the car")
-        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
-        self.bag_path = Path(declare(self, 'bag_path', 'bags/run',
-                                     'output bag directory (must not exist or be empty)'))
-        self.image_format = declare(self, 'image_format', 'jpeg', 'jpeg or raw')
+        self.image_topic = topic_or_default(p['image_topic'], topics.camera_image)
+        label_topic, wire = p['label_topic'], p['control_wire']
+        self.bag_path = Path(p['bag_path'])
+        self.image_format = p['image_format']
         if self.image_format not in ('jpeg', 'raw'):
             raise ValueError(f'image_format must be "jpeg" or "raw", got {self.image_format!r}')
-        self.jpeg_quality = declare(self, 'jpeg_quality', 90, 'JPEG quality', 1, 100)
-        self.max_control_age = declare(
-            self, 'max_control_age', 0.1,
-            'seconds (stamp time): a frame whose newest earlier control is older is not written',
-            0.0, 10.0)
-        self.max_duration = declare(self, 'max_duration', 0.0,
-                                    'stop after this many seconds of stamps; 0 = no limit',
-                                    0.0, 1e6)
-        self.exit_when_done = declare(self, 'exit_when_done', False,
-                                      'exit once max_duration is recorded (ends a launch)')
-        self.flush_interval = declare(self, 'flush_interval', 0.5,
-                                      'seconds between flushes to disk (SIGKILL loses at most '
-                                      'this much)', 0.05, 60.0)
-        self.fsync = declare(self, 'fsync', False, 'fsync on every flush (power-loss safety)')
-        depth = declare(self, 'image_queue_depth', 30,
-                        'reliable image subscription depth (frames buffered while writing)',
-                        1, 1000)
-        autostart = declare(self, 'autostart', True, 'start recording at once')
-        status_period = declare(self, 'status_period', 1.0, 'seconds between ~/status messages',
-                                0.01, 60.0)
+        self.jpeg_quality = p['jpeg_quality']
+        self.max_control_age, self.max_stamp_gap = p['max_control_age'], p['max_stamp_gap']
+        self.max_duration, self.exit_when_done = p['max_duration'], p['exit_when_done']
+        self.flush_interval, self.fsync = p['flush_interval'], p['fsync']
+        depth, autostart, status_period = (p['image_queue_depth'], p['autostart'],
+                                           p['status_period'])
 
         self.codec = ControlCodec(wire)
         self.pairer = None
@@ -110,7 +125,16 @@ class Recorder(Node):
             f'recording {self.image_topic} + {label_topic} ({self.codec.name}) '
             f'as {self.image_format} to {self.bag_path}')
         if autostart:
-            self.start()
+            message = self.start()
+            if self.writer is None:
+                # Exit non-zero (run_node prints one line), so a launch with
+                # on_exit=Shutdown ends instead of a simulator running for nothing.
+                raise ValueError(message)
+
+    def apply_parameter(self, name: str, value) -> None:
+        """Apply a runtime parameter set with ``ros2 param set`` (rclpy checked its range)."""
+        setattr(self, name, value)
+        self.get_logger().info(f'parameter {name} set to {value!r}')
 
     # -- recording lifecycle -------------------------------------------------------------
     def current_path(self) -> Path:
@@ -123,6 +147,9 @@ class Recorder(Node):
         """Open a bag and start pairing; return a message for the caller."""
         if self.writer is not None:
             return f'already recording to {self.writer.config.path}'
+        # After a stop (or split) the next recording is the next split, never the closed bag.
+        while str(self.current_path()) in self._written_bags:
+            self.bag_index += 1
         config = BagWriterConfig(
             path=self.current_path(), image_format=self.image_format,
             jpeg_quality=self.jpeg_quality, image_topic=self.image_topic,
@@ -208,6 +235,10 @@ class Recorder(Node):
         if self.writer is None:
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
+        problem = self.implausible_stamp(stamp_ns)
+        if problem is not None:
+            self.reject('implausible_image_stamp', problem)
+            return
         try:
             image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except ImageError as error:
@@ -225,6 +256,10 @@ class Recorder(Node):
             stamp_ns, control = self.codec.decode(msg)
         except ValueError as error:
             self.reject('malformed_control', str(error))
+            return
+        problem = self.implausible_stamp(stamp_ns)
+        if problem is not None:
+            self.reject('implausible_control_stamp', problem)
             return
         problem = control.problem()
         if problem is not None:
@@ -252,11 +287,19 @@ class Recorder(Node):
         if self.writer is None:
             return
         try:
-            info = json.loads(msg.data)
-            stamp_ns = int(info.get('stamp_ns', self.last_stamp or 0))
-            self.writer.write_episode_marker(stamp_ns, info)
-        except (ValueError, TypeError) as error:
-            self.reject('malformed_episode_marker', str(error))
+            marker = SimEpisode.from_json(msg.data)
+        except PayloadError as error:
+            self.reject(f'episode_marker_{error.reason}', str(error))
+            return
+        problem = self.implausible_stamp(marker.stamp_ns)
+        if problem is not None:
+            self.reject('episode_marker_implausible_stamp', problem)
+            return
+        try:
+            self.writer.write_episode_marker(marker.stamp_ns, marker.to_dict())
+        except SampleRejected as error:  # counted by the writer, reported at close
+            self.get_logger().warning(f'episode marker not written: {error}',
+                                      throttle_duration_sec=2.0)
         except (BagWriteError, OSError) as error:
             self.fail(error)
 
@@ -274,6 +317,19 @@ class Recorder(Node):
                                       throttle_duration_sec=2.0)
         except (BagWriteError, OSError) as error:
             self.fail(error)
+
+    def implausible_stamp(self, stamp_ns: int):
+        """
+        Return why ``stamp_ns`` cannot belong to this recording, or None.
+
+        One far-future frame would otherwise become the newest stamp and make every later
+        frame look backwards; the reference is the newest frame taken.
+        """
+        reference = self.newest_frame_stamp
+        if reference is not None and abs(stamp_ns - reference) > self.max_stamp_gap * 1e9:
+            return (f'stamp {stamp_ns} ns is {(stamp_ns - reference) / 1e9:+.0f} s from the '
+                    f'newest frame {reference} ns (max_stamp_gap {self.max_stamp_gap} s)')
+        return None
 
     def expire_pending(self):
         """Settle frames whose control never came (a stalled or silent driver)."""
@@ -341,7 +397,6 @@ class Recorder(Node):
             response.success, response.message = False, 'not recording'
             return response
         closed = self.stop()
-        self.bag_index += 1
         response.message = f'{closed}; {self.start()}'
         response.success = self.writer is not None
         return response
@@ -351,13 +406,14 @@ class Recorder(Node):
         span = 0.0
         if self.first_stamp is not None:
             span = (self.last_stamp - self.first_stamp) / 1e9
-        status = dict(self.last_summary if self.writer is None and self.last_summary
-                      else self.summary(include_writer=True), recording=self.writer is not None,
-                      bag=str(self.current_path()), span_s=span, last_stamp_ns=self.last_stamp,
-                      cpu_s=time.process_time(),
-                      pending=self.pairer.pending if self.pairer else 0,
-                      closed_bags=self._written_bags)
-        self.status_pub.publish(String(data=json.dumps(status)))
+        status = RecorderStatus(**(self.last_summary if self.writer is None and self.last_summary
+                                   else self.summary(include_writer=True)),
+                                recording=self.writer is not None, bag=str(self.current_path()),
+                                span_s=span, last_stamp_ns=self.last_stamp,
+                                cpu_s=time.process_time(),
+                                pending=self.pairer.pending if self.pairer else 0,
+                                closed_bags=list(self._written_bags))
+        self.status_pub.publish(String(data=status.to_json()))
 
     def destroy_node(self):
         """Close the bag before the node goes away (Ctrl-C, SIGTERM, shutdown)."""
