@@ -344,7 +344,7 @@ def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpo
     text = [m for m in markers[-1].markers if m.id == 1][0].text
     assert text.startswith('LANEFOLLOW: steer') and 'target 6.0 m/s' in text
     # With a global plan (latched) and odometry the route command comes from the plan.
-    from llava_drive.nodes.common import LATCHED_QOS
+    from llava_drive.nodes.interfaces import LATCHED_QOS
     from llava_drive.nodes.route_codec import encode_plan, plan_type
     from llava_drive.planning import GlobalPlan
     from nav_msgs.msg import Path

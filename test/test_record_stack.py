@@ -190,9 +190,15 @@ def test_unwritable_bag_path_is_a_clear_error(ros_graph, tmp_path):
     from llava_drive.nodes.recorder import Recorder
     from rclpy.parameter import Parameter
     (tmp_path / 'file').write_text('not a directory')
+    bag = Parameter('bag_path', value=str(tmp_path / 'file' / 'bag'))
+    # Autostart: the node refuses to exist (run_node exits 2 with this one line).
+    with pytest.raises(ValueError, match='file'):
+        Recorder(context=ros_graph.context, parameter_overrides=[bag])
+    # Started by ~/start: the service answers with the error, the node lives on.
     recorder = ros_graph.add(Recorder(context=ros_graph.context, parameter_overrides=[
-        Parameter('bag_path', value=str(tmp_path / 'file' / 'bag'))]))
-    assert recorder.writer is None and 'file' in recorder.error
+        bag, Parameter('autostart', value=False)]))
+    assert recorder.start().startswith('cannot start') and recorder.writer is None
+    assert 'file' in recorder.error
 
 
 def test_record_command_records_a_town_route(tmp_path):

@@ -403,17 +403,25 @@ class Recorder(Node):
 
     def publish_status(self):
         """Publish the recording status as JSON (used by ``llava-drive record``)."""
+        try:
+            status = self.status()
+        except PayloadError as error:  # a bug here must not end a recording
+            self.get_logger().error(f'status not published: {error}', throttle_duration_sec=60)
+            return
+        self.status_pub.publish(String(data=status.to_json()))
+
+    def status(self) -> RecorderStatus:
+        """Return the recording status."""
         span = 0.0
         if self.first_stamp is not None:
             span = (self.last_stamp - self.first_stamp) / 1e9
-        status = RecorderStatus(**(self.last_summary if self.writer is None and self.last_summary
-                                   else self.summary(include_writer=True)),
-                                recording=self.writer is not None, bag=str(self.current_path()),
-                                span_s=span, last_stamp_ns=self.last_stamp,
-                                cpu_s=time.process_time(),
-                                pending=self.pairer.pending if self.pairer else 0,
-                                closed_bags=list(self._written_bags))
-        self.status_pub.publish(String(data=status.to_json()))
+        summary = self.last_summary if self.writer is None and self.last_summary \
+            else self.summary(include_writer=True)
+        return RecorderStatus(**summary, recording=self.writer is not None,
+                              bag=str(self.current_path()), span_s=span,
+                              last_stamp_ns=self.last_stamp, cpu_s=time.process_time(),
+                              pending=self.pairer.pending if self.pairer else 0,
+                              closed_bags=list(self._written_bags))
 
     def destroy_node(self):
         """Close the bag before the node goes away (Ctrl-C, SIGTERM, shutdown)."""
