@@ -194,10 +194,14 @@ def test_expert_stops_for_a_red_light_at_the_line():
     expert = TownExpert()
     waited = 0.0
     while not sim.done and sim.time < 200.0:
-        sim.step(expert.control(sim))
-        if sim.lights.state(light, sim.time) == RED and abs(sim.state.speed) < 0.05 and \
+        stopped = abs(sim.state.speed) < 0.05
+        command = expert.control(sim)
+        sim.step(command)
+        if sim.lights.state(light, sim.time) == RED and stopped and \
                 expert.reason == 'red light':
             waited += sim.config.dt
+            # It holds still: no creeping to the line and braking again (chattering labels).
+            assert (command.throttle, command.brake) == (0.0, 1.0), (sim.time, command)
             front = sim._projection.s + 0.5 * sim.config.vehicle.length_m
             assert 0.0 < crossing.s_entry - front < 3.0  # just before the stop line
     assert waited > 5.0  # the scenario makes it meet red

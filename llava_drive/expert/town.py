@@ -44,6 +44,9 @@ class TownExpertConfig:
     :param lookahead_m: how far ahead along the route obstacles are looked for
     :param full_throttle_accel_mps2: acceleration at throttle 1 (the embedded car: about 4)
     :param full_brake_decel_mps2: deceleration at brake 1 (the embedded car: 8)
+    :param start_accel_mps2: from standstill, move off only when the model asks for at least
+        this acceleration, so the car waits at a stop line or in a queue instead of creeping
+        forward and braking again (which would teach a policy throttle/brake chatter)
     """
 
     max_accel_mps2: float = 2.0
@@ -56,6 +59,7 @@ class TownExpertConfig:
     lookahead_m: float = 60.0
     full_throttle_accel_mps2: float = 4.0
     full_brake_decel_mps2: float = 8.0
+    start_accel_mps2: float = 0.5
 
     def __post_init__(self):
         """Check that every value is a positive finite number."""
@@ -207,7 +211,7 @@ class TownExpert:
                              cfg)
             if halt < accel:
                 accel, self.reason = halt, hazards.stop_reason
-        if accel < 0.0 and speed < 0.3:
+        if speed < 0.05 and accel < (cfg.start_accel_mps2 if self.reason != 'cruise' else 0.0):
             return Control(steer=lane.steer, throttle=0.0, brake=1.0)
         if accel >= 0.0:
             throttle = min(1.0, (accel + 0.15) / cfg.full_throttle_accel_mps2)
