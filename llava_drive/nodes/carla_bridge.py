@@ -13,18 +13,17 @@ from collections import OrderedDict
 import math
 import time
 
-from geometry_msgs.msg import PoseStamped
 from llava_drive.carla.session import BridgeConfig, CarlaSession
 from llava_drive.carla.world import CarlaUnavailable
 from llava_drive.control import FULL_BRAKE
-from llava_drive.image_codec import raw_fields
+from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
+                                             StartGate, TFMessage, transform)
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, LATCHED_QOS, reliable_qos,
                                           SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, TF_STATIC_TOPIC,
                                           TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import encode_plan, plan_type
-from llava_drive.nodes.sim_bridge import set_orientation, TFMessage, transform
 from llava_drive.nodes.status import SimEpisode, SimStatus
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -105,7 +104,7 @@ class CarlaBridge(Node):
         self.ack_topic = p['synchronous_mode_wait_for_ack_topic']
         self.control_timeout = p['control_timeout']
         self.min_subscribers = p['wait_for_image_subscribers']
-        self.start_delay, wire = p['start_delay'], p['control_wire']
+        self.start, wire = StartGate(p['start_delay']), p['control_wire']
         self.codec = ControlCodec(wire)
         try:
             self.session = CarlaSession(config).open()
@@ -145,8 +144,7 @@ class CarlaBridge(Node):
         # Controls per answered frame stamp (the recent ones): the contract is exactly one.
         self.controls_for_frame = OrderedDict()
         self.late_controls = 0
-        self.started = self.finished = False
-        self.ready_since = None
+        self.finished = False
         self.create_timer(0.01, self.on_timer)
         self.get_logger().info(
             f'CARLA {self.session.server_version} at {config.host}:{config.port}, '
@@ -196,29 +194,14 @@ class CarlaBridge(Node):
 
     def publish_route(self):
         """Publish the dense route (latched), the camera info and the camera mount."""
-        path = Path()
-        path.header.frame_id = 'map'
-        ns_to_stamp(self.frame.stamp_ns, path.header.stamp)
-        for x, y, yaw in self.session.plan.dense_poses:
-            pose = PoseStamped()
-            pose.header = path.header
-            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            set_orientation(pose.pose.orientation, float(yaw))
-            path.poses.append(pose)
+        path = route_path(self.session.plan.dense_poses, self.frame.stamp_ns)
         self.path_pub.publish(path)
         self.plan_pub.publish(encode_plan(self.session.plan, path.header.stamp))
         camera = self.session.ego_spec.camera
         focal = camera.width / (2.0 * math.tan(math.radians(camera.fov) / 2.0))
-        cx, cy = camera.width / 2.0, camera.height / 2.0
-        info = CameraInfo()
-        info.header.frame_id = self.camera_frame
-        info.width, info.height = camera.width, camera.height
-        info.distortion_model = 'plumb_bob'
-        info.d = [0.0] * 5
-        info.k = [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        self.info_pub.publish(info)
+        self.info_pub.publish(camera_info(self.camera_frame, camera.width, camera.height,
+                                          focal, focal, camera.width / 2.0,
+                                          camera.height / 2.0))
         if self.tf_static_pub is not None:
             # CARLA's y points right and its pitch up: both change sign in ROS.
             self.tf_static_pub.publish(TFMessage(transforms=[transform(
@@ -262,14 +245,9 @@ class CarlaBridge(Node):
         """Start once the other nodes are up; brake and tick when a control is overdue."""
         if self.finished:
             return
-        if not self.started:
-            if self.ready_since is None and self.ready():
-                self.ready_since = time.monotonic()
-            if self.ready_since is not None and \
-                    time.monotonic() - self.ready_since >= self.start_delay:
-                self.started = True
-                if self.next_episode():
-                    self.publish_frame()
+        if not self.start.started:
+            if self.start.due(self.ready) and self.next_episode():
+                self.publish_frame()
             return
         if self.awaiting_stamp is not None and \
                 time.monotonic() - self.awaiting_since > self.control_timeout:
@@ -322,25 +300,14 @@ class CarlaBridge(Node):
         clock = Clock()
         ns_to_stamp(frame.stamp_ns, clock.clock)
         self.clock_pub.publish(clock)
-        odom = Odometry()
-        ns_to_stamp(frame.stamp_ns, odom.header.stamp)
-        odom.header.frame_id = 'map'
-        odom.child_frame_id = self.role
-        odom.pose.pose.position.x, odom.pose.pose.position.y = frame.x, frame.y
-        set_orientation(odom.pose.pose.orientation, frame.yaw)
-        odom.twist.twist.linear.x = frame.speed
-        self.odom_pub.publish(odom)
+        self.odom_pub.publish(odometry(frame.stamp_ns, self.role, frame.x, frame.y, frame.yaw,
+                                       frame.speed))
         if self.tf_pub is not None:
             self.tf_pub.publish(TFMessage(transforms=[transform(
                 'map', self.role, frame.stamp_ns, frame.x, frame.y, 0.0, yaw=frame.yaw)]))
         self.speed_pub.publish(Float32(data=frame.speed))
         self.publish_status()
-        image = Image()
-        ns_to_stamp(frame.stamp_ns, image.header.stamp)
-        image.header.frame_id = self.camera_frame
-        image.encoding = 'bgra8'
-        image.height, image.width, image.step, image.data = raw_fields(frame.image)
-        self.image_pub.publish(image)
+        self.image_pub.publish(camera_image(frame.stamp_ns, self.camera_frame, frame.image))
         self.have_control = False
         self.have_ack = not self.ack_topic
         self.awaiting_stamp = frame.stamp_ns

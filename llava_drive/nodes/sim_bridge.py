@@ -24,10 +24,10 @@ import json
 import math
 import time
 
-from geometry_msgs.msg import PoseStamped, TransformStamped
 from llava_drive.control import FULL_BRAKE
 from llava_drive.expert.town import TownExpert
-from llava_drive.image_codec import raw_fields
+from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
+                                             StartGate, TFMessage, transform)
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, DEFAULT_ROLE_NAME,
@@ -45,11 +45,6 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import MarkerArray
-
-try:
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # standalone wheels: no tf2_msgs (architecture: Topics)
-    TFMessage = None
 
 
 # Every parameter of the node; all read-only (the world and its topics are built at start).
@@ -89,26 +84,6 @@ PARAMETERS = [
 ]
 
 
-def set_orientation(orientation, yaw: float, pitch: float = 0.0) -> None:
-    """Fill a quaternion with yaw about z, then pitch about y (positive pitch looks down)."""
-    cp, sp = math.cos(pitch / 2.0), math.sin(pitch / 2.0)
-    cy, sy = math.cos(yaw / 2.0), math.sin(yaw / 2.0)
-    orientation.w, orientation.x = cy * cp, -sy * sp
-    orientation.y, orientation.z = cy * sp, sy * cp
-
-
-def transform(parent: str, child: str, stamp_ns: int, x: float, y: float, z: float,
-              yaw: float = 0.0, pitch: float = 0.0) -> TransformStamped:
-    """Return the TransformStamped placing ``child`` in ``parent``."""
-    tf = TransformStamped()
-    ns_to_stamp(stamp_ns, tf.header.stamp)
-    tf.header.frame_id, tf.child_frame_id = parent, child
-    t = tf.transform.translation
-    t.x, t.y, t.z = float(x), float(y), float(z)
-    set_orientation(tf.transform.rotation, yaw, pitch)
-    return tf
-
-
 class SimBridge(Node):
     """Publishes the embedded simulator with the carla_ros_bridge contract."""
 
@@ -125,7 +100,7 @@ class SimBridge(Node):
             raise ValueError('route_seeds must name at least one route')
         self.loop_routes, self.variation = p['loop_routes'], p['variation']
         self.min_subscribers = p['wait_for_image_subscribers']
-        self.start_delay = p['start_delay']
+        self.start = StartGate(p['start_delay'])
         width, height, wire, map_kind = (p['image_width'], p['image_height'], p['control_wire'],
                                          p['map'])
         time_budget = p['time_budget']
@@ -182,8 +157,6 @@ class SimBridge(Node):
         self.have_control = self.have_ack = False
         self.last_frame_stamp = 0
         self.control_timeouts = 0
-        self.started = False
-        self.ready_since = None
         self.finished = False
         period = self.dt if not self.synchronous else 0.01
         self.create_timer(period, self.on_timer)
@@ -252,26 +225,10 @@ class SimBridge(Node):
 
     def publish_route(self):
         """Publish the route's driving path (latched), like carla_waypoint_publisher."""
-        path = Path()
-        path.header.frame_id = 'map'
-        ns_to_stamp(self.sim_time_ns, path.header.stamp)
-        for x, y, yaw in self.sim.route_waypoints():
-            pose = PoseStamped()
-            pose.header = path.header
-            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            set_orientation(pose.pose.orientation, yaw)
-            path.poses.append(pose)
-        self.path_pub.publish(path)
-        fx, fy, cx, cy = self.sim.camera_intrinsics()
-        info = CameraInfo()
-        info.header.frame_id = self.camera_frame
-        info.width, info.height = self.sim.config.width, self.sim.config.height
-        info.distortion_model = 'plumb_bob'
-        info.d = [0.0] * 5
-        info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        self.info_pub.publish(info)
+        self.path_pub.publish(route_path(self.sim.route_waypoints(), self.sim_time_ns))
+        self.info_pub.publish(camera_info(self.camera_frame, self.sim.config.width,
+                                          self.sim.config.height,
+                                          *self.sim.camera_intrinsics()))
 
     # -- stepping ------------------------------------------------------------------------
     def on_control(self, msg):
@@ -301,14 +258,9 @@ class SimBridge(Node):
         """Start, step in real time, or step on a control timeout."""
         if self.finished:
             return
-        if not self.started:
-            if self.ready_since is None and self.ready():
-                self.ready_since = time.monotonic()
-            if self.ready_since is not None and \
-                    time.monotonic() - self.ready_since >= self.start_delay:
-                self.started = True
-                if self.next_episode():
-                    self.publish_frame()
+        if not self.start.started:
+            if self.start.due(self.ready) and self.next_episode():
+                self.publish_frame()
             return
         if not self.synchronous or not self.wait_for_control:
             self.advance()
@@ -359,14 +311,8 @@ class SimBridge(Node):
         ns_to_stamp(stamp_ns, clock.clock)
         self.clock_pub.publish(clock)
         state = self.sim.state
-        odom = Odometry()
-        ns_to_stamp(stamp_ns, odom.header.stamp)
-        odom.header.frame_id = 'map'
-        odom.child_frame_id = self.role
-        odom.pose.pose.position.x, odom.pose.pose.position.y = float(state.x), float(state.y)
-        set_orientation(odom.pose.pose.orientation, state.yaw)
-        odom.twist.twist.linear.x = float(state.speed)
-        self.odom_pub.publish(odom)
+        self.odom_pub.publish(odometry(stamp_ns, self.role, state.x, state.y, state.yaw,
+                                       state.speed))
         if self.tf_pub is not None:
             self.tf_pub.publish(TFMessage(transforms=[transform(
                 'map', self.role, stamp_ns, state.x, state.y, 0.0, yaw=state.yaw)]))
@@ -381,12 +327,7 @@ class SimBridge(Node):
             self.vehicles_pub.publish(encode_vehicles(vehicles, clock.clock,
                                                       previous=self.vehicles_sent))
             self.vehicles_sent = len(vehicles)
-        image = Image()
-        ns_to_stamp(stamp_ns, image.header.stamp)
-        image.header.frame_id = self.camera_frame
-        image.encoding = 'bgra8'
-        image.height, image.width, image.step, image.data = raw_fields(self.sim.render())
-        self.image_pub.publish(image)
+        self.image_pub.publish(camera_image(stamp_ns, self.camera_frame, self.sim.render()))
         self.last_frame_stamp = stamp_ns
         self.have_control = False
         self.have_ack = not self.ack_topic
