@@ -1,5 +1,5 @@
 # The two commands of the README. Both work on a fresh machine: they create .venv first.
-.PHONY: setup demo test lint
+.PHONY: setup demo test
 
 setup:
 	./scripts/setup_venv.sh

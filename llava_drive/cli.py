@@ -1,7 +1,7 @@
 """
 The ``llava-drive`` command: one entry point, one subcommand per job.
 
-Each area registers its own subcommands in a small ``cli_*`` module, so this file only lists
+Each package registers its own subcommands in its ``cli`` module, so this file only lists
 them. Registration modules import nothing heavy (torch, rclpy) at module level: ``--help``
 stays fast and works without the optional parts installed.
 """
@@ -22,20 +22,14 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser with every available subcommand."""
+    """Build the full argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog='llava-drive',
         description='Record, review, extract LLaVA features, train and drive (llava_drive).')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     subparsers.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name is not None and name.startswith(error.name):
-                continue  # that area is not part of this build yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -1,14 +1,23 @@
 """Parameters never lie: runtime ones take effect when set, the others are refused."""
+import ast
+from pathlib import Path
 import subprocess
 import sys
 
+from carla_fakes import install_fake_carla
+from llava_drive.nodes import carla_bridge, expert, policy, recorder, sim_bridge
+from llava_drive.nodes.common import ParameterSpec
 from llava_drive.nodes.expert import Expert
 from llava_drive.nodes.recorder import Recorder
+import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from ros_helpers import wait_for
 from std_srvs.srv import Trigger
+from test_carla_session import small_objects
+
+NODE_MODULES = [expert, sim_bridge, carla_bridge, policy, recorder]
 
 
 def set_parameter(peer, node_name, name, value):
@@ -82,3 +91,59 @@ def test_a_recorder_that_cannot_start_exits_non_zero_with_one_line(tmp_path):
     refusals = [line for line in result.stderr.splitlines() if 'refused to start' in line]
     assert len(refusals) == 1 and str(bag) in refusals[0], result.stderr
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('module', NODE_MODULES, ids=lambda m: m.__name__.split('.')[-1])
+def test_every_node_declares_its_parameters_from_one_table(module):
+    table = module.PARAMETERS
+    assert table and all(isinstance(spec, ParameterSpec) for spec in table)
+    names = [spec.name for spec in table]
+    assert len(names) == len(set(names)), names
+    for spec in table:
+        assert spec.description, spec.name
+        assert (spec.low is None) == (spec.high is None), spec.name
+        if spec.low is not None:
+            assert spec.low <= spec.default <= spec.high, spec.name
+    # One style: no parameter is declared one by one beside the table.
+    calls = {node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+             for node in ast.walk(ast.parse(Path(module.__file__).read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))}
+    assert not {'declare', 'declare_parameter'} & calls
+
+
+def live_node(name, graph, tmp_path, monkeypatch):
+    """Create the node ``name`` on ``graph`` with its defaults (a fake CARLA for the bridge)."""
+    if name == 'carla_bridge':
+        install_fake_carla(monkeypatch)
+        return graph.add(carla_bridge.CarlaBridge(context=graph.context, parameter_overrides=[
+            Parameter('objects_file', value=small_objects(tmp_path))]))
+    if name == 'recorder':
+        return graph.add(Recorder(context=graph.context, parameter_overrides=[
+            Parameter('bag_path', value=str(tmp_path / 'bag')),
+            Parameter('autostart', value=False)]))
+    node_class = {'expert': Expert, 'sim_bridge': sim_bridge.SimBridge}[name]
+    return graph.add(node_class(context=graph.context))
+
+
+@pytest.mark.parametrize('name', ['expert', 'sim_bridge', 'carla_bridge', 'recorder'])
+def test_a_running_node_declares_exactly_its_table_read_only_unless_runtime(
+        name, ros_graph, tmp_path, monkeypatch):
+    node = live_node(name, ros_graph, tmp_path, monkeypatch)
+    table = {'expert': expert, 'sim_bridge': sim_bridge, 'carla_bridge': carla_bridge,
+             'recorder': recorder}[name].PARAMETERS
+    rclpy_own = set(ros_graph.node('plain')._parameters)  # use_sim_time, ...
+    declared = set(node._parameters) - rclpy_own
+    assert declared == {spec.name for spec in table}
+    overridden = {'objects_file', 'bag_path', 'autostart'}
+    for spec in table:
+        descriptor = node.describe_parameter(spec.name)
+        assert descriptor.read_only == (not spec.runtime), spec.name
+        ranges = list(descriptor.integer_range) + list(descriptor.floating_point_range)
+        assert [(r.from_value, r.to_value) for r in ranges] == (
+            [] if spec.low is None else [(spec.low, spec.high)]), spec.name
+        if spec.name not in overridden:
+            assert node.get_parameter(spec.name).value == spec.default, spec.name
+        if not spec.runtime:
+            value = node.get_parameter(spec.name).value
+            result = node.set_parameters([Parameter(spec.name, value=value)])[0]
+            assert not result.successful, spec.name

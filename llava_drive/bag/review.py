@@ -14,11 +14,10 @@ from typing import Dict, List, Optional
 import cv2
 from llava_drive.bag.reader import read_pairs
 from llava_drive.bag.trim import load_exclusions
-from llava_drive.control import Control
+from llava_drive.visual.overlay import draw_overlay
+from llava_drive.visual.video import Mp4Writer
 import numpy as np
 from tqdm import tqdm
-
-MIN_OVERLAY_WIDTH = 320  # small frames are upscaled so the overlay text stays legible
 
 
 @dataclass
@@ -49,69 +48,6 @@ class ReviewConfig:
             raise ValueError(f'max_frames {self.max_frames!r} must be >= 1')
         if self.fps is not None and not 0 < self.fps <= 240:
             raise ValueError(f'fps {self.fps!r} must be in (0, 240]')
-
-
-def draw_overlay(image_rgb: np.ndarray, control: Control, speed: float, time_s: float,
-                 episode: int, excluded: bool = False) -> np.ndarray:
-    """
-    Return a BGR copy of a frame with the control drawn on it.
-
-    A steering arrow from the bottom centre (full lock = 60 degrees) and a steer bar, a green
-    throttle bar on the right, a red brake bar on the left, and a text line.
-
-    :param image_rgb: ``H x W x 3`` RGB frame.
-    :param control: recorded control.
-    :param speed: speed in m/s (NaN when unknown).
-    :param time_s: seconds since the bag start.
-    :param episode: episode id (-1: none; None leaves it out of the text).
-    :param excluded: the pair is excluded by ``exclusions.yaml`` (red banner).
-    """
-    frame = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-    height, width = frame.shape[:2]
-    if width < MIN_OVERLAY_WIDTH:
-        scale = MIN_OVERLAY_WIDTH / width
-        frame = cv2.resize(frame, (MIN_OVERLAY_WIDTH, round(height * scale)),
-                           interpolation=cv2.INTER_NEAREST)
-        height, width = frame.shape[:2]
-    unit = max(1, width // 160)
-    steer = float(np.clip(control.steer, -1, 1)) if math.isfinite(control.steer) else 0.0
-    # Steering arrow.
-    base = (width // 2, height - 12 * unit)
-    angle = math.radians(60) * steer
-    length = height // 4
-    tip = (int(base[0] + length * math.sin(angle)), int(base[1] - length * math.cos(angle)))
-    cv2.arrowedLine(frame, base, tip, (0, 255, 255), 2 * unit, tipLength=0.25)
-    # Steer bar along the bottom, filled from the centre.
-    bar_y = height - 6 * unit
-    half = width // 3
-    cv2.rectangle(frame, (width // 2 - half, bar_y - 2 * unit),
-                  (width // 2 + half, bar_y + 2 * unit), (255, 255, 255), 1)
-    cv2.rectangle(frame, (width // 2, bar_y - 2 * unit),
-                  (int(width // 2 + half * steer), bar_y + 2 * unit), (0, 255, 255), -1)
-    # Throttle (right) and brake (left) vertical bars.
-    bar_height = height // 3
-    for value, x, colour, label in ((control.throttle, width - 10 * unit, (0, 200, 0), 'T'),
-                                    (control.brake, 4 * unit, (0, 0, 255), 'B')):
-        value = float(np.clip(value, 0, 1)) if math.isfinite(value) else 0.0
-        top = height - 16 * unit - bar_height
-        cv2.rectangle(frame, (x, top), (x + 6 * unit, top + bar_height), (255, 255, 255), 1)
-        cv2.rectangle(frame, (x, int(top + bar_height * (1 - value))),
-                      (x + 6 * unit, top + bar_height), colour, -1)
-        cv2.putText(frame, label, (x, top - 2 * unit), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * unit,
-                    (255, 255, 255), 1, cv2.LINE_AA)
-    episode_text = f'  ep {episode}' if episode is not None else ''
-    lines = (f't={time_s:.2f}s{episode_text}  {speed:.1f} m/s',
-             f'steer {control.steer:+.2f}  thr {control.throttle:.2f}  brk {control.brake:.2f}')
-    font_scale = 0.35 * unit
-    cv2.rectangle(frame, (0, 0), (width, int(24 * unit)), (0, 0, 0), -1)
-    for row, line in enumerate(lines):
-        cv2.putText(frame, line, (3, int((10 + 11 * row) * unit)), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, (255, 255, 255), 1, cv2.LINE_AA)
-    if excluded:
-        cv2.rectangle(frame, (0, 0), (width - 1, height - 1), (0, 0, 255), 3 * unit)
-        cv2.putText(frame, 'EXCLUDED', (width // 2 - 30 * unit, height // 2),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * unit, (0, 0, 255), max(1, unit), cv2.LINE_AA)
-    return frame
 
 
 def _series(path):
@@ -249,9 +185,7 @@ def review_bag(path, config: ReviewConfig) -> Dict[str, str]:
     if config.max_frames is not None and config.fps is None:
         fps = min(fps, 30.0)
     sheet_frames = []
-    video = None
-    video_path = out_dir / 'run.mp4'
-    frames_written = 0
+    video = Mp4Writer(out_dir / 'run.mp4', fps)
     wanted = sheet_stamps | video_stamps
     progress = tqdm(total=total, desc='review', unit='pair', disable=not config.progress)
     try:
@@ -265,23 +199,16 @@ def review_bag(path, config: ReviewConfig) -> Dict[str, str]:
             if pair.stamp_ns in sheet_stamps:
                 sheet_frames.append(frame)
             if pair.stamp_ns in video_stamps:
-                if video is None:
-                    video = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*'mp4v'),
-                                            fps, (frame.shape[1], frame.shape[0]))
-                    if not video.isOpened():
-                        raise RuntimeError(f'cv2.VideoWriter cannot write {video_path}')
                 video.write(frame)
-                frames_written += 1
     finally:
         progress.close()
-        if video is not None:
-            video.release()
+        video_path = video.close()
     if sheet_frames:
         sheet_path = out_dir / 'contact_sheet.png'
         cv2.imwrite(str(sheet_path), contact_sheet(sheet_frames))
         outputs['contact_sheet'] = str(sheet_path)
-    if video is not None:
+    if video_path is not None:
         outputs['video'] = str(video_path)
-        outputs['video_frames'] = str(frames_written)
+        outputs['video_frames'] = str(video.frames)
         outputs['video_fps'] = f'{fps:.2f}'
     return outputs

@@ -9,11 +9,11 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import cv2
 from llava_drive.evaluation.metrics import aggregate, EpisodeResult
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import LEADERBOARD_VERSION, PENALTIES
-import numpy as np
+# The episode video is the one MP4 writer (evaluate.py imports it under this name).
+from llava_drive.visual.video import Mp4Writer as EpisodeVideo  # noqa: F401
 
 POLICY = 'policy'
 EXPERT = 'expert'
@@ -239,54 +239,6 @@ def plot_routes(results: Sequence[EpisodeResult], out_dir: Path, route_length: f
         paths.append(plot_route(route, [r for r in results if r.route_seed == seed],
                                 out_dir / f'trajectories_route{seed}.png', drivers))
     return paths
-
-
-class EpisodeVideo:
-    """
-    An MP4 (``mp4v``) written frame by frame; opened at the first frame (its size fixes it).
-
-    :param path: the ``.mp4`` file
-    :param fps: frames per second (the simulator's rate)
-    """
-
-    def __init__(self, path: Path, fps: float = 20.0):
-        self.path = Path(path)
-        self.fps = fps
-        self.frames = 0
-        self._writer = None
-        self._size = None
-
-    def write(self, frame_bgr: np.ndarray) -> None:
-        """
-        Append a BGR frame (resized to the first frame's size if it differs).
-
-        :param frame_bgr: ``H x W x 3`` uint8
-        """
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            height, width = frame_bgr.shape[:2]
-            self._size = (width - width % 2, height - height % 2)  # codecs like even sizes
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*'mp4v'),
-                                           self.fps, self._size)
-            if not self._writer.isOpened():
-                raise RuntimeError(f'cv2.VideoWriter cannot write {self.path}')
-        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self._size:
-            frame_bgr = cv2.resize(frame_bgr, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(np.ascontiguousarray(frame_bgr))
-        self.frames += 1
-
-    def close(self) -> Optional[Path]:
-        """Finish the file; return its path, or None when no frame was written."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        return self.path if self.frames else None
-
-    def discard(self) -> None:
-        """Close and delete the file."""
-        self.close()
-        self.path.unlink(missing_ok=True)
-        self.frames = 0
 
 
 def scoring_rules() -> str:

@@ -65,11 +65,6 @@ class ExpertNoise:
         self.pulse = 0.0
         self._pulse_left = 0.0
 
-    @property
-    def pulse_active(self) -> bool:
-        """Return whether a steer pulse is being applied now."""
-        return self._pulse_left > 0.0
-
     def perturb(self, control: Control, dt: float) -> Control:
         """
         Advance the noise by ``dt`` and return ``control`` with the noisy steer.

@@ -13,18 +13,17 @@ from collections import OrderedDict
 import math
 import time
 
-from geometry_msgs.msg import PoseStamped
 from llava_drive.carla.session import BridgeConfig, CarlaSession
 from llava_drive.carla.world import CarlaUnavailable
 from llava_drive.control import FULL_BRAKE
-from llava_drive.image_codec import raw_fields
-from llava_drive.nodes.common import declare, run_node
+from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
+                                             StartGate, TFMessage, transform)
+from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, LATCHED_QOS, reliable_qos,
                                           SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, TF_STATIC_TOPIC,
                                           TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import encode_plan, plan_type
-from llava_drive.nodes.sim_bridge import set_orientation, TFMessage, transform
 from llava_drive.nodes.status import SimEpisode, SimStatus
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -37,73 +36,75 @@ from std_msgs.msg import Float32, Header, String
 RECENT_FRAMES = 1000
 
 
+# BridgeConfig fields set by the parameter of the same name (fixed_delta comes from
+# fixed_delta_seconds, role_name from role_name).
+CONFIG_FIELDS = ('host', 'port', 'timeout', 'load_timeout', 'town', 'objects_file',
+                 'image_width', 'image_height', 'spawn_point', 'goal', 'route_length', 'traffic',
+                 'traffic_manager_port', 'sensor_timeout', 'time_limit')
+# Every parameter of the node; all read-only (the CARLA session is opened at start).
+PARAMETERS = [
+    Param('role_name', BridgeConfig.role_name,
+          'role name of the ego vehicle (topic names, CARLA attribute)'),
+    Param('host', BridgeConfig.host, 'CARLA server host'),
+    Param('port', BridgeConfig.port, 'CARLA server RPC port', 1, 65535),
+    Param('timeout', BridgeConfig.timeout, 'seconds for each call to the server', 1.0, 3600.0),
+    Param('load_timeout', BridgeConfig.load_timeout, 'seconds for loading the town',
+          1.0, 36000.0),
+    Param('town', BridgeConfig.town, 'map to load once (kept when it is already loaded)'),
+    Param('fixed_delta_seconds', BridgeConfig.fixed_delta, 'simulation step (s)', 0.001, 0.1),
+    Param('objects_file', BridgeConfig.objects_file, 'carla_spawn_objects JSON with the ego and '
+          'its rgb camera; "" = the installed config/carla_objects.json'),
+    Param('image_width', BridgeConfig.image_width,
+          "camera width (px); 0 = the objects file's", 0, 8192),
+    Param('image_height', BridgeConfig.image_height,
+          "camera height (px); 0 = the objects file's", 0, 8192),
+    Param('spawn_point', BridgeConfig.spawn_point,
+          'index of the ego spawn point; -1 = drawn from the route seed', -1, 100000),
+    Param('goal', BridgeConfig.goal, 'index of the goal spawn point; -1 = drawn from the route '
+          'seed', -1, 100000),
+    Param('route_length', BridgeConfig.route_length,
+          'wanted route length when the goal is drawn (m)', 10.0, 100000.0),
+    Param('traffic', BridgeConfig.traffic, 'autopilot vehicles (traffic manager in this '
+          'client)', 0, 10000),
+    Param('traffic_manager_port', BridgeConfig.traffic_manager_port, 'traffic manager port',
+          1, 65535),
+    Param('sensor_timeout', BridgeConfig.sensor_timeout,
+          'seconds to wait for the camera image of a tick', 0.1, 3600.0),
+    Param('time_limit', BridgeConfig.time_limit,
+          "route time limit (s); 0 = the leaderboard's growing limit", 0.0, 1e6),
+    Param('route_seeds', [1], 'route seeds driven one after another (each draws a start and '
+          'goal unless spawn_point/goal are set)'),
+    Param('loop_routes', False, 'after the last route start again from the first'),
+    Param('synchronous_mode_wait_for_ack_topic', '',
+          'also wait for a std_msgs/Header stamped with the current frame on this topic '
+          '(the recorder\'s ~/frame_done) before ticking; "" = off'),
+    Param('control_timeout', 5.0, 'wall seconds to wait for the control of a frame before '
+          'ticking with a full brake', 0.01, 600.0),
+    Param('wait_for_image_subscribers', 0, 'do not start before this many camera subscribers',
+          0, 100),
+    Param('start_delay', 1.0, 'wall seconds between the other nodes appearing and the first '
+          'frame', 0.0, 60.0),
+    Param('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}'),
+]
+
+
 class CarlaBridge(Node):
     """Publishes a CARLA ego vehicle with the carla_ros_bridge topic contract."""
 
     def __init__(self, **node_options):
         super().__init__('carla_bridge', **node_options)
-        defaults = BridgeConfig()
-        self.role = declare(self, 'role_name', defaults.role_name,
-                            'role name of the ego vehicle (topic names, CARLA attribute)')
-        config = BridgeConfig(
-            host=declare(self, 'host', defaults.host, 'CARLA server host'),
-            port=declare(self, 'port', defaults.port, 'CARLA server RPC port', 1, 65535),
-            timeout=declare(self, 'timeout', defaults.timeout,
-                            'seconds for each call to the server', 1.0, 3600.0),
-            load_timeout=declare(self, 'load_timeout', defaults.load_timeout,
-                                 'seconds for loading the town', 1.0, 36000.0),
-            town=declare(self, 'town', defaults.town,
-                         'map to load once (kept when it is already loaded)'),
-            fixed_delta=declare(self, 'fixed_delta_seconds', defaults.fixed_delta,
-                                'simulation step (s)', 0.001, 0.1),
-            role_name=self.role,
-            objects_file=declare(self, 'objects_file', defaults.objects_file,
-                                 'carla_spawn_objects JSON with the ego and its rgb camera; '
-                                 '"" = the installed config/carla_objects.json'),
-            image_width=declare(self, 'image_width', 0,
-                                "camera width (px); 0 = the objects file's", 0, 8192),
-            image_height=declare(self, 'image_height', 0,
-                                 "camera height (px); 0 = the objects file's", 0, 8192),
-            spawn_point=declare(self, 'spawn_point', defaults.spawn_point,
-                                'index of the ego spawn point; -1 = drawn from the route seed',
-                                -1, 100000),
-            goal=declare(self, 'goal', defaults.goal,
-                         'index of the goal spawn point; -1 = drawn from the route seed',
-                         -1, 100000),
-            route_length=declare(self, 'route_length', defaults.route_length,
-                                 'wanted route length when the goal is drawn (m)',
-                                 10.0, 100000.0),
-            traffic=declare(self, 'traffic', defaults.traffic,
-                            'autopilot vehicles (traffic manager in this client)', 0, 10000),
-            traffic_manager_port=declare(self, 'traffic_manager_port',
-                                         defaults.traffic_manager_port,
-                                         'traffic manager port', 1, 65535),
-            sensor_timeout=declare(self, 'sensor_timeout', defaults.sensor_timeout,
-                                   'seconds to wait for the camera image of a tick',
-                                   0.1, 3600.0),
-            time_limit=declare(self, 'time_limit', defaults.time_limit,
-                               "route time limit (s); 0 = the leaderboard's growing limit",
-                               0.0, 1e6))
-        self.route_seeds = list(declare(self, 'route_seeds', [1],
-                                        'route seeds driven one after another (each draws a '
-                                        'start and goal unless spawn_point/goal are set)'))
+        p = declare_parameters(self, PARAMETERS)
+        self.role = p['role_name']
+        config = BridgeConfig(role_name=self.role, fixed_delta=p['fixed_delta_seconds'],
+                              **{name: p[name] for name in CONFIG_FIELDS})
+        self.route_seeds = list(p['route_seeds'])
         if not self.route_seeds:
             raise ValueError('route_seeds must name at least one route')
-        self.loop_routes = declare(self, 'loop_routes', False,
-                                   'after the last route start again from the first')
-        self.ack_topic = declare(
-            self, 'synchronous_mode_wait_for_ack_topic', '',
-            'also wait for a std_msgs/Header stamped with the current frame on this topic '
-            '(the recorder\'s ~/frame_done) before ticking; "" = off')
-        self.control_timeout = declare(self, 'control_timeout', 5.0,
-                                       'wall seconds to wait for the control of a frame '
-                                       'before ticking with a full brake', 0.01, 600.0)
-        self.min_subscribers = declare(self, 'wait_for_image_subscribers', 0,
-                                       'do not start before this many camera subscribers', 0, 100)
-        self.start_delay = declare(self, 'start_delay', 1.0,
-                                   'wall seconds between the other nodes appearing and the '
-                                   'first frame', 0.0, 60.0)
-        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
+        self.loop_routes = p['loop_routes']
+        self.ack_topic = p['synchronous_mode_wait_for_ack_topic']
+        self.control_timeout = p['control_timeout']
+        self.min_subscribers = p['wait_for_image_subscribers']
+        self.start, wire = StartGate(p['start_delay']), p['control_wire']
         self.codec = ControlCodec(wire)
         try:
             self.session = CarlaSession(config).open()
@@ -143,8 +144,7 @@ class CarlaBridge(Node):
         # Controls per answered frame stamp (the recent ones): the contract is exactly one.
         self.controls_for_frame = OrderedDict()
         self.late_controls = 0
-        self.started = self.finished = False
-        self.ready_since = None
+        self.finished = False
         self.create_timer(0.01, self.on_timer)
         self.get_logger().info(
             f'CARLA {self.session.server_version} at {config.host}:{config.port}, '
@@ -194,29 +194,14 @@ class CarlaBridge(Node):
 
     def publish_route(self):
         """Publish the dense route (latched), the camera info and the camera mount."""
-        path = Path()
-        path.header.frame_id = 'map'
-        ns_to_stamp(self.frame.stamp_ns, path.header.stamp)
-        for x, y, yaw in self.session.plan.dense_poses:
-            pose = PoseStamped()
-            pose.header = path.header
-            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            set_orientation(pose.pose.orientation, float(yaw))
-            path.poses.append(pose)
+        path = route_path(self.session.plan.dense_poses, self.frame.stamp_ns)
         self.path_pub.publish(path)
         self.plan_pub.publish(encode_plan(self.session.plan, path.header.stamp))
         camera = self.session.ego_spec.camera
         focal = camera.width / (2.0 * math.tan(math.radians(camera.fov) / 2.0))
-        cx, cy = camera.width / 2.0, camera.height / 2.0
-        info = CameraInfo()
-        info.header.frame_id = self.camera_frame
-        info.width, info.height = camera.width, camera.height
-        info.distortion_model = 'plumb_bob'
-        info.d = [0.0] * 5
-        info.k = [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        self.info_pub.publish(info)
+        self.info_pub.publish(camera_info(self.camera_frame, camera.width, camera.height,
+                                          focal, focal, camera.width / 2.0,
+                                          camera.height / 2.0))
         if self.tf_static_pub is not None:
             # CARLA's y points right and its pitch up: both change sign in ROS.
             self.tf_static_pub.publish(TFMessage(transforms=[transform(
@@ -260,14 +245,9 @@ class CarlaBridge(Node):
         """Start once the other nodes are up; brake and tick when a control is overdue."""
         if self.finished:
             return
-        if not self.started:
-            if self.ready_since is None and self.ready():
-                self.ready_since = time.monotonic()
-            if self.ready_since is not None and \
-                    time.monotonic() - self.ready_since >= self.start_delay:
-                self.started = True
-                if self.next_episode():
-                    self.publish_frame()
+        if not self.start.started:
+            if self.start.due(self.ready) and self.next_episode():
+                self.publish_frame()
             return
         if self.awaiting_stamp is not None and \
                 time.monotonic() - self.awaiting_since > self.control_timeout:
@@ -320,25 +300,14 @@ class CarlaBridge(Node):
         clock = Clock()
         ns_to_stamp(frame.stamp_ns, clock.clock)
         self.clock_pub.publish(clock)
-        odom = Odometry()
-        ns_to_stamp(frame.stamp_ns, odom.header.stamp)
-        odom.header.frame_id = 'map'
-        odom.child_frame_id = self.role
-        odom.pose.pose.position.x, odom.pose.pose.position.y = frame.x, frame.y
-        set_orientation(odom.pose.pose.orientation, frame.yaw)
-        odom.twist.twist.linear.x = frame.speed
-        self.odom_pub.publish(odom)
+        self.odom_pub.publish(odometry(frame.stamp_ns, self.role, frame.x, frame.y, frame.yaw,
+                                       frame.speed))
         if self.tf_pub is not None:
             self.tf_pub.publish(TFMessage(transforms=[transform(
                 'map', self.role, frame.stamp_ns, frame.x, frame.y, 0.0, yaw=frame.yaw)]))
         self.speed_pub.publish(Float32(data=frame.speed))
         self.publish_status()
-        image = Image()
-        ns_to_stamp(frame.stamp_ns, image.header.stamp)
-        image.header.frame_id = self.camera_frame
-        image.encoding = 'bgra8'
-        image.height, image.width, image.step, image.data = raw_fields(frame.image)
-        self.image_pub.publish(image)
+        self.image_pub.publish(camera_image(frame.stamp_ns, self.camera_frame, frame.image))
         self.have_control = False
         self.have_ack = not self.ack_topic
         self.awaiting_stamp = frame.stamp_ns

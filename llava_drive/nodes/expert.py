@@ -19,12 +19,12 @@ import math
 from llava_drive.expert.driver import ExpertConfig, ExpertDriver
 from llava_drive.expert.noise import ExpertNoise, NoiseConfig
 from llava_drive.expert.town import Hazards, TownExpert
-from llava_drive.nodes.common import declare, run_node
+from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import (AckermannConfig, ControlCodec, DRIVE_WIRES,
                                              driving_codec, stamp_to_ns)
-from llava_drive.nodes.interfaces import (CONTROL_QOS, EXPERT_CONTROL_TOPIC, EXPERT_NODE,
-                                          LATCHED_QOS, reliable_qos, SIM_HAZARDS_TOPIC,
-                                          vehicle_topics)
+from llava_drive.nodes.interfaces import (CONTROL_QOS, DEFAULT_ROLE_NAME,
+                                          EXPERT_CONTROL_TOPIC, EXPERT_NODE, LATCHED_QOS,
+                                          reliable_qos, SIM_HAZARDS_TOPIC, vehicle_topics)
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -35,19 +35,50 @@ def quaternion_to_yaw(q) -> float:
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 
-# (parameter, ExpertConfig field, description, min, max)
-EXPERT_PARAMETERS = [
-    ('target_speed', 'target_speed_mps', 'cruise speed on straights (m/s)', 0.5, 40.0),
-    ('max_lateral_accel', 'max_lateral_accel_mps2',
-     'curve speed limit: sqrt(max_lateral_accel / curvature) (m/s^2)', 0.1, 20.0),
-    ('max_steer_deg', 'max_steer_deg',
-     'wheel angle at |steer| = 1: 35 in the embedded simulator, about 70 for CARLA cars',
-     5.0, 90.0),
-    ('wheelbase', 'wheelbase_m', 'wheelbase of the driven vehicle (m)', 1.0, 10.0),
-    ('lookahead_time', 'lookahead_time_s', 'pure pursuit lookahead grows by this x speed (s)',
-     0.0, 5.0),
-    ('min_lookahead', 'min_lookahead_m', 'smallest lookahead distance (m)', 0.5, 50.0),
-    ('max_lookahead', 'max_lookahead_m', 'largest lookahead distance (m)', 1.0, 100.0),
+# ExpertConfig fields set by parameters: parameter -> (field, description, min, max).
+CONFIG_PARAMETERS = {
+    'target_speed': ('target_speed_mps', 'cruise speed on straights (m/s)', 0.5, 40.0),
+    'max_lateral_accel': ('max_lateral_accel_mps2',
+                          'curve speed limit: sqrt(max_lateral_accel / curvature) (m/s^2)',
+                          0.1, 20.0),
+    'max_steer_deg': ('max_steer_deg', 'wheel angle at |steer| = 1: 35 in the embedded '
+                      'simulator, about 70 for CARLA cars', 5.0, 90.0),
+    'wheelbase': ('wheelbase_m', 'wheelbase of the driven vehicle (m)', 1.0, 10.0),
+    'lookahead_time': ('lookahead_time_s', 'pure pursuit lookahead grows by this x speed (s)',
+                       0.0, 5.0),
+    'min_lookahead': ('min_lookahead_m', 'smallest lookahead distance (m)', 0.5, 50.0),
+    'max_lookahead': ('max_lookahead_m', 'largest lookahead distance (m)', 1.0, 100.0),
+}
+# NoiseConfig fields set by parameters, likewise.
+NOISE_PARAMETERS = {
+    'noise_ou_sigma': ('ou_sigma', 'std of the slow steering drift (steer units)', 0.0, 1.0),
+    'noise_pulse_rate': ('pulse_rate_hz', 'steering pulses per second', 0.0, 10.0),
+    'noise_pulse_magnitude': ('pulse_magnitude', 'largest steering pulse (steer units)',
+                              0.0, 1.0),
+}
+
+
+def _config_rows(fields: dict, config_class) -> list:
+    return [Param(name, getattr(config_class, field), description, low, high)
+            for name, (field, description, low, high) in fields.items()]
+
+
+# Every parameter of the node; all read-only (the driver and its topics are built at start).
+PARAMETERS = [
+    Param('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle'),
+    *_config_rows(CONFIG_PARAMETERS, ExpertConfig),
+    Param('drive', True, 'publish on vehicle_control_cmd (false: only labels, for DAgger)'),
+    Param('label_topic', EXPERT_CONTROL_TOPIC,
+          'topic for the clean expert command (the recording label)'),
+    Param('noise', False, 'perturb the executed steering (recovery data); the label stays '
+          'clean'),
+    *_config_rows(NOISE_PARAMETERS, NoiseConfig),
+    Param('noise_seed', 0, 'seed of the steering noise', 0, 2**31 - 1),
+    Param('control_wire', 'auto', f'message type of the driving output, one of {DRIVE_WIRES}; '
+          'ackermann publishes AckermannDriveStamped on ackermann_cmd_stamped (the label stays '
+          'a control)'),
+    Param('privileged_hazards', False, 'drive by the hazards the sim bridge sends on '
+          f'{SIM_HAZARDS_TOPIC} (the embedded town: vehicles ahead, lights, giving way)'),
 ]
 
 
@@ -56,38 +87,16 @@ class Expert(Node):
 
     def __init__(self, **node_options):
         super().__init__(EXPERT_NODE, **node_options)
-        role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
-        defaults = ExpertConfig()
-        config = ExpertConfig(**{
-            field: declare(self, name, getattr(defaults, field), description, low, high)
-            for name, field, description, low, high in EXPERT_PARAMETERS})
-        self.drive = declare(self, 'drive', True,
-                             'publish on vehicle_control_cmd (false: only labels, for DAgger)')
-        label_topic = declare(self, 'label_topic', EXPERT_CONTROL_TOPIC,
-                              'topic for the clean expert command (the recording label)')
-        noise_enabled = declare(self, 'noise', False,
-                                'perturb the executed steering (recovery data); the label '
-                                'stays clean')
-        noise_defaults = NoiseConfig()
-        noise_config = NoiseConfig(
-            ou_sigma=declare(self, 'noise_ou_sigma', noise_defaults.ou_sigma,
-                             'std of the slow steering drift (steer units)', 0.0, 1.0),
-            pulse_rate_hz=declare(self, 'noise_pulse_rate', noise_defaults.pulse_rate_hz,
-                                  'steering pulses per second', 0.0, 10.0),
-            pulse_magnitude=declare(self, 'noise_pulse_magnitude',
-                                    noise_defaults.pulse_magnitude,
-                                    'largest steering pulse (steer units)', 0.0, 1.0))
-        noise_seed = declare(self, 'noise_seed', 0, 'seed of the steering noise', 0, 2**31 - 1)
-        wire = declare(self, 'control_wire', 'auto',
-                       f'message type of the driving output, one of {DRIVE_WIRES}; ackermann '
-                       'publishes AckermannDriveStamped on ackermann_cmd_stamped (the label '
-                       'stays a control)')
+        p = declare_parameters(self, PARAMETERS)
+        role, self.drive, label_topic = p['role_name'], p['drive'], p['label_topic']
+        config = ExpertConfig(**{field: p[name]
+                                 for name, (field, *_) in CONFIG_PARAMETERS.items()})
+        noise_enabled, noise_seed = p['noise'], p['noise_seed']
+        noise_config = NoiseConfig(**{field: p[name]
+                                      for name, (field, *_) in NOISE_PARAMETERS.items()})
+        wire, privileged = p['control_wire'], p['privileged_hazards']
         if wire not in DRIVE_WIRES:
             raise ValueError(f'control_wire must be one of {DRIVE_WIRES}, got {wire!r}')
-        privileged = declare(self, 'privileged_hazards', False,
-                             'drive by the hazards the sim bridge sends on '
-                             f'{SIM_HAZARDS_TOPIC} (the embedded town: vehicles ahead, '
-                             'lights, giving way)')
 
         self.driver = ExpertDriver(config)
         self.town = TownExpert(lane=config) if privileged else None

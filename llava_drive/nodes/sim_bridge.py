@@ -24,16 +24,17 @@ import json
 import math
 import time
 
-from geometry_msgs.msg import PoseStamped, TransformStamped
 from llava_drive.control import FULL_BRAKE
 from llava_drive.expert.town import TownExpert
-from llava_drive.image_codec import raw_fields
-from llava_drive.nodes.common import declare, run_node
+from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
+                                             StartGate, TFMessage, transform)
+from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
-from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, FIRST_EVALUATION_SEED,
-                                          LATCHED_QOS, reliable_qos, SIM_BRIDGE_NODE,
-                                          SIM_EPISODE_TOPIC, SIM_HAZARDS_TOPIC, SIM_STATUS_TOPIC,
-                                          TF_STATIC_TOPIC, TF_TOPIC, vehicle_topics)
+from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, DEFAULT_ROLE_NAME,
+                                          FIRST_EVALUATION_SEED, LATCHED_QOS, reliable_qos,
+                                          SIM_BRIDGE_NODE, SIM_EPISODE_TOPIC, SIM_HAZARDS_TOPIC,
+                                          SIM_STATUS_TOPIC, TF_STATIC_TOPIC, TF_TOPIC,
+                                          vehicle_topics)
 from llava_drive.nodes.route_codec import (encode_lights, encode_plan, encode_vehicles,
                                            plan_type)
 from llava_drive.nodes.status import SimEpisode, SimStatus
@@ -45,30 +46,42 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import MarkerArray
 
-try:
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # standalone wheels: no tf2_msgs (architecture: Topics)
-    TFMessage = None
 
-
-def set_orientation(orientation, yaw: float, pitch: float = 0.0) -> None:
-    """Fill a quaternion with yaw about z, then pitch about y (positive pitch looks down)."""
-    cp, sp = math.cos(pitch / 2.0), math.sin(pitch / 2.0)
-    cy, sy = math.cos(yaw / 2.0), math.sin(yaw / 2.0)
-    orientation.w, orientation.x = cy * cp, -sy * sp
-    orientation.y, orientation.z = cy * sp, sy * cp
-
-
-def transform(parent: str, child: str, stamp_ns: int, x: float, y: float, z: float,
-              yaw: float = 0.0, pitch: float = 0.0) -> TransformStamped:
-    """Return the TransformStamped placing ``child`` in ``parent``."""
-    tf = TransformStamped()
-    ns_to_stamp(stamp_ns, tf.header.stamp)
-    tf.header.frame_id, tf.child_frame_id = parent, child
-    t = tf.transform.translation
-    t.x, t.y, t.z = float(x), float(y), float(z)
-    set_orientation(tf.transform.rotation, yaw, pitch)
-    return tf
+# Every parameter of the node; all read-only (the world and its topics are built at start).
+PARAMETERS = [
+    Param('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle'),
+    Param('image_width', 800, 'camera width (px)', 16, 4096),
+    Param('image_height', 600, 'camera height (px)', 16, 4096),
+    Param('fov', 90.0, 'camera horizontal field of view (deg)', 10.0, 170.0),
+    Param('fixed_delta_seconds', 0.05, 'simulation step (s)', 0.001, 1.0),
+    Param('synchronous_mode', True, 'step as fast as the nodes allow instead of real time'),
+    Param('synchronous_mode_wait_for_vehicle_control_command', True,
+          'in synchronous mode, wait for a control stamped with the current frame'),
+    Param('synchronous_mode_wait_for_ack_topic', '',
+          'in synchronous mode, also wait for a std_msgs/Header stamped with the current frame '
+          'on this topic (the recorder\'s ~/frame_done) so no frame is lost; "" = off'),
+    Param('control_timeout', 2.0, 'wall seconds to wait for a control before stepping with the '
+          'last one', 0.01, 600.0),
+    Param('route_seeds', [1], f'route seeds driven one after another (below '
+          f'{FIRST_EVALUATION_SEED} for recording; the others are held out for evaluation)'),
+    Param('loop_routes', True, 'after the last route start again from the first'),
+    Param('route_length', 500.0, 'route length (m)', 50.0, 20000.0),
+    Param('variation', 0, 'appearance draw on the same roads (lighting, colours, camera '
+          'jitter); evaluation repetitions use 0, 1, 2 ...', 0, 1000000),
+    Param('time_budget', 0.0, 'fixed simulated seconds per route before a route timeout (no '
+          'penalty); 0 = the leaderboard limit, 300 s + 1.2 s per metre completed', 0.0, 1e6),
+    Param('obstacles', True, 'parked cars at the roadside'),
+    Param('randomize', True, 'randomize lighting, colours and camera jitter per episode'),
+    Param('wait_for_image_subscribers', 0, 'do not start before this many camera subscribers',
+          0, 100),
+    Param('start_delay', 1.0, 'wall seconds between the other nodes appearing and the first '
+          'frame, so their connections to each other are up too', 0.0, 60.0),
+    Param('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}'),
+    Param('map', 'road', f'world: one of {MAP_KINDS} (road: lane keeping; town: junctions, '
+          'traffic, lights, scenarios)'),
+    Param('traffic_vehicles', SimConfig.traffic_vehicles,
+          'vehicles driving a town, scenario vehicles not counted', 0, 200),
+]
 
 
 class SimBridge(Node):
@@ -76,64 +89,31 @@ class SimBridge(Node):
 
     def __init__(self, **node_options):
         super().__init__(SIM_BRIDGE_NODE, **node_options)
-        self.role = declare(self, 'role_name', 'ego_vehicle', 'CARLA role name of the ego vehicle')
-        width = declare(self, 'image_width', 800, 'camera width (px)', 16, 4096)
-        height = declare(self, 'image_height', 600, 'camera height (px)', 16, 4096)
-        fov = declare(self, 'fov', 90.0, 'camera horizontal field of view (deg)', 10.0, 170.0)
-        self.dt = declare(self, 'fixed_delta_seconds', 0.05, 'simulation step (s)', 0.001, 1.0)
-        self.synchronous = declare(self, 'synchronous_mode', True,
-                                   'step as fast as the nodes allow instead of real time')
-        self.wait_for_control = declare(
-            self, 'synchronous_mode_wait_for_vehicle_control_command', True,
-            'in synchronous mode, wait for a control stamped with the current frame')
-        self.ack_topic = declare(
-            self, 'synchronous_mode_wait_for_ack_topic', '',
-            'in synchronous mode, also wait for a std_msgs/Header stamped with the current frame '
-            'on this topic (the recorder\'s ~/frame_done) so no frame is lost; "" = off')
-        self.control_timeout = declare(self, 'control_timeout', 2.0,
-                                       'wall seconds to wait for a control before stepping '
-                                       'with the last one', 0.01, 600.0)
-        self.route_seeds = list(declare(self, 'route_seeds', [1],
-                                        'route seeds driven one after another (below '
-                                        f'{FIRST_EVALUATION_SEED} for recording; the others '
-                                        'are held out for evaluation)'))
+        p = declare_parameters(self, PARAMETERS)
+        self.role, self.dt = p['role_name'], p['fixed_delta_seconds']
+        self.synchronous = p['synchronous_mode']
+        self.wait_for_control = p['synchronous_mode_wait_for_vehicle_control_command']
+        self.ack_topic = p['synchronous_mode_wait_for_ack_topic']
+        self.control_timeout = p['control_timeout']
+        self.route_seeds = list(p['route_seeds'])
         if not self.route_seeds:
             raise ValueError('route_seeds must name at least one route')
-        self.loop_routes = declare(self, 'loop_routes', True,
-                                   'after the last route start again from the first')
-        route_length = declare(self, 'route_length', 500.0, 'route length (m)', 50.0, 20000.0)
-        self.variation = declare(self, 'variation', 0,
-                                 'appearance draw on the same roads (lighting, colours, camera '
-                                 'jitter); evaluation repetitions use 0, 1, 2 ...', 0, 1000000)
-        time_budget = declare(self, 'time_budget', 0.0,
-                              'fixed simulated seconds per route before a route timeout (no '
-                              'penalty); 0 = the leaderboard limit, 300 s + 1.2 s per metre '
-                              'completed', 0.0, 1e6)
-        obstacles = declare(self, 'obstacles', True, 'parked cars at the roadside')
-        randomize = declare(self, 'randomize', True,
-                            'randomize lighting, colours and camera jitter per episode')
-        self.min_subscribers = declare(self, 'wait_for_image_subscribers', 0,
-                                       'do not start before this many camera subscribers', 0, 100)
-        self.start_delay = declare(self, 'start_delay', 1.0,
-                                   'wall seconds between the other nodes appearing and the first '
-                                   'frame, so their connections to each other are up too',
-                                   0.0, 60.0)
-        wire = declare(self, 'control_wire', 'auto', f'control message type, one of {WIRE_TYPES}')
-        map_kind = declare(self, 'map', 'road',
-                           f'world: one of {MAP_KINDS} (road: lane keeping; town: junctions, '
-                           'traffic, lights, scenarios)')
-        traffic = declare(self, 'traffic_vehicles', SimConfig.traffic_vehicles,
-                          'vehicles driving a town, scenario vehicles not counted', 0, 200)
+        self.loop_routes, self.variation = p['loop_routes'], p['variation']
+        self.min_subscribers = p['wait_for_image_subscribers']
+        self.start = StartGate(p['start_delay'])
+        width, height, wire, map_kind = (p['image_width'], p['image_height'], p['control_wire'],
+                                         p['map'])
+        time_budget = p['time_budget']
         if map_kind not in MAP_KINDS:
             raise ValueError(f'map must be one of {MAP_KINDS}, got {map_kind!r}')
 
         self.codec = ControlCodec(wire)
         self.sim = Simulator(SimConfig(
-            width=width, height=height, fov_deg=fov, dt=self.dt,
-            route_seed=int(self.route_seeds[0]), route_length_m=route_length,
-            obstacles=obstacles, randomize=randomize,
+            width=width, height=height, fov_deg=p['fov'], dt=self.dt,
+            route_seed=int(self.route_seeds[0]), route_length_m=p['route_length'],
+            obstacles=p['obstacles'], randomize=p['randomize'],
             time_budget_s=time_budget if time_budget > 0 else None, map_kind=map_kind,
-            traffic_vehicles=traffic))
+            traffic_vehicles=p['traffic_vehicles']))
         self.hazard_source = TownExpert() if map_kind == 'town' else None
         topics = vehicle_topics(self.role)
         self.camera_frame = topics.camera_frame
@@ -177,8 +157,6 @@ class SimBridge(Node):
         self.have_control = self.have_ack = False
         self.last_frame_stamp = 0
         self.control_timeouts = 0
-        self.started = False
-        self.ready_since = None
         self.finished = False
         period = self.dt if not self.synchronous else 0.01
         self.create_timer(period, self.on_timer)
@@ -247,26 +225,10 @@ class SimBridge(Node):
 
     def publish_route(self):
         """Publish the route's driving path (latched), like carla_waypoint_publisher."""
-        path = Path()
-        path.header.frame_id = 'map'
-        ns_to_stamp(self.sim_time_ns, path.header.stamp)
-        for x, y, yaw in self.sim.route_waypoints():
-            pose = PoseStamped()
-            pose.header = path.header
-            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            set_orientation(pose.pose.orientation, yaw)
-            path.poses.append(pose)
-        self.path_pub.publish(path)
-        fx, fy, cx, cy = self.sim.camera_intrinsics()
-        info = CameraInfo()
-        info.header.frame_id = self.camera_frame
-        info.width, info.height = self.sim.config.width, self.sim.config.height
-        info.distortion_model = 'plumb_bob'
-        info.d = [0.0] * 5
-        info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        self.info_pub.publish(info)
+        self.path_pub.publish(route_path(self.sim.route_waypoints(), self.sim_time_ns))
+        self.info_pub.publish(camera_info(self.camera_frame, self.sim.config.width,
+                                          self.sim.config.height,
+                                          *self.sim.camera_intrinsics()))
 
     # -- stepping ------------------------------------------------------------------------
     def on_control(self, msg):
@@ -296,14 +258,9 @@ class SimBridge(Node):
         """Start, step in real time, or step on a control timeout."""
         if self.finished:
             return
-        if not self.started:
-            if self.ready_since is None and self.ready():
-                self.ready_since = time.monotonic()
-            if self.ready_since is not None and \
-                    time.monotonic() - self.ready_since >= self.start_delay:
-                self.started = True
-                if self.next_episode():
-                    self.publish_frame()
+        if not self.start.started:
+            if self.start.due(self.ready) and self.next_episode():
+                self.publish_frame()
             return
         if not self.synchronous or not self.wait_for_control:
             self.advance()
@@ -354,14 +311,8 @@ class SimBridge(Node):
         ns_to_stamp(stamp_ns, clock.clock)
         self.clock_pub.publish(clock)
         state = self.sim.state
-        odom = Odometry()
-        ns_to_stamp(stamp_ns, odom.header.stamp)
-        odom.header.frame_id = 'map'
-        odom.child_frame_id = self.role
-        odom.pose.pose.position.x, odom.pose.pose.position.y = float(state.x), float(state.y)
-        set_orientation(odom.pose.pose.orientation, state.yaw)
-        odom.twist.twist.linear.x = float(state.speed)
-        self.odom_pub.publish(odom)
+        self.odom_pub.publish(odometry(stamp_ns, self.role, state.x, state.y, state.yaw,
+                                       state.speed))
         if self.tf_pub is not None:
             self.tf_pub.publish(TFMessage(transforms=[transform(
                 'map', self.role, stamp_ns, state.x, state.y, 0.0, yaw=state.yaw)]))
@@ -376,12 +327,7 @@ class SimBridge(Node):
             self.vehicles_pub.publish(encode_vehicles(vehicles, clock.clock,
                                                       previous=self.vehicles_sent))
             self.vehicles_sent = len(vehicles)
-        image = Image()
-        ns_to_stamp(stamp_ns, image.header.stamp)
-        image.header.frame_id = self.camera_frame
-        image.encoding = 'bgra8'
-        image.height, image.width, image.step, image.data = raw_fields(self.sim.render())
-        self.image_pub.publish(image)
+        self.image_pub.publish(camera_image(stamp_ns, self.camera_frame, self.sim.render()))
         self.last_frame_stamp = stamp_ns
         self.have_control = False
         self.have_ack = not self.ack_topic

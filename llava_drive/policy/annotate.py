@@ -1,8 +1,8 @@
 """
 What the policy sees and says, for RViz: an annotated camera frame and a path (no ROS imports).
 
-:func:`annotate_frame` draws the predicted control with the bag reviewer's overlay
-(:func:`llava_drive.bag.review.draw_overlay`: steering arrow, throttle and brake bars, text)
+:func:`annotate_frame` draws the predicted control in the one overlay style
+(:func:`llava_drive.visual.overlay.draw_overlay`: steering arrow, throttle and brake bars, text)
 and adds the expert's steering when known and the safety gate's verdict.
 :func:`steering_path` gives the path the predicted steering implies (kinematic bicycle model)
 in the vehicle frame, for a ``LINE_STRIP`` marker. For waypoint heads the frame also shows the
@@ -12,19 +12,15 @@ predicted waypoints with the point the controller pursues.
 import math
 from typing import Optional
 
-import cv2
-from llava_drive.bag.review import draw_overlay
 from llava_drive.control import Control
+from llava_drive.visual.overlay import (BRAKE_COLOUR, draw_border, draw_overlay,
+                                        draw_steer_arrow, draw_waypoint_inset, WAYPOINT_COLOUR,
+                                        WHITE)
 import numpy as np
 
-# draw_overlay's steering arrow: from the bottom centre, full lock = 60 degrees.
-ARROW_FULL_LOCK_DEG = 60.0
 EXPERT_COLOUR = (255, 0, 255)  # BGR magenta, beside the overlay's yellow prediction
-BRAKE_COLOUR = (0, 0, 255)
-WAYPOINT_COLOUR = (255, 200, 0)  # BGR light blue
 ROUTE_COLOUR = (0, 255, 255)  # BGR yellow
-# The top-down inset shows this many metres ahead of the car.
-INSET_RANGE_M = 20.0
+GATE_COLOUR = (80, 80, 255)  # light red: legible on black
 
 
 def steering_path(steer: float, speed: float = 0.0, max_steer_deg: float = 35.0,
@@ -62,43 +58,6 @@ def steering_path(steer: float, speed: float = 0.0, max_steer_deg: float = 35.0,
     return np.stack([np.sin(heading) / curvature, (1.0 - np.cos(heading)) / curvature], axis=1)
 
 
-def _arrow(frame, steer: float, colour, unit: int):
-    """Draw a steering arrow the way ``draw_overlay`` does, in ``colour``."""
-    height, width = frame.shape[:2]
-    base = (width // 2, height - 12 * unit)
-    angle = math.radians(ARROW_FULL_LOCK_DEG) * float(np.clip(steer, -1, 1))
-    length = height // 4
-    tip = (int(base[0] + length * math.sin(angle)), int(base[1] - length * math.cos(angle)))
-    cv2.arrowedLine(frame, base, tip, colour, max(1, unit), tipLength=0.25)
-
-
-def _waypoint_inset(frame, waypoints, lookahead, unit: int):
-    """Draw a top-down box (car at its bottom centre) with the waypoints and lookahead."""
-    height, width = frame.shape[:2]
-    side = max(40, min(height, width) // 3)
-    left, top = width - side - 2 * unit, 36 * unit
-    if top + side > height:
-        top = max(0, height - side)
-    cv2.rectangle(frame, (left, top), (left + side, top + side), (0, 0, 0), -1)
-    cv2.rectangle(frame, (left, top), (left + side, top + side), (255, 255, 255), 1)
-    scale = (side - 4) / INSET_RANGE_M
-
-    def pixel(forward, lateral):
-        # Image x grows to the right (negative REP-103 y), image y upwards with forward.
-        x = left + side / 2 - lateral * scale
-        y = top + side - 2 - forward * scale
-        return int(np.clip(x, left, left + side)), int(np.clip(y, top, top + side))
-
-    points = [pixel(0.0, 0.0)] + [pixel(f, lat) for f, lat in np.asarray(waypoints)]
-    cv2.polylines(frame, [np.array(points, np.int32)], False, WAYPOINT_COLOUR, max(1, unit))
-    for point in points[1:]:
-        cv2.circle(frame, point, 2 * unit, WAYPOINT_COLOUR, -1)
-    if lookahead is not None:
-        cv2.circle(frame, pixel(*lookahead), 3 * unit, ROUTE_COLOUR, 1)
-    cv2.rectangle(frame, (points[0][0] - unit, points[0][1] - 2 * unit),
-                  (points[0][0] + unit, points[0][1]), (255, 255, 255), -1)
-
-
 def annotate_frame(image_rgb: np.ndarray, predicted: Control, speed: float = math.nan,
                    time_s: float = 0.0, expert: Optional[Control] = None,
                    gate_reason: Optional[str] = None, latency_s: float = math.nan,
@@ -110,7 +69,7 @@ def annotate_frame(image_rgb: np.ndarray, predicted: Control, speed: float = mat
     The prediction is drawn by ``draw_overlay`` (yellow arrow, bars, two text lines); the
     expert's steering is a thin magenta arrow; a red frame and text show a braking gate.
 
-    :param image_rgb: ``H x W x 3`` RGB frame (frames narrower than 320 px are upscaled).
+    :param image_rgb: ``H x W x 3`` RGB frame (put on a canvas of bounded size and shape).
     :param predicted: the model's control.
     :param speed: vehicle speed in m/s (NaN when unknown).
     :param time_s: the frame's stamp in seconds.
@@ -122,35 +81,26 @@ def annotate_frame(image_rgb: np.ndarray, predicted: Control, speed: float = mat
     :param target_speed: its target speed (m/s).
     :param lookahead: the point its controller pursued (forward, left), or None.
     """
-    frame = draw_overlay(image_rgb, predicted, speed, time_s, None)
-    height, width = frame.shape[:2]
-    unit = max(1, width // 160)
-    lines = []
+    notes = []
     if command is not None:
-        lines.append((f'route: {command}', ROUTE_COLOUR))
+        notes.append((f'route: {command}', ROUTE_COLOUR))
     if waypoints is not None:
-        lines.append((f'target {target_speed:.1f} m/s -> steer {predicted.steer:+.2f} '
+        notes.append((f'target {target_speed:.1f} m/s -> steer {predicted.steer:+.2f} '
                       f'thr {predicted.throttle:.2f} brk {predicted.brake:.2f}',
                       WAYPOINT_COLOUR))
-    if expert is not None and math.isfinite(expert.steer):
-        _arrow(frame, expert.steer, EXPERT_COLOUR, unit)
-        lines.append((f'expert steer {expert.steer:+.2f}  thr {expert.throttle:.2f}  '
+    expert_known = expert is not None and math.isfinite(expert.steer)
+    if expert_known:
+        notes.append((f'expert steer {expert.steer:+.2f}  thr {expert.throttle:.2f}  '
                       f'brk {expert.brake:.2f}', EXPERT_COLOUR))
     if math.isfinite(latency_s):
-        lines.append((f'latency {latency_s * 1000:.0f} ms', (255, 255, 255)))
+        notes.append((f'latency {latency_s * 1000:.0f} ms', WHITE))
     if gate_reason:
-        lines.append((f'gate: {gate_reason}', (80, 80, 255)))  # light red: legible on black
-    if lines:
-        # A dark band under draw_overlay's header, the same way it draws its own text.
-        top = int(24 * unit)
-        scale, pitch = 0.3 * unit, 10 * unit
-        cv2.rectangle(frame, (0, top), (width, top + pitch * len(lines) + 3 * unit),
-                      (0, 0, 0), -1)
-        for row, (line, colour) in enumerate(lines):
-            cv2.putText(frame, line, (3, top + pitch * (row + 1)), cv2.FONT_HERSHEY_SIMPLEX,
-                        scale, colour, 1, cv2.LINE_AA)
-    if waypoints is not None and np.isfinite(np.asarray(waypoints, dtype=float)).all():
-        _waypoint_inset(frame, waypoints, lookahead, unit)
+        notes.append((f'gate: {gate_reason}', GATE_COLOUR))
+    frame = draw_overlay(image_rgb, predicted, speed, time_s, None, notes=notes)
+    if expert_known:
+        draw_steer_arrow(frame, expert.steer, EXPERT_COLOUR, width_units=1)
+    if waypoints is not None:
+        draw_waypoint_inset(frame, waypoints, lookahead)
     if gate_reason:
-        cv2.rectangle(frame, (0, 0), (width - 1, height - 1), BRAKE_COLOUR, 2 * unit)
+        draw_border(frame, BRAKE_COLOUR, 2)
     return frame

@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control, FULL_BRAKE
+from llava_drive.expert.driver import ExpertConfig
 import numpy as np
 
 
@@ -43,18 +44,20 @@ class ControllerConfig:
     :param stop_brake: brake applied when stopping
     """
 
-    wheelbase_m: float = 2.9
-    max_steer_deg: float = 35.0
-    rear_axle_offset_m: float = 1.45
-    lookahead_time_s: float = 0.6
-    min_lookahead_m: float = 4.0
-    max_lookahead_m: float = 15.0
-    kp: float = 0.35
-    ki: float = 0.05
-    kd: float = 0.0
-    integral_limit: float = 10.0
-    max_throttle: float = 0.75
-    brake_deadband_mps: float = 0.3
+    # The expert's tracking by default: the policy follows its waypoints the way the expert
+    # that drove the labels followed its lane.
+    wheelbase_m: float = ExpertConfig.wheelbase_m
+    max_steer_deg: float = ExpertConfig.max_steer_deg
+    rear_axle_offset_m: float = ExpertConfig.rear_axle_offset_m
+    lookahead_time_s: float = ExpertConfig.lookahead_time_s
+    min_lookahead_m: float = ExpertConfig.min_lookahead_m
+    max_lookahead_m: float = ExpertConfig.max_lookahead_m
+    kp: float = ExpertConfig.kp
+    ki: float = ExpertConfig.ki
+    kd: float = ExpertConfig.kd
+    integral_limit: float = ExpertConfig.integral_limit
+    max_throttle: float = ExpertConfig.max_throttle
+    brake_deadband_mps: float = ExpertConfig.brake_deadband_mps
     stop_speed_mps: float = 0.5
     stop_brake: float = 0.6
 

@@ -10,5 +10,9 @@ Modules: :mod:`road` (procedural routes and projection), :mod:`obstacles` (parke
 :mod:`vehicle` (kinematic bicycle + longitudinal model), :mod:`appearance` (seeded visual
 randomization), :mod:`raster` (top-down picture of the world), :mod:`camera` (perspective
 renderer), :mod:`scoring` (CARLA-leaderboard style infractions) and :mod:`world` (the
-:class:`~llava_drive.sim.world.Simulator`).
+:class:`~llava_drive.sim.world.Simulator`); :mod:`town` the town world.
+
+Public API: :class:`~.world.Simulator` (+ ``SimConfig``, ``MAP_KINDS``; ``step`` returns a
+``StepResult``), :class:`~.road.Route` (+ ``RouteConfig``), :class:`~.scoring.EpisodeSummary`
+and :class:`~.scoring.RouteScorer`.
 """

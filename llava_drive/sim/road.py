@@ -319,11 +319,6 @@ class Route:
         """Return the lateral offset of the right lane centre (negative: right of centre)."""
         return -0.5 * self.config.lane_width_m
 
-    @property
-    def road_half_width(self) -> float:
-        """Return the distance from the centreline to an edge line (end of the lanes)."""
-        return self.config.lane_width_m
-
     def driven_segments(self) -> List[Segment]:
         """Return the segments between start and finish (lead-in and lead-out excluded)."""
         segments = list(self.segments)
@@ -401,19 +396,6 @@ class Route:
         out[:, 1] = pts[:, 1] + lateral * np.cos(pts[:, 2])
         out[:, 2] = pts[:, 2]
         return out
-
-    def curvature_at(self, s: float) -> float:
-        """
-        Return the signed centreline curvature (1/m, positive left) at arc length ``s``.
-
-        :param s: arc length in metres
-        """
-        position = self.points[0, 3]
-        for seg in self.segments:
-            position += seg.length
-            if s < position:
-                return seg.curvature
-        return self.segments[-1].curvature
 
     def project(self, x: float, y: float, hint: Optional[int] = None,
                 window: int = 40) -> Projection:

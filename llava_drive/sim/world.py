@@ -411,11 +411,6 @@ class Simulator:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _footprint(self) -> np.ndarray:
-        st = self.vehicle.state
-        p = self.config.vehicle
-        return box_corners(st.x, st.y, st.yaw, p.length_m, p.width_m)
-
     def _collides(self, grow_length: float = 0.0, grow_width: float = 0.0):
         """Return the obstacle the (optionally grown) footprint overlaps, or None."""
         st = self.vehicle.state

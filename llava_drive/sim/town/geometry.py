@@ -2,7 +2,6 @@
 import math
 from typing import Tuple
 
-from llava_drive.sim.road import wrap_angle
 import numpy as np
 
 
@@ -95,12 +94,3 @@ def project(points: np.ndarray, x: float, y: float) -> Tuple[int, float, float, 
     i = int(np.argmin(dist2))
     lateral = (along[i, 0] * rel[i, 1] - along[i, 1] * rel[i, 0]) / math.sqrt(length2[i])
     return i, float(t[i]), math.sqrt(float(dist2[i])), float(lateral)
-
-
-def max_curvature(path: np.ndarray) -> float:
-    """Return the largest unsigned curvature (1/m) of a resampled path (rows x, y, yaw, s)."""
-    if len(path) < 3:
-        return 0.0
-    dyaw = np.abs(wrap_angle(np.diff(path[:, 2])))
-    ds = np.maximum(np.diff(path[:, 3]), 1e-9)
-    return float((dyaw / ds).max())

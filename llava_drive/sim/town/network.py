@@ -590,8 +590,3 @@ def _connected(count: int, edges) -> bool:
                 seen.add(m)
                 stack.append(m)
     return len(seen) == count
-
-
-def lane_heading_change(points: np.ndarray) -> float:
-    """Return the heading change (rad, positive left) from a lane's start to its end."""
-    return float(wrap_angle(points[-1, 2] - points[0, 2]))
