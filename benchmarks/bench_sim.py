@@ -12,7 +12,9 @@ and minimum over the frames; ``--vehicles`` sets the traffic, and the ego starts
 queue of ``--queue`` cars so at least that many are always in view).
 
 Usage: ``.venv/bin/python benchmarks/bench_sim.py [--frames 400] [--seed 3]``,
-``.venv/bin/python benchmarks/bench_sim.py --map town [--seed 9004] [--vehicles 40]``
+``.venv/bin/python benchmarks/bench_sim.py --map town [--seed 9004] [--vehicles 40]``;
+``--sizes 64x48`` times other camera sizes (the town test's: ``--map town --seed 9002
+--vehicles 4 --queue 0 --sizes 64x48``).
 """
 import argparse
 import os
@@ -101,6 +103,14 @@ def bench(width: int, height: int, frames: int, seed: int, town: bool = False,
     }
 
 
+def sizes(text: str):
+    """Parse ``WxH[,WxH...]`` into ``((W, H), ...)``."""
+    try:
+        return tuple(tuple(int(v) for v in size.split('x', 1)) for size in text.split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected WxH[,WxH...], got {text!r}') from None
+
+
 def main():
     """Run the benchmark and print one line per resolution."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -111,6 +121,8 @@ def main():
     parser.add_argument('--vehicles', type=int, default=40, help='town traffic vehicles')
     parser.add_argument('--queue', type=int, default=10,
                         help='town: cars queued ahead of the ego at the start')
+    parser.add_argument('--sizes', type=sizes, default=((800, 600), (400, 300)),
+                        help='camera sizes, e.g. 800x600,64x48 (default: 800x600,400x300)')
     args = parser.parse_args()
     town = args.map == 'town'
     if args.seed is None:
@@ -121,7 +133,7 @@ def main():
     print(f'{"resolution":>10} {"setup s":>8} {"raster":>11} {"step ms":>8} {"render ms":>9} '
           f'{"p95 ms":>7} {"expert ms":>9} {"fps med":>8} {"fps mean":>8} {"cpu ms":>7} '
           f'{"fps cpu":>8} {"in view":>8}')
-    for width, height in ((800, 600), (400, 300)):
+    for width, height in args.sizes:
         r = bench(width, height, args.frames, args.seed, town, args.vehicles, args.queue)
         print(f'{r["resolution"]:>10} {r["setup_s"]:8.2f} {r["raster_px"]:>11} '
               f'{r["step_ms"]:8.3f} {r["render_ms"]:9.2f} {r["render_p95_ms"]:7.2f} '

@@ -398,3 +398,27 @@ def test_town_evaluation_options_and_command_line(tmp_path, capsys):
     assert main(['evaluate', '--driver', 'expert', '--checkpoint', str(tmp_path),
                  '--out', str(tmp_path / 'c')]) == 1
     assert '--driver expert evaluates the expert alone' in capsys.readouterr().err
+
+
+def test_town_trajectory_plot_draws_the_town_route_and_the_driven_path(tmp_path):
+    from llava_drive.evaluation.report import plot_routes
+    from llava_drive.sim.town.world import town_and_route
+    dense, _ = town_and_route(9002)[1].dense()
+    path = dense[:120]
+    trajectory = Trajectory(time=list(np.arange(120) * 0.05), x=list(path[:, 0]),
+                            y=list(path[:, 1]), yaw=list(path[:, 2]), speed=[5.0] * 120,
+                            steer=[0.0] * 120, throttle=[0.3] * 120, brake=[0.0] * 120)
+    crashed = EpisodeSummary.from_events(
+        9002, 197.0, 60.0, 20.0, [Event('collision_static', 6.0, path[-1, 0], path[-1, 1])],
+        True, 'blocked')
+    [png] = plot_routes([EpisodeResult('expert', 9002, 0, crashed, trajectory)], tmp_path,
+                        500.0, ['expert'], 'town')
+    assert png == tmp_path / 'trajectories_route9002.png'
+    image = cv2.imread(str(png)).astype(int)
+
+    def pixels(bgr):
+        return int((np.abs(image - bgr).max(axis=2) < 30).sum())
+
+    # Signal stop lines (orange), the driven path (green), the collision marker (red).
+    assert pixels((0, 165, 255)) > 50 and pixels((44, 160, 44)) > 200
+    assert pixels((0, 0, 255)) > 20

@@ -449,9 +449,7 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
     document = summary_document(scores, list(options.baselines), config)
     write_json(out / 'summary.json', document)
     write_json(out / 'episodes.json', [r.to_dict(with_trajectory=True) for r in results])
-    # Trajectory plots draw the single road; town routes have none yet.
-    plots = plot_routes(results, out, options.route_length, list(scores)) \
-        if options.map_kind == 'road' else []
+    plots = plot_routes(results, out, options.route_length, list(scores), options.map_kind)
     write_markdown(out / 'report.md', scores, config, plots, video_file, video_note)
     if options.log_dir is None:
         shutil.rmtree(log_root, ignore_errors=True)

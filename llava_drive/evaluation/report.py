@@ -191,6 +191,74 @@ def plot_route(route: Route, results: Sequence[EpisodeResult], out_path: Path,
     start, finish = route.pose_at(0.0), route.pose_at(route.length)
     axes.plot(*start[:2], marker='>', color='black', ms=9, ls='', label='start')
     axes.plot(*finish[:2], marker='s', color='black', ms=8, ls='', label='finish')
+    return _finish_plot(figure, axes, results, drivers, out_path,
+                        f'route {route.seed} ({route.length:.0f} m): driven paths and infractions')
+
+
+def plot_town_route(seed: int, results: Sequence[EpisodeResult], out_path: Path,
+                    drivers: Sequence[str]) -> Path:
+    """
+    Plot a town route, its junctions and lights, every driver's path and the infractions.
+
+    The town around the route is drawn: roads, junction connectors, buildings and the stop
+    lines of signalised approaches; each junction on the route is labelled with its move.
+
+    :param seed: the town route seed
+    :param results: the episodes on this route (any drivers, any repetitions)
+    :param out_path: PNG to write
+    :param drivers: every driver in the report, for stable colours
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+    from llava_drive.sim.town.lights import TrafficLights
+    from llava_drive.sim.town.world import town_and_route
+
+    town, route = town_and_route(seed)
+    figure, axes = plt.subplots(figsize=(9, 9), dpi=90)
+    half = town.config.asphalt_half_width_m
+    for road in town.roads:
+        centre, yaw = road.centre[:, :2], road.centre[:, 2]
+        side = half * np.stack((-np.sin(yaw), np.cos(yaw)), axis=1)
+        outline = np.concatenate((centre + side, (centre - side)[::-1]))
+        axes.fill(outline[:, 0], outline[:, 1], color='0.85', lw=0)
+    for lane in town.lanes[town.road_lane_count:]:  # the connectors through junctions
+        axes.plot(lane.points[:, 0], lane.points[:, 1], color='0.75', lw=0.6)
+    for building in town.buildings:
+        corners = building.corners()
+        axes.fill(corners[:, 0], corners[:, 1], color='tan', alpha=0.5, lw=0)
+    for light in TrafficLights(town).lights:
+        across = 0.5 * half * np.array((-math.sin(light.stop_yaw), math.cos(light.stop_yaw)))
+        ends = np.array((light.stop_x, light.stop_y)) + np.outer((-1.0, 1.0), across)
+        axes.plot(ends[:, 0], ends[:, 1], color='orange', lw=2.5)
+    axes.plot([], [], color='orange', lw=2.5, label='signal stop line')
+    dense, _ = route.dense()
+    axes.plot(dense[:, 0], dense[:, 1], color='0.4', lw=7, alpha=0.25, label='route',
+              solid_capstyle='round')
+    moves = iter(route.describe()['junctions'])
+    for crossing in route.crossings:
+        node = town.nodes[crossing.node]
+        if node.is_junction:
+            axes.annotate(f'{next(moves)}{" (signal)" if node.signalised else ""}',
+                          (node.x, node.y), xytext=(8, 8), textcoords='offset points',
+                          fontsize=8, color='0.2')
+    spot = route.ego_route().pose_at(route.scenario_s)
+    axes.plot(spot[0], spot[1], marker='o', ms=16, mfc='none', mec='magenta', ls='',
+              label=route.scenario.replace('_', ' '))
+    axes.plot(*dense[0, :2], marker='>', color='black', ms=9, ls='', label='start')
+    axes.plot(*dense[-1, :2], marker='s', color='black', ms=8, ls='', label='finish')
+    low, high = dense[:, :2].min(axis=0) - 40.0, dense[:, :2].max(axis=0) + 40.0
+    axes.set_xlim(low[0], high[0])
+    axes.set_ylim(low[1], high[1])
+    return _finish_plot(figure, axes, results, drivers, out_path,
+                        f'town route {seed} ({route.length:.0f} m): driven paths and infractions')
+
+
+def _finish_plot(figure, axes, results: Sequence[EpisodeResult], drivers: Sequence[str],
+                 out_path: Path, title: str) -> Path:
+    """Draw the driven paths and infractions over a drawn map, then write the figure."""
+    from matplotlib import pyplot as plt
+
     labelled = set()
     for result in sorted(results, key=lambda r: (drivers.index(r.driver)
                                                  if r.driver in drivers else 99, r.repetition)):
@@ -213,7 +281,7 @@ def plot_route(route: Route, results: Sequence[EpisodeResult], out_path: Path,
     axes.set_aspect('equal')
     axes.set_xlabel('x (m)')
     axes.set_ylabel('y (m)')
-    axes.set_title(f'route {route.seed} ({route.length:.0f} m): driven paths and infractions')
+    axes.set_title(title)
     axes.legend(loc='best', fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
@@ -224,20 +292,25 @@ def plot_route(route: Route, results: Sequence[EpisodeResult], out_path: Path,
 
 
 def plot_routes(results: Sequence[EpisodeResult], out_dir: Path, route_length: float,
-                drivers: Sequence[str]) -> List[Path]:
+                drivers: Sequence[str], map_kind: str = 'road') -> List[Path]:
     """
     Write one trajectory plot per route; return their paths.
 
     :param results: every episode
     :param out_dir: destination directory
-    :param route_length: the driven route length (m), as given to the simulator
+    :param route_length: the driven route length (m), as given to the simulator (road maps)
     :param drivers: every driver, for stable colours
+    :param map_kind: ``'road'`` or ``'town'``
     """
     paths = []
     for seed in sorted({r.route_seed for r in results}):
-        route = Route.generate(seed, RouteConfig(length_m=float(route_length)))
-        paths.append(plot_route(route, [r for r in results if r.route_seed == seed],
-                                out_dir / f'trajectories_route{seed}.png', drivers))
+        episodes = [r for r in results if r.route_seed == seed]
+        out_path = out_dir / f'trajectories_route{seed}.png'
+        if map_kind == 'town':
+            paths.append(plot_town_route(seed, episodes, out_path, drivers))
+        else:
+            route = Route.generate(seed, RouteConfig(length_m=float(route_length)))
+            paths.append(plot_route(route, episodes, out_path, drivers))
     return paths
 
 

@@ -13,9 +13,8 @@ The camera sits ``mount_forward_m`` ahead of the rear axle, ``mount_height_m`` u
 down by ``pitch_deg``. Output is ``H x W x 4`` uint8 **bgra8**, like CARLA's camera.
 """
 from dataclasses import dataclass
-import itertools
 import math
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 from llava_drive.config_checks import number_in_range
@@ -160,7 +159,7 @@ class Camera:
         self._haze_bgr = np.array([c * ap.brightness for c in ap.sky_horizon_bgr]).clip(0, 255)
         self._background = self._sky()
         self._bands = self._ground_bands()
-        self._props = self._prepare_props()
+        self._static = _pack_props(self._prepare_props())
         self._skyline = self._prepare_skyline()
 
     def intrinsics(self) -> Tuple[float, float, float, float]:
@@ -238,7 +237,7 @@ class Camera:
         return bands
 
     def _prepare_props(self):
-        """Return per prop: pose, box corners (boxes x 8 x 3) in its frame, face colours."""
+        """Return the static props as :meth:`prepare_prop` returns them."""
         props = [(car.x, car.y, car.yaw, car.length, car_parts(car)) for car in self.parked_cars]
         props += [(tree.x, tree.y, 0.0, tree.crown_width, tree_parts(tree))
                   for tree in self.trees]
@@ -300,12 +299,14 @@ class Camera:
             out[r0:r1] = cv2.blendLinear(ground, self._haze_image[r0:r1], band['clear'],
                                          band['haze'])
         self._draw_skyline(out, yaw)
-        if self._props or dynamic:
+        if self._static is not None or dynamic:
             self._draw_props(out, rear_x, rear_y, yaw, dynamic)
         return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
 
     def _draw_props(self, out: np.ndarray, rear_x: float, rear_y: float, yaw: float,
                     dynamic: Sequence = ()):
+        # All props at once in numpy (a town has hundreds): Python only loops over the faces
+        # that are drawn.
         cfg = self.config
         fx, fy, cx, cy = cfg.intrinsics()
         pitch = math.radians(cfg.pitch_deg)
@@ -313,53 +314,67 @@ class Camera:
         c, s = math.cos(yaw), math.sin(yaw)
         cam_x, cam_y = rear_x + c * cfg.mount_forward_m, rear_y + s * cfg.mount_forward_m
         tan_half_fov = 0.5 * cfg.width / fx
-        haze = self.raster.appearance.haze
-        visible = []
-        props = itertools.chain(self._props, dynamic)
-        for px, py, pyaw, size, corners, centres, colours in props:
-            dx, dy = px - cam_x, py - cam_y
+        kept = []
+        for batch in (self._static, _pack_props(dynamic)):
+            if batch is None:
+                continue
+            dx, dy = batch.x - cam_x, batch.y - cam_y
             ahead = c * dx + s * dy
             distance2 = dx * dx + dy * dy
-            if ahead < -size or distance2 > MAX_OBSTACLE_DISTANCE_M ** 2:
-                continue
-            if abs(-s * dx + c * dy) > max(ahead, 0.0) * tan_half_fov + 2.0 * size:
-                continue  # well outside the field of view
-            # Prop frame -> map -> vehicle frame -> camera-aligned (forward, left, up).
-            pc, ps = math.cos(pyaw), math.sin(pyaw)
-            mx = px + pc * corners[..., 0] - ps * corners[..., 1]
-            my = py + ps * corners[..., 0] + pc * corners[..., 1]
-            vx = c * (mx - rear_x) + s * (my - rear_y) - cfg.mount_forward_m
-            vy = -s * (mx - rear_x) + c * (my - rear_y)
-            vz = corners[..., 2] - cfg.mount_height_m
-            forward = vx * cos_p - vz * sin_p
-            up = vx * sin_p + vz * cos_p
-            # Back-face culling in the prop frame, all faces of all boxes at once.
-            eye = np.array((-pc * dx - ps * dy, ps * dx - pc * dy, cfg.mount_height_m))
-            front = np.einsum('bfk,fk->bf', eye - centres, _FACE_NORMALS) > 0
-            amount = haze * (1.0 - math.exp(-math.sqrt(distance2) / HAZE_DISTANCE_M))
-            shades = colours * (1.0 - amount) + self._haze_bgr * amount
-            faces = []
-            if forward.min() >= NEAR_PLANE_M:
-                u = cx - fx * vy / forward
-                v = cy - fy * up / forward
-                pixels = np.round(np.stack((u, v), axis=-1) * 8).astype(np.int32)
-                for b, f in zip(*np.nonzero(front)):
-                    faces.append((pixels[b, _FACE_INDEX[f]], shades[b, f]))
+            visible = (ahead >= -batch.size) & (distance2 <= MAX_OBSTACLE_DISTANCE_M ** 2) & \
+                (np.abs(-s * dx + c * dy) <= np.maximum(ahead, 0.0) * tan_half_fov +
+                 2.0 * batch.size)  # not well outside the field of view
+            boxes = visible[batch.owner]
+            kept.append((distance2[batch.owner][boxes], batch.corners[boxes],
+                         batch.centres[boxes], batch.normals[boxes], batch.colours[boxes]))
+        if not kept:
+            return
+        distance2, corners, centres, normals, colours = (np.concatenate(a) for a in zip(*kept))
+        if not len(distance2):
+            return
+        order = np.argsort(-distance2, kind='stable')  # far to near, a prop's boxes in order
+        distance2, corners = distance2[order], corners[order]
+        centres, normals, colours = centres[order], normals[order], colours[order]
+        # Map -> vehicle frame -> camera-aligned (forward, left, up), every corner at once.
+        mx, my = corners[..., 0] - rear_x, corners[..., 1] - rear_y
+        vx = c * mx + s * my - cfg.mount_forward_m
+        vy = -s * mx + c * my
+        vz = corners[..., 2] - cfg.mount_height_m
+        forward = vx * cos_p - vz * sin_p
+        up = vx * sin_p + vz * cos_p
+        eye = np.array((cam_x, cam_y, cfg.mount_height_m))
+        front = np.einsum('bfk,bfk->bf', eye - centres, normals) > 0  # back-face culling
+        ahead = forward >= NEAR_PLANE_M
+        depth = np.where(ahead, forward, 1.0)
+        pixels = np.round(np.stack((cx - fx * vy / depth, cy - fy * up / depth), axis=-1) * 8)
+        pixels = np.ascontiguousarray(pixels.astype(np.int32)[:, _FACE_INDEX])  # b x f x 4 x 2
+        whole = ahead[:, _FACE_INDEX].all(axis=2)
+        # A face wholly off the image (1 px of antialiasing spared) or absurdly far off it
+        # (beyond fillConvexPoly's range) is skipped.
+        low, high = pixels.min(axis=2), pixels.max(axis=2)
+        onscreen = (high[..., 0] >= -16) & (low[..., 0] <= 8 * cfg.width + 16) & \
+            (high[..., 1] >= -16) & (low[..., 1] <= 8 * cfg.height + 16) & \
+            (np.maximum(-low, high).max(axis=2) < 2 ** 27)
+        boxes, faces = np.nonzero(front & (onscreen | ~whole))
+        amount = self.raster.appearance.haze * \
+            (1.0 - np.exp(-np.sqrt(distance2[boxes, None]) / HAZE_DISTANCE_M))
+        shades = colours[boxes, faces] * (1.0 - amount) + self._haze_bgr * amount
+        cam = None
+        for b, f, shade in zip(boxes.tolist(), faces.tolist(), shades.tolist()):
+            if whole[b, f]:
+                pts = pixels[b, f]
             else:
-                cam = np.stack((forward, vy, up), axis=-1)
-                for b, f in zip(*np.nonzero(front)):
-                    poly = _clip_near(cam[b, _FACE_INDEX[f]])
-                    if poly is not None:
-                        u = cx - fx * poly[:, 1] / poly[:, 0]
-                        v = cy - fy * poly[:, 2] / poly[:, 0]
-                        faces.append((np.round(np.stack((u, v), axis=1) * 8).astype(np.int32),
-                                      shades[b, f]))
-            visible.append((distance2, faces))
-        visible.sort(key=lambda item: -item[0])
-        for _, faces in visible:
-            for pts, shade in faces:
-                if np.abs(pts).max() < 2 ** 27:
-                    cv2.fillConvexPoly(out, pts, shade.tolist(), cv2.LINE_AA, 3)
+                if cam is None:
+                    cam = np.stack((forward, vy, up), axis=-1)
+                poly = _clip_near(cam[b, _FACE_INDEX[f]])
+                if poly is None:
+                    continue
+                u = cx - fx * poly[:, 1] / poly[:, 0]
+                v = cy - fy * poly[:, 2] / poly[:, 0]
+                pts = np.round(np.stack((u, v), axis=1) * 8).astype(np.int32)
+                if np.abs(pts).max() >= 2 ** 27:
+                    continue
+            cv2.fillConvexPoly(out, pts, shade, cv2.LINE_AA, 3)
 
     def _prepare_skyline(self):
         """Return a distant tree line: per-azimuth height (px) and colour, and column angles."""
@@ -397,6 +412,37 @@ class Camera:
         mask = rows >= tops[None, :]
         band = out[top_row:bottom]
         band[mask] = np.broadcast_to(colours[index][None], band.shape)[mask]
+
+
+class _Props(NamedTuple):
+    """Props packed for drawing: per prop its position and size, per box the rest (map frame)."""
+
+    x: np.ndarray        # props
+    y: np.ndarray
+    size: np.ndarray
+    owner: np.ndarray    # boxes: index of the box's prop
+    corners: np.ndarray  # boxes x 8 x 3
+    centres: np.ndarray  # boxes x faces x 3, face centres
+    normals: np.ndarray  # boxes x faces x 3, outward face normals
+    colours: np.ndarray  # boxes x faces x 3, lit face colours (bgr)
+
+
+def _pack_props(props: Sequence) -> Optional[_Props]:
+    """Pack props as :meth:`Camera.prepare_prop` returns them; None for none."""
+    if not len(props):
+        return None
+    x, y, yaw, size = (np.array([prop[i] for prop in props], float) for i in range(4))
+    owner = np.repeat(np.arange(len(props)), [len(prop[4]) for prop in props])
+    corners, centres, colours = (np.concatenate([prop[i] for prop in props]) for i in (4, 5, 6))
+    c, s = np.cos(yaw)[owner, None], np.sin(yaw)[owner, None]
+
+    def to_map(points, px, py):
+        return np.stack((px + c * points[..., 0] - s * points[..., 1],
+                         py + s * points[..., 0] + c * points[..., 1], points[..., 2]), axis=-1)
+
+    px, py = x[owner, None], y[owner, None]
+    return _Props(x, y, size, owner, to_map(corners, px, py), to_map(centres, px, py),
+                  to_map(np.broadcast_to(_FACE_NORMALS, centres.shape), 0.0, 0.0), colours)
 
 
 def _clip_near(poly: np.ndarray):
