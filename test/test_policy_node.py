@@ -331,7 +331,7 @@ def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpo
     controls, camera = Controls(helper), Camera(helper)
     assert wait_for(lambda: policy.worker.processed >= 5 and markers, timeout=60)
     odometry.publish(bad)
-    assert wait_for(lambda: policy.rejected_images['odometry_not_finite'] >= 1, timeout=30)
+    assert wait_for(lambda: policy.rejected['odometry_not_finite'] >= 1, timeout=30)
     camera.running = False
     sent = {stamp for _, stamp in camera.sent}
     answered = [c for _, stamp, c in list(controls.items) if stamp in sent]
@@ -367,7 +367,7 @@ def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpo
         broken = encode_plan(plan, helper.get_clock().now().to_msg())
         broken.poses[1].header.frame_id = 'NORTH'
         plans.publish(broken)
-        assert wait_for(lambda: policy.rejected_images['global_plan_malformed'] >= 1,
+        assert wait_for(lambda: policy.rejected['global_plan_malformed'] >= 1,
                         timeout=30)
 
 

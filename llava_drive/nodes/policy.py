@@ -148,7 +148,7 @@ class Policy(Node):
             max_age_s=p['max_age'], steer_rate_limit=p['steer_rate_limit'],
             steer_smoothing=p['steer_smoothing'], brake_threshold=p['brake_threshold']))
         self.lock = threading.Lock()  # the gate and the control publisher, two threads
-        self.rejected_images = Counter()
+        self.rejected = Counter()  # inputs refused, by reason
         self.speed = math.nan
         self.pose = None  # (x, y, yaw) from the newest odometry
         self.route_tracker = RouteTracker()
@@ -227,9 +227,7 @@ class Policy(Node):
         try:
             image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except ImageError as error:
-            self.rejected_images[error.reason] += 1
-            self.get_logger().warning(f'ignored image: {error}',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+            self.reject(error.reason, f'image: {error}')
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         with self.lock:
@@ -238,33 +236,39 @@ class Policy(Node):
         self.worker.submit(Frame(stamp_ns, image, msg.encoding, now, self.speed, route))
 
     def on_speed(self, msg: Float32):
-        """Keep the newest speed (m/s) for heads that use it."""
-        self.speed = float(msg.data)
+        """Keep the newest finite speed (m/s) for heads that use it."""
+        speed = float(msg.data)
+        if not math.isfinite(speed):
+            self.reject('speed_not_finite', f'speed {speed}')
+            return
+        self.speed = speed
 
     def on_plan(self, msg):
         """Follow a new global plan (the route commands come from it and the odometry)."""
         try:
             plan = decode_plan(msg)
         except RouteMessageError as error:
-            self.rejected_images['global_plan_malformed'] += 1
-            self.get_logger().warning(f'ignored global plan: {error}',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+            self.reject('global_plan_malformed', f'global plan: {error}')
             return
         self.route_tracker.set_plan(plan)
         self.get_logger().info(f'global plan: {len(plan)} target points, {plan.length:.0f} m')
 
     def on_odometry(self, msg: Odometry):
-        """Keep the newest pose for the route command (a non-finite pose counts as none)."""
+        """Keep the newest finite pose for the route command."""
         position, q = msg.pose.pose.position, msg.pose.pose.orientation
         yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
         pose = (float(position.x), float(position.y), yaw)
-        if all(math.isfinite(value) for value in pose):
-            self.pose = pose
-        else:
-            self.pose = None
-            self.rejected_images['odometry_not_finite'] += 1
-            self.get_logger().warning('ignored odometry with a non-finite pose',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+        if not all(math.isfinite(value) for value in pose):
+            self.reject('odometry_not_finite', f'odometry pose {pose}')
+            return
+        self.pose = pose
+
+    def reject(self, reason: str, detail: str):
+        """Count one refused input; log the first of each reason (diagnostics have the rest)."""
+        self.rejected[reason] += 1
+        if self.rejected[reason] == 1:
+            self.get_logger().warning(f'ignored {detail}; further ones for this reason are '
+                                      f'only counted')
 
     def on_expert(self, msg):
         """Keep the newest expert control for the annotated image."""
@@ -425,8 +429,9 @@ class Policy(Node):
             'frames_dropped_stale': stats['dropped_stale'],
             'inference_errors': stats['errors'],
             'controls_published': self.published,
-            'images_rejected': sum(self.rejected_images.values()),
+            'inputs_rejected': sum(self.rejected.values()),
         }
+        values.update({f'rejected_{reason}': count for reason, count in self.rejected.items()})
         values.update({f'intervention_{name}': count for name, count in interventions.items()})
         status.values = [KeyValue(key=key, value=f'{value:.2f}' if isinstance(value, float)
                                   else str(value)) for key, value in values.items()]
