@@ -5,14 +5,18 @@ Loads a checkpoint and the extractor its feature specification names (a mismatch
 at start-up, naming every difference). The camera subscription (best effort, depth 1) only
 hands the newest frame to an inference thread
 (:class:`llava_drive.policy.inference.InferenceWorker`), so the executor serving the timers
-never waits for the model. Every result goes through the safety gate
-(:mod:`llava_drive.policy.safety_gate`) and out at once, stamped with its source image's stamp
-(in synchronous simulation that steps the world, one result per frame); a fixed-rate timer
-re-publishes the gated command, or a full brake when images or inferences are older than
-``max_age``, the output is NaN, the emergency stop (``/llava_drive/emergency_stop``,
-std_msgs/Bool: True brakes until False; subscribed volatile so that any publisher matches,
-hence a value published before the node started is not seen) is on, or driving is disabled
-(``~/enable``, std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
+never waits for the model. Control rate (architecture: Control rate): every result goes
+through the safety gate (:mod:`llava_drive.policy.safety_gate`) and out at once as exactly one
+control, stamped with its source image's stamp (in synchronous simulation that steps the
+world: one control per frame); a NaN output is a brake. The fixed-rate timer (``gate_rate``)
+publishes only a full brake, and only while images or inferences are older than ``max_age``.
+Engaging the emergency stop (``/llava_drive/emergency_stop``, std_msgs/Bool: True brakes until
+False; subscribed volatile so that any publisher matches, hence a value published before the
+node started is not seen) or disabling driving (``~/enable``, std_srvs/SetBool) sends one
+brake at once, and every result is a brake until released. Refused inputs (images outside
+``llava_drive.image_codec``'s bounds, non-finite speed or odometry, a malformed plan) are
+counted by reason (``rejected_<reason>`` in the diagnostics), logged the first time each
+reason is seen, and otherwise ignored. Diagnostics on ``/diagnostics`` once a second; for RViz,
 ``~/annotated_image`` and ``~/predicted_path`` (markers in the vehicle frame ``<role_name>``).
 Each frame carries its route input (command in effect and next target point from the global
 plan and the newest odometry, :class:`llava_drive.features.route_prompt.RouteTracker`, as
@@ -68,7 +72,9 @@ PARAMETERS = [
           'checkpoint'),
     Param('max_age', 0.5, 'brake when the newest image or inference is older (wall s)',
           0.01, 60.0, runtime=True),
-    Param('gate_rate', 20.0, 'rate of the safety gate control output (Hz)', 1.0, 1000.0),
+    Param('gate_rate', 20.0, 'rate of the full brakes the safety gate repeats while images '
+          'or inferences are older than max_age (Hz); results go out one per frame', 1.0,
+          1000.0),
     Param('steer_rate_limit', 4.0, 'largest steering change per second of stamp time (steer '
           'units; 0 = off)', 0.0, 100.0, runtime=True),
     Param('steer_smoothing', 0.6, 'weight of the newest steering prediction in its moving '
@@ -281,14 +287,18 @@ class Policy(Node):
         """Latch (True) or release (False) the emergency stop."""
         with self.lock:
             changed = self.gate.emergency_stopped != bool(msg.data)
-            self.gate.set_emergency_stop(msg.data)
+            brake = self.gate.set_emergency_stop(msg.data)
+            if brake is not None:
+                self._publish(brake)
         if changed:
             self.get_logger().warning(f'emergency stop {"ON" if msg.data else "released"}')
 
     def on_enable(self, request, response):
         """Enable (True) or disable (False: full brake) driving."""
         with self.lock:
-            self.gate.set_enabled(request.data)
+            brake = self.gate.set_enabled(request.data)
+            if brake is not None:
+                self._publish(brake)
         response.success = True
         response.message = 'driving enabled' if request.data else 'driving disabled (braking)'
         self.get_logger().info(response.message)
@@ -320,16 +330,18 @@ class Policy(Node):
                                 throttle_duration_sec=LOG_THROTTLE_S)
 
     def on_gate_timer(self):
-        """Publish the gated command, or a brake, at the fixed gate rate."""
+        """Publish a full brake while the outputs are stale (silent otherwise)."""
         with self.lock:
             command = self.gate.command(time.monotonic())
-            self._publish(command)
-        if command.reason != self.last_reason:
-            if command.reason is not None:
-                self.get_logger().warning(f'safety gate braking: {command.reason}')
-            elif self.last_reason is not None:
+            if command is not None:
+                self._publish(command)
+        reason = command.reason if command is not None else None
+        if reason != self.last_reason:
+            if reason is not None:
+                self.get_logger().warning(f'safety gate braking: {reason}')
+            else:
                 self.get_logger().info(f'safety gate released ({self.last_reason} cleared)')
-            self.last_reason = command.reason
+            self.last_reason = reason
 
     def _publish(self, command):
         """Send one control (caller holds the lock)."""
