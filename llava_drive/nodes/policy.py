@@ -468,13 +468,8 @@ class Policy(Node):
 
 
 def main(args=None):
-    """
-    Run the policy node; Ctrl-C and SIGTERM still let it send its final brake.
-
-    rclpy's own SIGINT handler would shut the context down before ``destroy_node`` runs, and
-    a shut-down context cannot publish the brake.
-    """
-    run_node(Policy, args, keep_context_on_interrupt=True)
+    """Run the policy node; Ctrl-C and SIGTERM still let it send its final brake."""
+    run_node(Policy, args)
 
 
 if __name__ == '__main__':
