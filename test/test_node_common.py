@@ -59,7 +59,6 @@ def test_node_spec_quotes_empty_strings():
     assert command[-6:] == ['-p', "model:=''", '-p', 'seeds:=[1, 2]', '-p', 'on:=true']
 
 
-
 @pytest.mark.parametrize('first', ['SIGINT', 'SIGTERM'])
 def test_repeated_signals_shut_a_node_down_once_and_cleanly(tmp_path, first):
     """
