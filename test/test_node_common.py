@@ -57,3 +57,58 @@ def test_node_spec_quotes_empty_strings():
     from llava_drive.bringup.stack import NodeSpec
     command = NodeSpec('n', 'm', None, {'model': '', 'seeds': [1, 2], 'on': True}).command()
     assert command[-6:] == ['-p', "model:=''", '-p', 'seeds:=[1, 2]', '-p', 'on:=true']
+
+
+@pytest.mark.parametrize('first', ['SIGINT', 'SIGTERM'])
+def test_repeated_signals_shut_a_node_down_once_and_cleanly(tmp_path, first):
+    """
+    A burst of signals (Ctrl-C held down, a launch's SIGINT then SIGTERM) stops a node once.
+
+    The recorder stands for any node. After the first signal, SIGINT and SIGTERM keep
+    coming until the process has exited, so they land in every phase of the shutdown: none
+    may raise KeyboardInterrupt, skip ``destroy_node`` (which closes the bag) or kill it.
+    """
+    import itertools
+    import signal
+    import subprocess
+    import threading
+    import time
+    from llava_drive.bringup.environment import config_path, local_ros_environment
+    from llava_drive.bringup.stack import NodeSpec
+    from ros_helpers import wait_for
+
+    bag = tmp_path / 'bag'
+    spec = NodeSpec('recorder', 'llava_drive.nodes.recorder', str(config_path('recorder.yaml')),
+                    {'bag_path': str(bag)})
+    process = subprocess.Popen(spec.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=local_ros_environment())
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    sent = []
+
+    def burst():
+        names = itertools.chain([first], itertools.cycle(['SIGINT', 'SIGTERM']))
+        for name in names:
+            if process.poll() is not None:
+                return
+            process.send_signal(getattr(signal, name))
+            sent.append(name)
+            if len(sent) > 50:  # back to back at first, then at a pace until it exits
+                time.sleep(0.002)
+
+    try:
+        assert wait_for(lambda: any(f'recording to {bag}' in line for line in lines),
+                        timeout=60), ''.join(lines)
+        threading.Thread(target=burst, daemon=True).start()
+        assert process.wait(timeout=60) == 0, ''.join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=10)
+    output = ''.join(lines)
+    assert len(sent) >= 3, sent  # the shutdown did see repeated signals
+    assert 'Traceback' not in output and 'KeyboardInterrupt' not in output, output
+    assert f'closed {bag}' in output, output  # destroy_node ran and closed the bag
+    assert (bag / 'metadata.yaml').is_file()

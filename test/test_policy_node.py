@@ -246,6 +246,44 @@ def test_policy_drives_the_simulated_car_along_the_route(alone, checkpoints, tmp
     assert text.text.startswith('LANEFOLLOW: steer')  # no plan on the road map
 
 
+def test_a_synchronous_simulator_gets_exactly_one_control_per_frame(alone, checkpoints):
+    """The control rate contract (architecture: Control rate) measured on a real graph."""
+    from collections import Counter
+    from llava_drive.nodes.sim_bridge import SimBridge
+    from rclpy.parameter import Parameter
+
+    # A generous max_age and control timeout: a busy machine must not make the gate brake
+    # or the simulator step without waiting.
+    policy = start_policy(alone, checkpoints['constant'], max_age=30.0, gate_rate=50.0)
+    watcher = alone.node('rate_watcher')
+    controls = Controls(watcher)
+    statuses = []
+    watcher.create_subscription(String, '/llava_drive/sim/status',
+                                lambda m: statuses.append(json.loads(m.data)), 100)
+    alone(SimBridge(context=alone.context, parameter_overrides=[
+        Parameter('image_width', value=SIZE[1]), Parameter('image_height', value=SIZE[0]),
+        Parameter('route_seeds', value=[101]), Parameter('start_delay', value=0.5),
+        Parameter('control_timeout', value=60.0)]))
+    assert wait_for(lambda: len(statuses) >= 60, timeout=180), \
+        statuses[-1:] or 'the simulator never started'
+    seen = list(statuses)
+    assert seen[-1]['control_timeouts'] == 0
+    frames = [s['stamp_ns'] for s in seen[:-1]]  # every frame the simulator stepped past
+    # The simulator had each frame's control; the watcher gets it too.
+    assert wait_for(lambda: {stamp for _, stamp, _ in controls.items} >= set(frames),
+                    timeout=30)
+    per_stamp = Counter(stamp for _, stamp, _ in list(controls.items))
+    answers = [per_stamp[stamp] for stamp in frames]
+    # Exactly one control per frame: the gate timer (50 Hz here) added nothing.
+    assert answers == [1] * len(frames), Counter(answers)
+    # Otherwise only brakes before the first image (stamp 0) and answers to frames newer
+    # than the snapshot.
+    extra = {stamp for stamp in per_stamp if stamp not in set(frames)}
+    assert all(stamp == 0 or stamp > frames[-1] for stamp in extra), extra
+    print(f'controls per frame: {sum(answers) / len(frames):.3f} over {len(frames)} frames; '
+          f'{policy.published} controls published')
+
+
 def test_images_that_stop_are_braked_for_within_max_age(alone, checkpoints):
     max_age = 0.8
     start_policy(alone, checkpoints['constant'], max_age=max_age, gate_rate=20.0)
@@ -331,7 +369,7 @@ def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpo
     controls, camera = Controls(helper), Camera(helper)
     assert wait_for(lambda: policy.worker.processed >= 5 and markers, timeout=60)
     odometry.publish(bad)
-    assert wait_for(lambda: policy.rejected_images['odometry_not_finite'] >= 1, timeout=30)
+    assert wait_for(lambda: policy.rejected['odometry_not_finite'] >= 1, timeout=30)
     camera.running = False
     sent = {stamp for _, stamp in camera.sent}
     answered = [c for _, stamp, c in list(controls.items) if stamp in sent]
@@ -367,7 +405,7 @@ def test_waypoint_head_drives_through_the_controller_with_markers(alone, checkpo
         broken = encode_plan(plan, helper.get_clock().now().to_msg())
         broken.poses[1].header.frame_id = 'NORTH'
         plans.publish(broken)
-        assert wait_for(lambda: policy.rejected_images['global_plan_malformed'] >= 1,
+        assert wait_for(lambda: policy.rejected['global_plan_malformed'] >= 1,
                         timeout=30)
 
 

@@ -22,23 +22,24 @@ def test_nothing_received_brakes_and_names_why():
     gate = SafetyGate()
     assert gate.command(0.0) == (FULL_BRAKE, 0, 'no_image')
     gate.on_image(1.0, 7 * MS)
-    assert gate.command(1.1) == (FULL_BRAKE, 7 * MS, 'no_inference')
-    assert gate.interventions == {'no_image': 1, 'no_inference': 1}
+    # The first inference is awaited: the last command sent was already a brake.
+    assert gate.command(1.1) is None
+    assert gate.braking_reason(1.1) == 'no_inference'
+    assert gate.command(1.6) == (FULL_BRAKE, 7 * MS, 'stale_image')
+    assert gate.interventions == {'no_image': 1, 'stale_image': 1}
 
 
-def test_a_good_output_passes_and_is_repeated_with_its_source_stamp():
+def test_the_timer_is_silent_while_outputs_are_fresh():
     gate = driving_gate(steer_smoothing=1.0)
-    for now in (10.05, 10.3, 10.49):
-        command = gate.command(now)
-        assert command.reason is None and command.stamp_ns == 1000 * MS
-        assert command.control == Control(steer=0.1, throttle=0.5, brake=0.0)
+    for now in (10.05, 10.3, 10.5):
+        assert gate.command(now) is None
     assert sum(gate.interventions.values()) == 0
 
 
 def test_stale_image_brakes_after_max_age_with_the_newest_image_stamp():
     gate = driving_gate(max_age_s=0.5)
     gate.on_image(10.2, 1050 * MS)  # a newer frame, inference still on the old one
-    assert gate.command(10.5).reason is None
+    assert gate.command(10.5) is None
     # Inference is older than max_age first: its source arrived at 10.0.
     assert gate.command(10.51) == (FULL_BRAKE, 1050 * MS, 'stale_inference')
     assert gate.command(10.71) == (FULL_BRAKE, 1050 * MS, 'stale_image')
@@ -61,45 +62,49 @@ def test_non_finite_outputs_brake_until_a_finite_one_arrives(field, bad):
     gate = driving_gate()
     command = gate.on_inference(1050 * MS, Control(**{field: bad}), 10.05)
     assert command == (FULL_BRAKE, 1050 * MS, 'nan_output')
-    assert gate.command(10.1) == (FULL_BRAKE, 1050 * MS, 'nan_output')
+    assert gate.command(10.1) is None  # that result was the brake for its frame
+    assert gate.braking_reason(10.1) == 'nan_output'
     recovered = gate.on_inference(1100 * MS, Control(throttle=0.4), 10.15)
     assert recovered.reason is None and recovered.control.throttle == 0.4
-    assert gate.interventions['nan_output'] == 2
+    assert gate.interventions['nan_output'] == 1
 
 
 def test_emergency_stop_latches_until_released_and_beats_everything_but_disable():
     gate = driving_gate()
-    gate.set_emergency_stop(True)
-    assert gate.command(10.1) == (FULL_BRAKE, 1000 * MS, 'emergency_stop')
+    # One brake to send at once, then every output is a brake; the timer stays silent
+    # while outputs are fresh (they carry the brake).
+    assert gate.set_emergency_stop(True) == (FULL_BRAKE, 1000 * MS, 'emergency_stop')
+    assert gate.command(10.1) is None
     assert gate.on_inference(1050 * MS, Control(throttle=1.0), 10.1).reason == 'emergency_stop'
     assert gate.command(20.0).reason == 'emergency_stop'  # even when everything is stale
-    gate.set_enabled(False)
+    assert gate.set_enabled(False) == (FULL_BRAKE, 1000 * MS, 'disabled')
     assert gate.command(20.0).reason == 'disabled'
-    gate.set_enabled(True)
-    gate.set_emergency_stop(False)
+    assert gate.set_enabled(True) is None
+    assert gate.set_emergency_stop(False) is None
     assert gate.command(20.0).reason == 'stale_image'
     gate.on_image(20.0, 2000 * MS)
     assert gate.command(20.01).reason == 'stale_inference'
 
 
-def test_release_resumes_with_the_newest_output_without_waiting_for_another():
+def test_release_drives_with_the_next_output():
     gate = driving_gate(steer_smoothing=1.0)
     gate.set_emergency_stop(True)
     gate.on_image(10.05, 1050 * MS)
-    gate.on_inference(1050 * MS, Control(steer=-0.2, throttle=0.7), 10.06)
-    gate.set_emergency_stop(False)
-    command = gate.command(10.07)
-    assert command.reason is None and command.stamp_ns == 1050 * MS
-    assert command.control == Control(steer=-0.2, throttle=0.7)
+    assert gate.on_inference(1050 * MS, Control(steer=-0.2, throttle=0.7),
+                             10.06).reason == 'emergency_stop'
+    assert gate.set_emergency_stop(False) is None
+    gate.on_image(10.1, 1100 * MS)
+    command = gate.on_inference(1100 * MS, Control(steer=-0.2, throttle=0.7), 10.11)
+    assert command == (Control(steer=-0.2, throttle=0.7), 1100 * MS, None)
 
 
 def test_disabled_brakes_and_reenabling_drives_again():
     gate = driving_gate()
-    gate.set_enabled(False)
-    assert gate.command(10.1) == (FULL_BRAKE, 1000 * MS, 'disabled')
+    assert gate.set_enabled(False) == (FULL_BRAKE, 1000 * MS, 'disabled')
+    assert gate.on_inference(1050 * MS, Control(throttle=0.5), 10.05).reason == 'disabled'
     gate.set_enabled(True)
-    assert gate.command(10.2).reason is None
-    assert gate.interventions == {'disabled': 1}
+    assert gate.on_inference(1100 * MS, Control(throttle=0.5), 10.1).reason is None
+    assert gate.interventions == {'disabled': 2}
 
 
 def test_brake_wins_over_throttle_and_a_tiny_brake_is_released():
@@ -153,19 +158,20 @@ def test_steering_is_smoothed_by_an_exponential_moving_average():
 def test_after_a_brake_steering_starts_from_the_new_prediction():
     gate = driving_gate(steer_smoothing=0.5, steer_rate_limit=1.0)
     gate.set_emergency_stop(True)
-    gate.command(10.05)
     gate.set_emergency_stop(False)
     command = gate.on_inference(1050 * MS, Control(steer=-0.8, throttle=0.2), 10.06)
     assert command.control.steer == pytest.approx(-0.8)
 
 
-def test_timer_commands_repeat_and_never_move_the_steering():
+def test_timer_brakes_never_move_the_steering_state_of_fresh_outputs():
     gate = SafetyGate(GateConfig(steer_rate_limit=1.0, steer_smoothing=1.0))
     gate.on_image(0.0, 0)
     gate.on_inference(0, Control(steer=0.0), 0.0)
     first = gate.on_inference(STEP_NS, Control(steer=1.0), 0.01)
     assert first.control.steer == pytest.approx(0.05)
-    assert {gate.command(0.01 + 0.05 * i).control.steer for i in range(5)} == {first.control.steer}
+    assert all(gate.command(0.01 + 0.05 * i) is None for i in range(5))
+    second = gate.on_inference(2 * STEP_NS, Control(steer=1.0), 0.3)
+    assert second.control.steer == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize('changes, message', [

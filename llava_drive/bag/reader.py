@@ -17,7 +17,8 @@ from llava_drive.bag import format as bagfmt
 from llava_drive.bag.format import BagReadError
 from llava_drive.bag.trim import load_exclusions
 from llava_drive.control import Control
-from llava_drive.image_codec import decode_raw, ImageError, to_rgb
+from llava_drive.image_codec import (decode_compressed, decode_raw, ImageError,
+                                     to_rgb)
 from llava_drive.nodes.interfaces import SPEEDOMETER_LEAF
 import numpy as np
 from rosbags.highlevel import AnyReader
@@ -170,11 +171,7 @@ def decode_image(message, msgtype: str) -> np.ndarray:
     :param msgtype: its type name.
     """
     if msgtype == bagfmt.COMPRESSED_IMAGE_TYPE:
-        buffer = np.frombuffer(message.data, dtype=np.uint8)
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
-        if bgr is None:
-            raise ImageError('undecodable_jpeg', f'{buffer.size} bytes of {message.format!r}')
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(decode_compressed(message.data), cv2.COLOR_BGR2RGB)
     image = decode_raw(message.encoding, message.height, message.width, message.step,
                        message.data)
     return to_rgb(image, message.encoding)

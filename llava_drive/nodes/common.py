@@ -96,8 +96,21 @@ def topic_or_default(value: str, default: str) -> str:
     return value if value else default
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _Interrupt:
+    """
+    SIGINT/SIGTERM handler: the first signal ends spinning, every later one is ignored.
+
+    Disarmed by its first call, so a signal in the same burst (Ctrl-C pressed twice, a
+    launch's SIGINT then SIGTERM) never interrupts the clean-up the first one started.
+    """
+
+    def __init__(self):
+        self.armed = True
+
+    def __call__(self, signum, frame):
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
 
 
 def spin_tolerantly(node) -> None:
@@ -123,26 +136,24 @@ def spin_tolerantly(node) -> None:
     executor.remove_node(node)
 
 
-def run_node(node_class, args=None, keep_context_on_interrupt=False) -> None:
+def run_node(node_class, args=None) -> None:
     """
-    Init, spin ``node_class()``, and always clean up.
+    Init, spin ``node_class()``, and always clean up, exactly once.
 
-    SIGTERM is turned into the same clean shutdown as Ctrl-C: Humble's rclpy does not handle
-    it, and a recorder killed without ``destroy_node`` would leave an unfinished bag.
-
-    :param keep_context_on_interrupt: leave rclpy's SIGINT handler out, so the context is
-        still up in ``destroy_node`` (the policy publishes its final brake there).
+    SIGINT and SIGTERM end spinning the same way, and only the first of them counts: a
+    second one during the shutdown neither raises nor skips ``destroy_node`` (a recorder
+    closes its bag there). rclpy's own handlers stay out, so the context is still up in
+    ``destroy_node`` (the policy publishes its final brake there).
     """
-    if keep_context_on_interrupt:
-        from rclpy.signals import SignalHandlerOptions
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        signal.signal(signal.SIGINT, _raise_interrupt)
-    else:
-        rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt = _Interrupt()
     node = None
     exit_code = 0
     try:
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         node = node_class()
         spin_tolerantly(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -151,7 +162,9 @@ def run_node(node_class, args=None, keep_context_on_interrupt=False) -> None:
         print(f'[{node_class.__name__}] refused to start: {error}', file=sys.stderr)
         exit_code = 2
     finally:
-        # A second Ctrl-C must not interrupt a recorder closing its bag.
+        # Ignored from here to the exit, by the OS: the interpreter's finalization would
+        # restore the default (killing) action for signals with Python handlers.
+        interrupt.armed = False
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:

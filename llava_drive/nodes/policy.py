@@ -5,14 +5,18 @@ Loads a checkpoint and the extractor its feature specification names (a mismatch
 at start-up, naming every difference). The camera subscription (best effort, depth 1) only
 hands the newest frame to an inference thread
 (:class:`llava_drive.policy.inference.InferenceWorker`), so the executor serving the timers
-never waits for the model. Every result goes through the safety gate
-(:mod:`llava_drive.policy.safety_gate`) and out at once, stamped with its source image's stamp
-(in synchronous simulation that steps the world, one result per frame); a fixed-rate timer
-re-publishes the gated command, or a full brake when images or inferences are older than
-``max_age``, the output is NaN, the emergency stop (``/llava_drive/emergency_stop``,
-std_msgs/Bool: True brakes until False; subscribed volatile so that any publisher matches,
-hence a value published before the node started is not seen) is on, or driving is disabled
-(``~/enable``, std_srvs/SetBool). Diagnostics on ``/diagnostics`` once a second; for RViz,
+never waits for the model. Control rate (architecture: Control rate): every result goes
+through the safety gate (:mod:`llava_drive.policy.safety_gate`) and out at once as exactly one
+control, stamped with its source image's stamp (in synchronous simulation that steps the
+world: one control per frame); a NaN output is a brake. The fixed-rate timer (``gate_rate``)
+publishes only a full brake, and only while images or inferences are older than ``max_age``.
+Engaging the emergency stop (``/llava_drive/emergency_stop``, std_msgs/Bool: True brakes until
+False; subscribed volatile so that any publisher matches, hence a value published before the
+node started is not seen) or disabling driving (``~/enable``, std_srvs/SetBool) sends one
+brake at once, and every result is a brake until released. Refused inputs (images outside
+``llava_drive.image_codec``'s bounds, non-finite speed or odometry, a malformed plan) are
+counted by reason (``rejected_<reason>`` in the diagnostics), logged the first time each
+reason is seen, and otherwise ignored. Diagnostics on ``/diagnostics`` once a second; for RViz,
 ``~/annotated_image`` and ``~/predicted_path`` (markers in the vehicle frame ``<role_name>``).
 Each frame carries its route input (command in effect and next target point from the global
 plan and the newest odometry, :class:`llava_drive.features.route_prompt.RouteTracker`, as
@@ -68,7 +72,9 @@ PARAMETERS = [
           'checkpoint'),
     Param('max_age', 0.5, 'brake when the newest image or inference is older (wall s)',
           0.01, 60.0, runtime=True),
-    Param('gate_rate', 20.0, 'rate of the safety gate control output (Hz)', 1.0, 1000.0),
+    Param('gate_rate', 20.0, 'rate of the full brakes the safety gate repeats while images '
+          'or inferences are older than max_age (Hz); results go out one per frame', 1.0,
+          1000.0),
     Param('steer_rate_limit', 4.0, 'largest steering change per second of stamp time (steer '
           'units; 0 = off)', 0.0, 100.0, runtime=True),
     Param('steer_smoothing', 0.6, 'weight of the newest steering prediction in its moving '
@@ -148,7 +154,7 @@ class Policy(Node):
             max_age_s=p['max_age'], steer_rate_limit=p['steer_rate_limit'],
             steer_smoothing=p['steer_smoothing'], brake_threshold=p['brake_threshold']))
         self.lock = threading.Lock()  # the gate and the control publisher, two threads
-        self.rejected_images = Counter()
+        self.rejected = Counter()  # inputs refused, by reason
         self.speed = math.nan
         self.pose = None  # (x, y, yaw) from the newest odometry
         self.route_tracker = RouteTracker()
@@ -227,9 +233,7 @@ class Policy(Node):
         try:
             image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except ImageError as error:
-            self.rejected_images[error.reason] += 1
-            self.get_logger().warning(f'ignored image: {error}',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+            self.reject(error.reason, f'image: {error}')
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         with self.lock:
@@ -238,33 +242,39 @@ class Policy(Node):
         self.worker.submit(Frame(stamp_ns, image, msg.encoding, now, self.speed, route))
 
     def on_speed(self, msg: Float32):
-        """Keep the newest speed (m/s) for heads that use it."""
-        self.speed = float(msg.data)
+        """Keep the newest finite speed (m/s) for heads that use it."""
+        speed = float(msg.data)
+        if not math.isfinite(speed):
+            self.reject('speed_not_finite', f'speed {speed}')
+            return
+        self.speed = speed
 
     def on_plan(self, msg):
         """Follow a new global plan (the route commands come from it and the odometry)."""
         try:
             plan = decode_plan(msg)
         except RouteMessageError as error:
-            self.rejected_images['global_plan_malformed'] += 1
-            self.get_logger().warning(f'ignored global plan: {error}',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+            self.reject('global_plan_malformed', f'global plan: {error}')
             return
         self.route_tracker.set_plan(plan)
         self.get_logger().info(f'global plan: {len(plan)} target points, {plan.length:.0f} m')
 
     def on_odometry(self, msg: Odometry):
-        """Keep the newest pose for the route command (a non-finite pose counts as none)."""
+        """Keep the newest finite pose for the route command."""
         position, q = msg.pose.pose.position, msg.pose.pose.orientation
         yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
         pose = (float(position.x), float(position.y), yaw)
-        if all(math.isfinite(value) for value in pose):
-            self.pose = pose
-        else:
-            self.pose = None
-            self.rejected_images['odometry_not_finite'] += 1
-            self.get_logger().warning('ignored odometry with a non-finite pose',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+        if not all(math.isfinite(value) for value in pose):
+            self.reject('odometry_not_finite', f'odometry pose {pose}')
+            return
+        self.pose = pose
+
+    def reject(self, reason: str, detail: str):
+        """Count one refused input; log the first of each reason (diagnostics have the rest)."""
+        self.rejected[reason] += 1
+        if self.rejected[reason] == 1:
+            self.get_logger().warning(f'ignored {detail}; further ones for this reason are '
+                                      f'only counted')
 
     def on_expert(self, msg):
         """Keep the newest expert control for the annotated image."""
@@ -277,14 +287,18 @@ class Policy(Node):
         """Latch (True) or release (False) the emergency stop."""
         with self.lock:
             changed = self.gate.emergency_stopped != bool(msg.data)
-            self.gate.set_emergency_stop(msg.data)
+            brake = self.gate.set_emergency_stop(msg.data)
+            if brake is not None:
+                self._publish(brake)
         if changed:
             self.get_logger().warning(f'emergency stop {"ON" if msg.data else "released"}')
 
     def on_enable(self, request, response):
         """Enable (True) or disable (False: full brake) driving."""
         with self.lock:
-            self.gate.set_enabled(request.data)
+            brake = self.gate.set_enabled(request.data)
+            if brake is not None:
+                self._publish(brake)
         response.success = True
         response.message = 'driving enabled' if request.data else 'driving disabled (braking)'
         self.get_logger().info(response.message)
@@ -316,16 +330,18 @@ class Policy(Node):
                                 throttle_duration_sec=LOG_THROTTLE_S)
 
     def on_gate_timer(self):
-        """Publish the gated command, or a brake, at the fixed gate rate."""
+        """Publish a full brake while the outputs are stale (silent otherwise)."""
         with self.lock:
             command = self.gate.command(time.monotonic())
-            self._publish(command)
-        if command.reason != self.last_reason:
-            if command.reason is not None:
-                self.get_logger().warning(f'safety gate braking: {command.reason}')
-            elif self.last_reason is not None:
+            if command is not None:
+                self._publish(command)
+        reason = command.reason if command is not None else None
+        if reason != self.last_reason:
+            if reason is not None:
+                self.get_logger().warning(f'safety gate braking: {reason}')
+            else:
                 self.get_logger().info(f'safety gate released ({self.last_reason} cleared)')
-            self.last_reason = command.reason
+            self.last_reason = reason
 
     def _publish(self, command):
         """Send one control (caller holds the lock)."""
@@ -425,8 +441,9 @@ class Policy(Node):
             'frames_dropped_stale': stats['dropped_stale'],
             'inference_errors': stats['errors'],
             'controls_published': self.published,
-            'images_rejected': sum(self.rejected_images.values()),
+            'inputs_rejected': sum(self.rejected.values()),
         }
+        values.update({f'rejected_{reason}': count for reason, count in self.rejected.items()})
         values.update({f'intervention_{name}': count for name, count in interventions.items()})
         status.values = [KeyValue(key=key, value=f'{value:.2f}' if isinstance(value, float)
                                   else str(value)) for key, value in values.items()]
@@ -451,13 +468,8 @@ class Policy(Node):
 
 
 def main(args=None):
-    """
-    Run the policy node; Ctrl-C and SIGTERM still let it send its final brake.
-
-    rclpy's own SIGINT handler would shut the context down before ``destroy_node`` runs, and
-    a shut-down context cannot publish the brake.
-    """
-    run_node(Policy, args, keep_context_on_interrupt=True)
+    """Run the policy node; Ctrl-C and SIGTERM still let it send its final brake."""
+    run_node(Policy, args)
 
 
 if __name__ == '__main__':

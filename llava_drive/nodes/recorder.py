@@ -6,8 +6,11 @@ Services (std_srvs/Trigger), in any order: ``~/start``, ``~/stop`` (closes the b
 goes to a new bag directory beside it, ``<bag_path>_001``, ``_002``, ...: ``~/start`` after
 ``~/stop`` never reopens a closed bag. A recorder that cannot open its first bag (``autostart``)
 exits with status 2 and one line. Status as JSON on ``~/status`` (``RecorderStatus``).
-Nothing bad on the wire crashes it: each rejected frame or control is counted by reason,
-logged (throttled), and written into the bag's recording summary.
+Nothing bad on the wire crashes it: each rejected frame (unknown encoding, a size outside
+``llava_drive.image_codec``'s bounds, data that does not match its step), control, speed,
+odometry or episode marker is counted by reason, logged the first time each reason is seen,
+written into the bag's recording summary, and otherwise ignored (the newest valid speed and
+odometry stay in effect).
 """
 from collections import Counter
 import math
@@ -269,18 +272,28 @@ class Recorder(Node):
 
     def on_speed(self, msg: Float32):
         """Remember the newest speed (m/s); it is written with the next frame."""
-        self.speed = float(msg.data)
+        speed = float(msg.data)
+        if not math.isfinite(speed):
+            self.reject('speed_not_finite', f'speed {speed}')
+            return
+        self.speed = speed
 
     def on_odometry(self, msg: Odometry):
         """Remember the newest odometry; it is written with the next frame."""
         pose, twist = msg.pose.pose, msg.twist.twist
-        self.odometry = OdometrySample(
+        sample = OdometrySample(
             position=(pose.position.x, pose.position.y, pose.position.z),
             orientation=(pose.orientation.x, pose.orientation.y, pose.orientation.z,
                          pose.orientation.w),
             linear_velocity=(twist.linear.x, twist.linear.y, twist.linear.z),
             angular_velocity=(twist.angular.x, twist.angular.y, twist.angular.z),
             frame_id=msg.header.frame_id, child_frame_id=msg.child_frame_id)
+        values = (sample.position + sample.orientation + sample.linear_velocity
+                  + sample.angular_velocity)
+        if not all(math.isfinite(value) for value in values):
+            self.reject('odometry_not_finite', f'odometry {values}')
+            return
+        self.odometry = sample
 
     def on_episode(self, msg: String):
         """Write a simulator episode marker into the bag."""
@@ -374,9 +387,11 @@ class Recorder(Node):
         self.stop()
 
     def reject(self, reason: str, detail: str):
-        """Count and log (throttled) one rejected input."""
+        """Count one rejected input; log the first of each reason (the status has the counts)."""
         self.rejected[reason] += 1
-        self.get_logger().warning(f'rejected ({reason}): {detail}', throttle_duration_sec=2.0)
+        if self.rejected[reason] == 1:
+            self.get_logger().warning(f'rejected ({reason}): {detail}; further ones for this '
+                                      f'reason are only counted')
 
     # -- services and status -------------------------------------------------------------
     def srv_start(self, request, response):

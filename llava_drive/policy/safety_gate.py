@@ -9,6 +9,14 @@ it clamps the ranges, never lets throttle and brake act together (brake wins), s
 steering (exponential moving average) and limits its rate. Every command it changes is
 counted by reason in :attr:`SafetyGate.interventions`.
 
+Output contract (architecture: Control rate): every model output gives exactly one command
+(:meth:`SafetyGate.on_inference`), stamped with its source frame, so a synchronous simulator
+gets one control per frame. The fixed-rate timer (:meth:`SafetyGate.command`) says nothing
+while the outputs are fresh; it brakes only when no output can be trusted any more (no image
+or an image older than ``max_age_s``, or the newest output computed from an image older than
+that), because then no output will come to answer for it. Engaging the emergency stop or
+disabling returns one brake to send at once; every later output is a brake until released.
+
 Time: ``now`` arguments are ``time.monotonic()`` seconds; stamps are the source images'
 ``header.stamp`` in nanoseconds. The steering rate limit runs on stamp time, the time the
 vehicle experiences between two frames, so a synchronous simulation that steps faster or
@@ -90,7 +98,7 @@ class SafetyGate:
 
     Call :meth:`on_image` for every camera frame, :meth:`on_inference` for every model
     output (publish what it returns: in synchronous simulation that steps the world), and
-    :meth:`command` from a fixed-rate timer (publish what it returns too).
+    :meth:`command` from a fixed-rate timer (publish what it returns, when anything).
 
     :param config: the limits.
     """
@@ -104,9 +112,7 @@ class SafetyGate:
         self.image_received = None      # wall time of the newest image
         self.image_stamp_ns = 0
         self.inference_source = None    # wall time its source image arrived
-        self.inference_stamp_ns = 0
         self.inference_finite = True
-        self.inference_control = None   # the newest raw model output
         self.smoothed_steer = None      # EMA state over the valid predictions
         self.last_command = None        # the newest gated model command (not a brake)
         self.last_steer_stamp_ns = None
@@ -123,21 +129,23 @@ class SafetyGate:
         if stamp_ns is not None:
             self.image_stamp_ns = max(self.image_stamp_ns, int(stamp_ns))
 
-    def set_emergency_stop(self, stopped: bool) -> None:
+    def set_emergency_stop(self, stopped: bool) -> Optional[GateCommand]:
         """
-        Latch or release the emergency stop.
+        Latch or release the emergency stop; return the brake to send at once, if any.
 
         :param stopped: True brakes until called again with False.
         """
         self.emergency_stopped = bool(stopped)
+        return self._brake(EMERGENCY_STOP, self.image_stamp_ns) if stopped else None
 
-    def set_enabled(self, enabled: bool) -> None:
+    def set_enabled(self, enabled: bool) -> Optional[GateCommand]:
         """
-        Enable or disable driving; disabled means full brake.
+        Enable or disable driving (full brake); return the brake to send at once, if any.
 
         :param enabled: False brakes until enabled again.
         """
         self.enabled = bool(enabled)
+        return None if enabled else self._brake(DISABLED, self.image_stamp_ns)
 
     def on_inference(self, stamp_ns: int, control: Control, now: float,
                      source_received: float = None) -> GateCommand:
@@ -152,32 +160,31 @@ class SafetyGate:
         """
         stamp_ns = int(stamp_ns)
         self.inference_source = now if source_received is None else source_received
-        self.inference_stamp_ns = stamp_ns
         self.inference_finite = _finite(control)
-        self.inference_control = control
         reason = self._braking_reason(now)
         if reason is not None:
             return self._brake(reason, stamp_ns)
         return self._gated(control, stamp_ns)
 
     # -- the fixed-rate output -----------------------------------------------------------
-    def command(self, now: float) -> GateCommand:
+    def command(self, now: float) -> Optional[GateCommand]:
         """
-        Return the command for a timer tick: the newest gated output again, or a brake.
+        Return a timer tick's command: a full brake once the outputs are stale, else None.
 
-        A re-published output keeps its source image's stamp; a brake for stale inputs
-        carries the newest image's stamp, so it reaches a bridge that waits for the
-        current frame.
+        Stale: no image, the newest image older than ``max_age_s``, or the newest output
+        computed from an image that arrived longer ago (before the first output, the newest
+        published command is already a brake for no image). The brake carries the newest
+        image's stamp, so it reaches a bridge that waits for the current frame; its reason
+        is the strongest one that holds (disabled and the emergency stop first).
 
         :param now: wall time (monotonic seconds).
         """
-        reason = self._braking_reason(now)
-        if reason is not None:
-            stamp = self.inference_stamp_ns if reason == NAN_OUTPUT else self.image_stamp_ns
-            return self._brake(reason, stamp)
-        if self.last_command is None:  # released from a brake: gate the newest output afresh
-            return self._gated(self.inference_control, self.inference_stamp_ns)
-        return GateCommand(self.last_command, self.inference_stamp_ns, None)
+        max_age = self.config.max_age_s
+        stale = self.image_received is None or now - self.image_received > max_age or (
+            self.inference_source is not None and now - self.inference_source > max_age)
+        if not stale:
+            return None
+        return self._brake(self._braking_reason(now), self.image_stamp_ns)
 
     def braking_reason(self, now: float) -> Optional[str]:
         """
