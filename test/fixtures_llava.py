@@ -49,7 +49,8 @@ def scene_frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
 
 
 def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
-              episode: int = 0, size=(48, 64), poses=None, plan=None) -> list:
+              episode: int = 0, size=(48, 64), poses=None, plan=None, controls=None,
+              speeds=None) -> list:
     """
     Write a small bag with ``count`` pairs via BagWriter; return the written controls.
 
@@ -60,13 +61,15 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
     :param size: (height, width) of the frames.
     :param poses: optional ``(x, y, yaw)`` per pair, written as odometry.
     :param plan: optional global plan dict for the start marker (as sim_bridge writes it).
+    :param controls: optional control per pair (default: a steer ramp).
+    :param speeds: optional speed per pair (default: the pair index).
     """
     import math
 
     from llava_drive.bag.format import OdometrySample
     from llava_drive.bag.writer import BagWriter, BagWriterConfig
 
-    controls = []
+    written = []
     writer = BagWriter(BagWriterConfig(path=str(path), image_format='raw', backend='mcap'))
     try:
         marker = {'event': 'start', 'episode': episode}
@@ -74,8 +77,8 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
             marker['global_plan'] = plan
         writer.write_episode_marker(start_ns, marker)
         for index in range(count):
-            control = Control(steer=round(-0.5 + index / count, 3), throttle=0.5,
-                              brake=0.1 * (index % 2))
+            control = controls[index] if controls else Control(
+                steer=round(-0.5 + index / count, 3), throttle=0.5, brake=0.1 * (index % 2))
             odometry = None
             if poses is not None:
                 x, y, yaw = poses[index]
@@ -83,8 +86,9 @@ def write_bag(path, count: int = 6, start_ns: int = 1_700_000_000_000_000_000,
                     0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)))
             writer.write_pair(start_ns + index * 50_000_000,
                               scene_frame(index + 10 * episode, *size), 'rgb8', control,
-                              speed=float(index), odometry=odometry)
-            controls.append(control)
+                              speed=speeds[index] if speeds else float(index),
+                              odometry=odometry)
+            written.append(control)
     finally:
         writer.close()
-    return controls
+    return written

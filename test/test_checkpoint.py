@@ -2,13 +2,14 @@
 import json
 
 from learning_data import synthetic_spec
+from llava_drive.learning import checkpoint as checkpoint_module
 from llava_drive.learning.checkpoint import (check_feature_spec, CheckpointError,
                                              FeatureSpecMismatch, load_checkpoint,
                                              save_checkpoint)
 from llava_drive.learning.heads import build_head
 import numpy as np
 import pytest
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 import torch
 
 
@@ -84,3 +85,73 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
 def test_feature_dim_of_head_and_spec_must_agree(tmp_path):
     with pytest.raises(CheckpointError, match='feature_dim 32'):
         save_checkpoint(tmp_path, trained_like_head('mlp'), synthetic_spec(feature_dim=32))
+
+
+def one_line_refusal(directory, message):
+    """Assert that loading ``directory`` is refused with a one-line CheckpointError."""
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_checkpoint(directory)
+    assert '\n' not in str(error.value)
+
+
+def test_damaged_or_incomplete_checkpoints_are_refused_in_one_line(tmp_path):
+    save_checkpoint(tmp_path, trained_like_head('mlp'), synthetic_spec(), {}, {'lr': 0.1})
+    files = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    weights = tmp_path / 'model.safetensors'
+    nan_state = {name: tensor.clone() for name, tensor in load_file(str(weights)).items()}
+    next(t for t in nan_state.values() if t.is_floating_point() and t.ndim == 2)[0, 0] = np.nan
+    cases = [('model.safetensors', b'', 'corrupt .*model.safetensors'),
+             ('model.safetensors', files['model.safetensors'][:100], 'corrupt'),
+             ('model.safetensors', b'\x80\x04garbage' * 10, 'corrupt'),
+             ('config.json', b'[1, 2]', 'a JSON list, not an object'),
+             ('config.json', b'{"format_version": 1', 'corrupt .*config.json'),
+             ('train_config.json', b'{', 'corrupt .*train_config.json'),
+             ('train_config.json', None, 'has no train_config.json'),
+             ('model.safetensors', None, 'has no model.safetensors')]
+    for name, content, message in cases:
+        if content is None:
+            (tmp_path / name).unlink()
+        else:
+            (tmp_path / name).write_bytes(content)
+        one_line_refusal(tmp_path, message)
+        (tmp_path / name).write_bytes(files[name])
+    save_file(nan_state, str(weights))
+    one_line_refusal(tmp_path, 'non-finite weights')
+    weights.write_bytes(files['model.safetensors'])
+    load_checkpoint(tmp_path)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / 'ckpt'
+    head = trained_like_head('mlp')
+
+    def disk_full(path, document):
+        raise OSError(28, 'No space left on device')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint_module, '_write_json', disk_full)
+        with pytest.raises(OSError, match='No space left'):
+            save_checkpoint(target, head, synthetic_spec())
+    assert list(tmp_path.iterdir()) == []  # no checkpoint, no staging directory
+    save_checkpoint(target, head, synthetic_spec(), {'val_steer_mae': 0.1})
+    before = {path.name: path.read_bytes() for path in target.iterdir()}
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint_module, '_write_json', disk_full)
+        with pytest.raises(OSError):
+            save_checkpoint(target, trained_like_head('gru'), synthetic_spec())
+    assert {path.name: path.read_bytes() for path in target.iterdir()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ['ckpt']
+    # A successful save replaces the whole checkpoint.
+    save_checkpoint(target, trained_like_head('gru'), synthetic_spec())
+    assert load_checkpoint(target)[1]['head']['kind'] == 'gru'
+    assert [path.name for path in tmp_path.iterdir()] == ['ckpt']
+
+
+def test_a_directory_that_is_no_checkpoint_is_never_replaced(tmp_path):
+    (tmp_path / 'notes.txt').write_text('keep me')
+    with pytest.raises(CheckpointError, match='non-empty directory without a checkpoint'):
+        save_checkpoint(tmp_path, trained_like_head('mlp'), synthetic_spec())
+    assert [path.name for path in tmp_path.iterdir()] == ['notes.txt']
+    with pytest.raises(CheckpointError, match='not a directory'):
+        save_checkpoint(tmp_path / 'notes.txt', trained_like_head('mlp'), synthetic_spec())
+    assert (tmp_path / 'notes.txt').read_text() == 'keep me'

@@ -93,3 +93,27 @@ def test_help_is_fast_and_does_not_import_torch():
                             check=True, timeout=60)
     assert '--head {mlp,gru,transformer}' in result.stdout
     assert result.stdout.strip().endswith('False')
+
+
+def test_a_nan_frame_or_a_damaged_checkpoint_is_refused_in_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    root, heldout = trained
+    nan_file = tmp_path / heldout[0].name
+    shutil.copy(heldout[0].with_suffix('.json'), nan_file.with_suffix('.json'))
+    with safe_open(str(heldout[0]), framework='numpy') as handle:
+        metadata = handle.metadata()
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    tensors['actions'][11, 0] = np.nan
+    save_file(tensors, str(nan_file), metadata=metadata)
+    assert main(['evaluate-offline', str(root / 'model'), str(nan_file)]) == 2
+    error = capsys.readouterr().err
+    assert error.count('\n') == 1 and 'frame 11' in error and 'non-finite actions' in error
+    broken = tmp_path / 'model'
+    shutil.copytree(root / 'model', broken)
+    (broken / 'model.safetensors').write_bytes(b'\0' * 16)
+    assert main(['evaluate-offline', str(broken), str(heldout[0])]) == 2
+    error = capsys.readouterr().err
+    assert error.count('\n') == 1 and 'corrupt' in error and 'Traceback' not in error

@@ -6,7 +6,9 @@ import sys
 
 from fixtures_llava import tiny_llava_dir, write_bag  # noqa: F401
 from llava_drive.bag.reader import read_pairs
-from llava_drive.bag.trim import add_exclusions
+from llava_drive.bag.trim import add_exclusions, exclusions_path
+from llava_drive.bag.writer import BagWriter
+from llava_drive.control import Control
 from llava_drive.features import cli as features_cli
 from llava_drive.features import extract_bags as extract_module
 from llava_drive.features.extract_bags import parse_shard, select_shard
@@ -127,15 +129,21 @@ def test_broken_bags_are_skipped_and_fail_the_run(
     write_bag(truncated, count=6)
     mcap = next(truncated.glob('*.mcap'))
     mcap.write_bytes(mcap.read_bytes()[:mcap.stat().st_size // 2])
+    damaged = tmp_path / 'damaged_exclusions'
+    write_bag(damaged, count=3)
+    exclusions_path(damaged).write_text('- {start_ns: [\n')
     out = tmp_path / 'features'
-    code = run('extract', truncated, tmp_path / 'missing', root / 'run_a', '--model',
+    code = run('extract', truncated, tmp_path / 'missing', damaged, root / 'run_a', '--model',
                tiny_llava_dir, '--out', out, '--no-progress')
     assert code == 1
     captured = capsys.readouterr()
-    assert '2 of 3 bags failed' in captured.err
+    assert '3 of 4 bags failed' in captured.err
     assert 'failed   %s' % (tmp_path / 'missing') in captured.out
     assert 'does not exist' in captured.out
     assert 'failed   %s' % truncated in captured.out
+    assert 'failed   %s' % damaged in captured.out and 'exclusions.yaml' in captured.out
+    assert '1 bag(s) written, 0 up to date, 3 failed; frames 0 dropped' in captured.out
+    assert 'Traceback' not in captured.err
     assert sorted(p.name for p in out.iterdir()) == ['run_a.json', 'run_a.safetensors']
 
 
@@ -158,6 +166,46 @@ def test_undecodable_frames_are_counted(tmp_path, bags, tiny_llava_dir, monkeypa
     stored = load_feature_file(out / 'run_a.safetensors')
     assert stored.num_frames == 5 and stored.meta['frames_skipped_undecodable'] == 1
     assert stored.meta['read_stats']['undecodable'] == {'undecodable_jpeg': 1}
+
+
+def test_bad_numbers_are_dropped_counted_and_logged_once_per_reason(
+        tmp_path, tiny_llava_dir, capsys, caplog, monkeypatch):  # noqa: F811
+    nan, good = float('nan'), Control(steer=0.1, throttle=0.5)
+    controls = [good, Control(steer=nan), good, Control(steer=1.5), Control(throttle=-0.2),
+                Control(brake=float('inf')), good, Control(steer=nan), good, good]
+    speeds = [3.0] * 8 + [nan, 500.0]
+    bag = tmp_path / 'dirty'
+    with monkeypatch.context() as patch:
+        # Write what another tool (or an older recorder) could have written.
+        patch.setattr(BagWriter, '_reject', lambda self, reason, detail: None)
+        write_bag(bag, count=10, controls=controls, speeds=speeds)
+    assert sum(1 for _ in read_pairs(bag, decode_images=False)) == 10
+    real_extract = LlavaFeatureExtractor.extract
+
+    def first_row_overflows(self, images, routes):
+        features = real_extract(self, images, routes).clone()
+        features[0] = float('inf')  # e.g. a float16 overflow
+        return features
+
+    monkeypatch.setattr(LlavaFeatureExtractor, 'extract', first_row_overflows)
+    out = tmp_path / 'features'
+    assert run('extract', bag, '--model', tiny_llava_dir, '--out', out,
+               '--no-progress') == 0
+    stored = load_feature_file(out / 'dirty.safetensors')
+    expected = {'nan_control': 3, 'control_out_of_range': 2, 'no_speed': 1,
+                'speed_out_of_range': 1, 'features_not_finite': 1}
+    assert stored.meta['frames_dropped'] == expected
+    start = 1_700_000_000_000_000_000
+    assert stored.stamps.tolist() == [start + 2 * 50_000_000, start + 6 * 50_000_000]
+    np.testing.assert_allclose(stored.actions, [[0.1, 0.5, 0.0]] * 2)
+    assert np.isfinite(stored.features).all() and (stored.speed == 3.0).all()
+    output = capsys.readouterr().out
+    assert '8 dropped (control_out_of_range 2, features_not_finite 1, nan_control 3, ' \
+        'no_speed 1, speed_out_of_range 1)' in output
+    assert '1 bag(s) written, 0 up to date, 0 failed; frames 8 dropped' in output
+    warnings = [r.getMessage() for r in caplog.records if 'dropping frames' in r.getMessage()]
+    assert sorted(w.split('dropping frames: ')[1].split(' ')[0] for w in warnings) == \
+        sorted(expected)
 
 
 def test_bad_model_or_arguments_exit_2(tmp_path, bags, capsys):

@@ -24,7 +24,7 @@ def make_arrays(count=5, dim=8, seed=0):
     """Return feature-file arrays with distinct values."""
     rng = np.random.default_rng(seed)
     return {'features': rng.standard_normal((count, dim)).astype(np.float32),
-            'actions': rng.uniform(-1, 1, (count, 3)).astype(np.float32),
+            'actions': rng.uniform([-1, 0, 0], 1, (count, 3)).astype(np.float32),
             'stamps': np.arange(count, dtype=np.int64) * 50_000_000 + 10**18,
             'speed': rng.uniform(0, 10, count).astype(np.float32),
             'episode': (np.arange(count) >= 2).astype(np.int64)}
@@ -153,3 +153,57 @@ def test_load_errors_are_clear(tmp_path):
     sidecar_path(path).write_text('{not json')
     with pytest.raises(FeatureStoreError, match='corrupt feature metadata'):
         load_feature_file(path)
+
+
+@pytest.mark.parametrize('tensor, frame, value, message', [
+    ('features', 3, np.nan, 'non-finite features'),
+    ('actions', 1, np.inf, 'non-finite actions'),
+    ('actions', 2, 1.5, 'actions out of range'),
+    ('speed', 4, np.nan, 'non-finite speed')])
+def test_write_refuses_bad_numbers_naming_the_frame(tmp_path, tensor, frame, value, message):
+    arrays = make_arrays()
+    arrays[tensor][frame] = value
+    with pytest.raises(FeatureStoreError, match=f'frame {frame} .*{message}'):
+        write_feature_file(tmp_path / 'a.safetensors', spec=make_spec(), **arrays)
+    assert not list(tmp_path.iterdir())
+
+
+def rewrite(path, **changes):
+    """Rewrite a feature file's tensors (and its embedded metadata), as damage would."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    with safe_open(str(path), framework='numpy') as handle:
+        metadata = handle.metadata()
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    metadata = changes.pop('metadata', metadata)
+    tensors.update(changes)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_load_refuses_bad_numbers_dtypes_shapes_and_headers(tmp_path):
+    path = write_feature_file(tmp_path / 'a.safetensors', spec=make_spec(), **make_arrays())
+    good = path.read_bytes()
+    arrays = make_arrays()
+    cases = [({'features': np.where(np.arange(5)[:, None] == 2, np.nan, arrays['features'])
+               .astype(np.float32)}, 'frame 2 .*non-finite features'),
+             ({'actions': arrays['actions'] * np.float32([1, -1, 1])}, 'actions out of range'),
+             ({'speed': np.full(5, np.inf, np.float32)}, 'frame 0 .*non-finite speed'),
+             ({'pose': np.full((5, 3), -np.inf, np.float32)}, 'infinite pose'),
+             ({'actions': arrays['actions'].astype(np.float64)}, 'actions is float64'),
+             ({'stamps': arrays['stamps'].astype(np.float32)}, 'stamps is float32'),
+             ({'speed': arrays['speed'][:, None]}, r'speed is float32 of shape \(5, 1\)'),
+             ({'metadata': {'llava_drive': '{not json'}}, 'embedded metadata is not JSON'),
+             ({'metadata': None}, 'does not belong')]
+    for changes, message in cases:
+        path.write_bytes(good)
+        rewrite(path, **dict(changes))
+        with pytest.raises(FeatureStoreError, match=message) as error:
+            load_feature_file(path)
+        assert str(path) in str(error.value) and '\n' not in str(error.value)
+    for damage in (b'not a safetensors file', b'\xff' * 8 + good[8:], good[:8] + b'[1, 2]'):
+        path.write_bytes(damage)
+        with pytest.raises(FeatureStoreError, match='corrupt feature file') as error:
+            load_feature_file(path)
+        assert '\n' not in str(error.value)
+    path.write_bytes(good)
+    assert load_feature_file(path).num_frames == 5

@@ -86,8 +86,8 @@ def checkpoints(tiny_llava_dir, tmp_path_factory):  # noqa: F811
         with torch.no_grad():
             head.layers[-1].weight.zero_()
             head.layers[-1].bias.copy_(torch.tensor([0.0, 0.5, -4.0]))  # thr 0.62, brk 0.02
-            if poison:
-                head.layers[0].weight.fill_(math.nan)
+            if poison:  # finite weights (NaN ones are refused on load), NaN outputs: x / 0
+                head.feature_std.zero_()
         return save_checkpoint(root / name, head, extractor.spec)
 
     waypoint_head = build_head(HeadConfig(feature_dim=extractor.feature_dim, hidden_size=8,

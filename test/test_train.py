@@ -146,3 +146,49 @@ def test_early_stopping_waits_for_min_epochs_and_follows_the_smoothed_loss(tmp_p
     for bad in ({'val_smoothing': 1.0}, {'val_smoothing': -0.1}, {'min_epochs': -1}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+
+
+def test_train_refuses_a_feature_file_with_bad_numbers_in_one_line(tmp_path, capsys):
+    from llava_drive.cli import main
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    paths = write_synthetic_bags(tmp_path / 'features', 3, frames=60)
+    with safe_open(str(paths[1]), framework='numpy') as handle:
+        metadata = handle.metadata()
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    tensors['features'][7, 3] = np.nan  # as a damaged or hand-made file would hold
+    save_file(tensors, str(paths[1]), metadata=metadata)
+    out = tmp_path / 'model'
+    code = main(['train', str(tmp_path / 'features'), '--out', str(out), '--epochs', '2',
+                 '--no-progress'])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.count('\n') == 1 and 'Traceback' not in error
+    assert str(paths[1]) in error and 'frame 7' in error and 'non-finite features' in error
+    assert not out.exists()
+
+
+def test_a_failed_training_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    from llava_drive.learning import train as train_module
+    write_synthetic_bags(tmp_path / 'features', 3, frames=60)
+    out = tmp_path / 'models' / 'mlp'
+    config = TrainConfig(hidden_size=8, epochs=2, batch_size=64, patience=0)
+
+    def plot_fails(*args):
+        raise OSError(28, 'No space left on device')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, 'plot_loss_curves', plot_fails)
+        with pytest.raises(OSError, match='No space left'):
+            train([tmp_path / 'features'], out, config, progress=False, log=None)
+    assert list((tmp_path / 'models').iterdir()) == []
+    train([tmp_path / 'features'], out, config, progress=False, log=None)
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, 'plot_loss_curves', plot_fails)
+        with pytest.raises(OSError):
+            train([tmp_path / 'features'], out, TrainConfig(hidden_size=16, epochs=2),
+                  progress=False, log=None)
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
+    assert [path.name for path in (tmp_path / 'models').iterdir()] == ['mlp']
+    assert load_checkpoint(out)[1]['head']['hidden_size'] == 8

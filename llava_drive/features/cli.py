@@ -4,6 +4,7 @@
 Nothing heavy is imported at module level: torch and transformers load inside the commands,
 so ``llava-drive --help`` stays fast.
 """
+from collections import Counter
 import json
 import logging
 from pathlib import Path
@@ -26,7 +27,10 @@ def register(subparsers) -> None:
         'extract', help='extract LLaVA features from bags into the feature store',
         description='Extract one feature file per bag (safetensors + JSON metadata). '
                     'Resumable: bags whose features match the spec are skipped. Unreadable '
-                    'bags are logged and skipped; the exit code is 1 if any bag failed.')
+                    'bags are logged and skipped, the others still extracted; the exit code '
+                    'is 1 if any bag failed. Pairs with non-finite or out-of-range controls, '
+                    'no or a non-finite speed, or non-finite features are dropped and '
+                    'counted by reason.')
     extract.add_argument('bags', nargs='+', metavar='BAG', help='rosbag2 bag directories')
     extract.add_argument('--model', required=True, metavar='DIR',
                          help='local Hugging Face LLaVA directory (e.g. %s)' % DEFAULT_TINY_DIR)
@@ -104,20 +108,35 @@ def run_extract(args) -> int:
     print('spec: mode=%s layer=%s grid=%s D=%d model=%s (%s)' % (
         spec.mode, spec.layer, spec.grid, spec.feature_dim, spec.model_name,
         spec.model_hash[:12]))
+    dropped = Counter()
     for result in results:
         line = '%-8s %s -> %s' % (result.status, result.bag, result.output)
         if result.status == 'written':
-            line += ' (%d frames, %.1f frames/s, %d undecodable skipped)' % (
+            line += ' (%d frames, %.1f frames/s, %d undecodable skipped, %s)' % (
                 result.frames, result.frames / max(result.seconds, 1e-9),
-                sum(result.stats.get('undecodable', {}).values()))
+                sum(result.stats.get('undecodable', {}).values()),
+                _dropped_text(result.dropped))
+            dropped.update(result.dropped)
         elif result.status == 'failed':
             line += ': ' + result.error
         print(line)
     failed = [r for r in results if r.status == 'failed']
+    print('%d bag(s) written, %d up to date, %d failed; frames %s' % (
+        sum(r.status == 'written' for r in results),
+        sum(r.status == 'skipped' for r in results), len(failed), _dropped_text(dropped)))
     if failed:
-        print('%d of %d bags failed' % (len(failed), len(results)), file=sys.stderr)
+        names = ' '.join(str(r.bag) for r in failed)
+        print('%d of %d bags failed: %s' % (len(failed), len(results), names), file=sys.stderr)
         return 1
     return 0
+
+
+def _dropped_text(counts) -> str:
+    """Return ``'3 dropped (nan_control 2, no_speed 1)'`` or ``'0 dropped'``."""
+    if not counts:
+        return '0 dropped'
+    return '%d dropped (%s)' % (sum(counts.values()), ', '.join(
+        '%s %d' % item for item in sorted(counts.items())))
 
 
 def load_plan_file(path):

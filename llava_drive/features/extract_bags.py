@@ -16,15 +16,22 @@ One feature file per bag, written atomically when the whole bag is done. Rules:
   each episode, as the live policy does). Without a plan or a pose the command is
   LANEFOLLOW and the target unknown (NaN), counted in the metadata. Per-frame prompt
   templates are filled from these inputs; all of them are stored beside the features.
-- Broken bags: a bag that cannot be read (missing, no metadata, corrupt MCAP) or yields no
-  usable frame is logged and skipped; the other bags are still extracted and the command
-  exits non-zero at the end, naming the failed bags. Frames that do not decode are skipped
-  and counted in the feature file's metadata.
+- Broken bags: a bag that cannot be read (missing, no metadata, corrupt MCAP, damaged
+  ``exclusions.yaml``) or yields no usable frame is logged and skipped; the other bags are
+  still extracted and the command exits 1 at the end, naming the failed bags. Frames that do
+  not decode are skipped and counted in the feature file's metadata.
+- Bad numbers never become labels: a pair whose control is not finite or outside the CARLA
+  ranges (steer [-1, 1], throttle and brake [0, 1]), whose speed is missing, not finite or
+  implausible, or whose features come out non-finite is dropped, counted by reason in the
+  metadata (``frames_dropped``) and logged once per reason and bag. Odometry poses that are
+  not finite are left out by the reader (the frame's pose is unknown, NaN).
 """
+from collections import Counter
 from dataclasses import dataclass, field
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 import time
 from typing import Optional
@@ -33,7 +40,7 @@ from llava_drive.bag import format as bagfmt
 from llava_drive.bag.reader import (BagReadError, count_pairs, read_json_topic, read_odometry,
                                     read_pairs, ReadStats)
 from llava_drive.bag.trim import exclusions_path
-from llava_drive.features.route_prompt import RouteTracker
+from llava_drive.features.route_prompt import MAX_SPEED_MPS, RouteTracker
 from llava_drive.features.spec import FeatureSpec
 from llava_drive.features.store import (
     feature_file_for_bag, FeatureStoreError, read_feature_metadata, write_feature_file)
@@ -140,6 +147,37 @@ def is_up_to_date(feature_path, spec: FeatureSpec, fingerprint: str,
     return same_bag and same_plan and not stored.differences(spec)
 
 
+def pair_problem(pair) -> Optional[str]:
+    """
+    Return why a pair cannot be a training sample (``'nan_control'``...), or None.
+
+    :param pair: a :class:`~llava_drive.bag.reader.Pair`.
+    """
+    problem = pair.control.problem()
+    if problem:
+        return problem
+    if math.isnan(pair.speed):
+        return 'no_speed'
+    if not abs(pair.speed) <= MAX_SPEED_MPS:
+        return 'speed_out_of_range'
+    return None
+
+
+class DropCounter:
+    """Count dropped frames by reason; log the first of each reason once."""
+
+    def __init__(self, bag):
+        self.bag = bag
+        self.counts = Counter()
+
+    def drop(self, reason: str, stamp_ns: int) -> None:
+        """Count one dropped frame."""
+        if not self.counts[reason]:
+            LOG.warning('%s: dropping frames: %s (first at stamp %d ns; further ones are '
+                        'counted, not logged)', self.bag, reason, stamp_ns)
+        self.counts[reason] += 1
+
+
 @dataclass
 class BagResult:
     """
@@ -152,6 +190,7 @@ class BagResult:
     :param seconds: wall time spent on the bag.
     :param error: the reason for ``'failed'``.
     :param stats: the reader's counts (pairs, excluded, undecodable...).
+    :param dropped: frames dropped for bad numbers, by reason.
     """
 
     bag: Path
@@ -161,6 +200,7 @@ class BagResult:
     seconds: float = 0.0
     error: str = ''
     stats: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)
 
 
 def _batches(pairs, batch_size: int):
@@ -200,49 +240,65 @@ def extract_bag(extractor, bag_path, out_path, batch_size: int = 8,
     tracker = RouteTracker(plan)
     current_episode = object()  # no frame yet
     stats = ReadStats()
+    dropped = DropCounter(bag_path)
     features, actions, stamps, speed, episode = [], [], [], [], []
     commands, targets, poses = [], [], []
+
+    def usable(pairs):
+        for pair in pairs:
+            bar.update(1)
+            problem = pair_problem(pair)
+            if problem:
+                dropped.drop(problem, pair.stamp_ns)
+            else:
+                yield pair
+
     with tqdm(total=total, unit='frame', desc=bag_path.name, disable=not progress,
               dynamic_ncols=True) as bar:
-        for batch in _batches(read_pairs(bag_path, honour_exclusions=True, stats=stats),
+        for batch in _batches(usable(read_pairs(bag_path, honour_exclusions=True, stats=stats)),
                               batch_size):
             routes = []
             for pair in batch:
                 if plan is None and pair.episode != current_episode:
                     tracker.set_plan(recorded.get(pair.episode))
                 current_episode = pair.episode
-                route, pose = tracker.route(odometry.get(pair.stamp_ns), pair.speed,
-                                            pair.episode)
-                routes.append(route)
+                routes.append(tracker.route(odometry.get(pair.stamp_ns), pair.speed,
+                                            pair.episode))
+            values = extractor.extract([p.image_rgb for p in batch],
+                                       [route for route, _ in routes]).cpu().numpy()
+            for pair, (route, pose), row in zip(batch, routes, values):
+                if not np.isfinite(row).all():  # e.g. a float16 overflow in the model
+                    dropped.drop('features_not_finite', pair.stamp_ns)
+                    continue
+                features.append(row)
                 poses.append(pose)
                 commands.append(int(route.command))
                 targets.append((route.target_forward, route.target_left))
-            features.append(extractor.extract([p.image_rgb for p in batch],
-                                              routes).cpu().numpy())
-            actions.extend(p.control.as_array() for p in batch)
-            stamps.extend(p.stamp_ns for p in batch)
-            speed.extend(p.speed for p in batch)
-            episode.extend(p.episode for p in batch)
-            bar.update(len(batch))
+                actions.append(pair.control.as_array())
+                stamps.append(pair.stamp_ns)
+                speed.append(pair.speed)
+                episode.append(pair.episode)
     if not stamps:
-        raise BagReadError('bag %s has no usable frames (%s)' % (bag_path, stats.as_dict()))
+        raise BagReadError('bag %s has no usable frames (%s, dropped %s)'
+                           % (bag_path, stats.as_dict(), dict(dropped.counts) or 'none'))
     seconds = time.monotonic() - start
     meta = {'source_bag': str(bag_path.resolve()), 'bag_fingerprint': fingerprint,
             'frames': len(stamps), 'frames_skipped_undecodable': stats.skipped,
             'frames_excluded': stats.excluded, 'read_stats': stats.as_dict(),
+            'frames_dropped': dict(dropped.counts),
             'extraction_seconds': round(seconds, 3),
             'batch_size': batch_size, 'device': str(extractor.device),
             'route_source': 'plan' if plan is not None else 'bag' if recorded else 'none',
             'plan_fingerprint': plan_fingerprint(plan),
             'frames_without_pose': tracker.without_pose,
             'frames_without_route': tracker.without_route}
-    write_feature_file(out_path, np.concatenate(features), np.asarray(actions, np.float32),
+    write_feature_file(out_path, np.stack(features), np.asarray(actions, np.float32),
                        np.asarray(stamps, np.int64), np.asarray(speed, np.float32),
                        np.asarray(episode, np.int64), extractor.spec, meta,
                        command=np.asarray(commands, np.int64),
                        target=np.asarray(targets, np.float32), pose=np.stack(poses))
     return BagResult(bag=bag_path, status='written', output=Path(out_path), frames=len(stamps),
-                     seconds=seconds, stats=stats.as_dict())
+                     seconds=seconds, stats=stats.as_dict(), dropped=dict(dropped.counts))
 
 
 def extract_bags(extractor, bags, out_dir, batch_size: Optional[int] = None, shard=(0, 1),
@@ -290,7 +346,7 @@ def _extract_one(extractor, bag, output, batch_size, overwrite, progress, plan) 
         return BagResult(bag=Path(bag), status='skipped', output=output)
     try:
         result = extract_bag(extractor, bag, output, batch_size, progress, plan)
-    except (BagReadError, OSError) as error:
+    except (BagReadError, FeatureStoreError, OSError) as error:
         LOG.error('%s: skipped, cannot extract: %s', bag, error)
         return BagResult(bag=Path(bag), status='failed', output=output, error=str(error))
     LOG.info('%s: %d frames -> %s (%.1f frames/s)', bag, result.frames, output,

@@ -20,12 +20,18 @@ same JSON is stored in the safetensors header, so a sidecar that does not belong
 tensors is detected. Both files are written under hidden temporary names and moved into place
 with ``os.replace`` (tensors first, sidecar last): a file without its sidecar, or a temporary
 file, is never a finished feature file.
+
+Bad numbers never enter or leave the store: writing and loading both refuse, naming the file
+and the first bad frame, non-finite features or speeds, actions that are not finite or outside
+the control ranges, and infinite targets or poses (NaN there means unknown). Loading also
+refuses wrong dtypes and shapes, a damaged safetensors header and a damaged embedded document.
 """
 from dataclasses import dataclass, field
 import json
 import os
 from pathlib import Path
 
+from llava_drive.control import BRAKE_RANGE, STEER_RANGE, THROTTLE_RANGE
 from llava_drive.features.route_prompt import NO_PLAN_COMMAND
 from llava_drive.features.spec import FeatureSpec
 from llava_drive.planning import RoadOption
@@ -37,6 +43,12 @@ FORMAT_VERSION = 1
 SUFFIX = '.safetensors'
 _META_KEY = 'llava_drive'
 _FEATURE_DTYPES = (np.float32, np.float16)
+# Stored dtype and rank of every tensor (features: either of _FEATURE_DTYPES).
+_LAYOUT = {'features': (_FEATURE_DTYPES, 2), 'actions': ((np.float32,), 2),
+           'stamps': ((np.int64,), 1), 'speed': ((np.float32,), 1),
+           'episode': ((np.int64,), 1), 'command': ((np.int64,), 1),
+           'target': ((np.float32,), 2), 'pose': ((np.float32,), 2)}
+_ACTION_RANGES = np.array([STEER_RANGE, THROTTLE_RANGE, BRAKE_RANGE], np.float32)
 
 
 class FeatureStoreError(Exception):
@@ -150,6 +162,37 @@ def _check_commands(command, where):
                                 % (where, int(command[bad][0]), sorted(valid.tolist())))
 
 
+def _first_bad_frame(bad: np.ndarray):
+    """Return the index of the first frame whose row of ``bad`` is set, or None."""
+    rows = bad.reshape(len(bad), -1).any(axis=1)
+    return int(np.argmax(rows)) if rows.any() else None
+
+
+def check_values(tensors: dict, where) -> None:
+    """
+    Refuse non-finite or out-of-range numbers, naming the first bad frame and its stamp.
+
+    :param tensors: the feature file's tensors by name (route tensors optional).
+    :param where: the file, for the message.
+    :raises FeatureStoreError: e.g. ``f.safetensors: frame 7 (stamp 1000 ns): actions out of
+        range``.
+    """
+    actions = tensors['actions']
+    checks = [(~np.isfinite(tensors['features']), 'non-finite features'),
+              (~np.isfinite(actions), 'non-finite actions'),
+              ((actions < _ACTION_RANGES[:, 0]) | (actions > _ACTION_RANGES[:, 1]),
+               'actions out of range (steer [-1, 1], throttle and brake [0, 1])'),
+              (~np.isfinite(tensors['speed']), 'non-finite speed')]
+    checks += [(np.isinf(tensors[name]), f'infinite {name} (NaN marks unknown)')
+               for name in ('target', 'pose') if tensors.get(name) is not None]
+    for bad, problem in checks:
+        frame = _first_bad_frame(bad)
+        if frame is not None:
+            raise FeatureStoreError('%s: frame %d (stamp %d ns): %s (%d frames affected)' % (
+                where, frame, int(tensors['stamps'][frame]), problem,
+                int(bad.reshape(len(bad), -1).any(axis=1).sum())))
+
+
 def write_feature_file(path, features, actions, stamps, speed, episode,
                        spec: FeatureSpec, meta: dict = None, command=None, target=None,
                        pose=None) -> Path:
@@ -191,8 +234,6 @@ def write_feature_file(path, features, actions, stamps, speed, episode,
         if tensors[name].shape[1:] != (width,):
             raise FeatureStoreError('%s must be [N, %d], got %s'
                                     % (name, width, tensors[name].shape))
-        if np.isinf(tensors[name]).any():
-            raise FeatureStoreError('%s holds infinite values (NaN marks unknown)' % name)
     _check_commands(tensors['command'], 'command')
     if count == 0:
         raise FeatureStoreError('refusing to write an empty feature file: %s' % path)
@@ -201,6 +242,7 @@ def write_feature_file(path, features, actions, stamps, speed, episode,
     lengths = {name: array.shape[0] for name, array in tensors.items()}
     if len(set(lengths.values())) != 1:
         raise FeatureStoreError('tensor lengths differ: %s' % lengths)
+    check_values(tensors, 'refusing to write %s' % path)
     if features.shape[1] != spec.feature_dim:
         raise FeatureStoreError('features have D=%d but the spec says feature_dim=%d'
                                 % (features.shape[1], spec.feature_dim))
@@ -271,12 +313,22 @@ def load_feature_file(path) -> FeatureFile:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as error:  # safetensors raises several unrelated types
         raise FeatureStoreError('corrupt feature file %s: %s' % (path, error)) from None
-    if embedded is None or json.loads(embedded) != document:
+    try:
+        same = embedded is not None and json.loads(embedded) == document
+    except ValueError:
+        raise FeatureStoreError('%s: its embedded metadata is not JSON' % path) from None
+    if not same:
         raise FeatureStoreError('metadata %s does not belong to %s (interrupted overwrite?)'
                                 % (sidecar_path(path).name, path))
     missing = sorted({'features', 'actions', 'stamps', 'speed', 'episode'} - set(tensors))
     if missing:
         raise FeatureStoreError('%s lacks tensors: %s' % (path, ', '.join(missing)))
+    for name, (dtypes, ndim) in _LAYOUT.items():
+        array = tensors.get(name)
+        if array is not None and (array.dtype not in dtypes or array.ndim != ndim):
+            raise FeatureStoreError('%s: tensor %s is %s of shape %s, expected %s of rank %d' % (
+                path, name, array.dtype, array.shape,
+                ' or '.join(np.dtype(d).name for d in dtypes), ndim))
     lengths = {name: int(tensors[name].shape[0]) for name in sorted(tensors)}
     if len(set(lengths.values())) != 1:
         raise FeatureStoreError('%s: tensor lengths differ: %s' % (path, lengths))
@@ -298,6 +350,7 @@ def load_feature_file(path) -> FeatureFile:
                                     % (path, name, width, tensors[name].shape))
     if 'command' in tensors:
         _check_commands(tensors['command'], '%s: command' % path)
+    check_values(tensors, path)
     return FeatureFile(path=path, features=tensors['features'], actions=tensors['actions'],
                        stamps=tensors['stamps'], speed=tensors['speed'],
                        episode=tensors['episode'], spec=spec,

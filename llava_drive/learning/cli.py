@@ -12,7 +12,11 @@ examples:
 
 Validation holds out whole bags (or whole episodes with --split-by episode), never random
 frames. The output directory gets model.safetensors, config.json, train_config.json,
-loss_curves.png, history.json and TensorBoard logs in logs/.
+loss_curves.png, history.json and TensorBoard logs in logs/, all at once when training ends
+(until then they grow in .NAME.partial-PID beside it); only an absent or empty directory, or
+an earlier checkpoint, is replaced. Feature files with non-finite features, speeds or
+actions, or actions outside steer [-1, 1], throttle and brake [0, 1], are refused (exit 2,
+naming the file and the first bad frame): extract drops such frames.
 """
 
 EVALUATE_EPILOG = """\
@@ -149,6 +153,7 @@ def run_train(args) -> int:
     :param args: parsed arguments.
     """
     from llava_drive.features.store import FeatureStoreError
+    from llava_drive.learning.checkpoint import CheckpointError
     from llava_drive.learning.dataset import DatasetError
     from llava_drive.learning.train import train, TrainConfig
     try:
@@ -166,7 +171,7 @@ def run_train(args) -> int:
             loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss,
             device=args.device)
         train(args.features, args.out, config, progress=not args.no_progress)
-    except (ValueError, DatasetError, FeatureStoreError) as error:
+    except (ValueError, DatasetError, FeatureStoreError, CheckpointError, OSError) as error:
         print(f'llava-drive train: error: {error}', file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,11 @@ Train an action head on feature files: seeded, early-stopped, logged, checkpoint
   weights of the epoch with the lowest validation loss,
 - ``loss_curves.png`` and ``history.json`` (loss per epoch),
 - ``logs/``: TensorBoard event files (``tensorboard --logdir out_dir/logs``).
+
+All of it is written into a hidden staging directory beside ``out_dir``
+(``.NAME.partial-PID``, where TensorBoard can follow a running training) and renamed onto
+``out_dir`` when everything is written: a failed or interrupted training leaves no half
+checkpoint (see :func:`~llava_drive.learning.checkpoint.staged_directory`).
 """
 from dataclasses import asdict, dataclass, field
 import json
@@ -15,7 +20,7 @@ from pathlib import Path
 import time
 
 from llava_drive.learning import ACTION_NAMES
-from llava_drive.learning.checkpoint import save_checkpoint
+from llava_drive.learning.checkpoint import staged_directory, write_checkpoint_files
 from llava_drive.learning.dataset import (build_windows, DEFAULT_MAX_GAP_FACTOR,
                                           load_feature_files, resolve_feature_paths,
                                           SPLIT_KEYS, split_windows)
@@ -317,72 +322,76 @@ def train(feature_paths, out_dir, config: TrainConfig = None, progress=True,
         optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps)
         if config.warmup_steps else 1.0)
 
-    from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
-    writer = SummaryWriter(log_dir=str(out_dir / 'logs'))
-    history = {'epoch': [], 'train_loss': [], 'val_loss': [], 'val_loss_smoothed': []}
-    best = {'loss': math.inf, 'smoothed': math.inf, 'epoch': 0, 'state': None}
-    smoothed = None
-    epochs = tqdm(range(1, config.epochs + 1), desc='training', unit='epoch',
-                  disable=not progress, leave=False)
-    for epoch in epochs:
-        head.train()
-        order = rng.permutation(len(train_set))
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start:start + config.batch_size]
-            inputs, labels = _tensors(train_set, rows, device)
-            loss = _batch_loss(head, inputs, labels, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            warmup.step()
-            total += float(loss.detach()) * len(rows)
-        train_loss = total / len(order)
-        val_loss = _evaluate_loss(head, val_set, weights, config.batch_size, device)
-        history['epoch'].append(epoch)
-        history['train_loss'].append(train_loss)
-        history['val_loss'].append(val_loss)
-        smoothed = val_loss if smoothed is None else \
-            config.val_smoothing * smoothed + (1.0 - config.val_smoothing) * val_loss
-        history['val_loss_smoothed'].append(smoothed)
-        writer.add_scalar('loss/train', train_loss, epoch)
-        writer.add_scalar('loss/val', val_loss, epoch)
-        writer.add_scalar('loss/val_smoothed', smoothed, epoch)
-        epochs.set_postfix(train=f'{train_loss:.4g}', val=f'{val_loss:.4g}')
-        if smoothed < best['smoothed']:
-            best = {'loss': val_loss, 'smoothed': smoothed, 'epoch': epoch,
-                    'state': {k: v.detach().clone() for k, v in head.state_dict().items()}}
-        elif config.patience and epoch >= config.min_epochs \
-                and epoch - best['epoch'] >= config.patience:
-            break
-    epochs.close()
-    head.load_state_dict(best['state'])
+    with staged_directory(out_dir) as stage:  # the checkpoint appears whole or not at all
+        from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
+        writer = SummaryWriter(log_dir=str(stage / 'logs'))
+        history = {'epoch': [], 'train_loss': [], 'val_loss': [], 'val_loss_smoothed': []}
+        best = {'loss': math.inf, 'smoothed': math.inf, 'epoch': 0, 'state': None}
+        smoothed = None
+        epochs = tqdm(range(1, config.epochs + 1), desc='training', unit='epoch',
+                      disable=not progress, leave=False)
+        for epoch in epochs:
+            head.train()
+            order = rng.permutation(len(train_set))
+            total = 0.0
+            for start in range(0, len(order), config.batch_size):
+                rows = order[start:start + config.batch_size]
+                inputs, labels = _tensors(train_set, rows, device)
+                loss = _batch_loss(head, inputs, labels, weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                warmup.step()
+                total += float(loss.detach()) * len(rows)
+            train_loss = total / len(order)
+            val_loss = _evaluate_loss(head, val_set, weights, config.batch_size, device)
+            history['epoch'].append(epoch)
+            history['train_loss'].append(train_loss)
+            history['val_loss'].append(val_loss)
+            smoothed = val_loss if smoothed is None else \
+                config.val_smoothing * smoothed + (1.0 - config.val_smoothing) * val_loss
+            history['val_loss_smoothed'].append(smoothed)
+            writer.add_scalar('loss/train', train_loss, epoch)
+            writer.add_scalar('loss/val', val_loss, epoch)
+            writer.add_scalar('loss/val_smoothed', smoothed, epoch)
+            epochs.set_postfix(train=f'{train_loss:.4g}', val=f'{val_loss:.4g}')
+            if smoothed < best['smoothed']:
+                best = {'loss': val_loss, 'smoothed': smoothed, 'epoch': epoch,
+                        'state': {k: v.detach().clone() for k, v in head.state_dict().items()}}
+            elif config.patience and epoch >= config.min_epochs \
+                    and epoch - best['epoch'] >= config.patience:
+                break
+        epochs.close()
+        if best['state'] is None:
+            raise ValueError('training diverged: the validation loss was never finite '
+                             '(try a lower --lr)')
+        head.load_state_dict(best['state'])
 
-    train_metrics = output_metrics(config.output, predict_windows(head, train_set),
-                                   train_set.targets())
-    val_metrics = output_metrics(config.output, predict_windows(head, val_set),
-                                 val_set.targets())
-    metrics = {**prefixed(train_metrics, 'train'), **prefixed(val_metrics, 'val')}
-    metrics.update(
-        train_loss=history['train_loss'][best['epoch'] - 1], val_loss=best['loss'],
-        val_loss_smoothed=best['smoothed'],
-        best_epoch=best['epoch'], epochs_run=len(history['epoch']),
-        stopped_early=len(history['epoch']) < config.epochs,
-        train_windows=len(train_set), val_windows=len(val_set),
-        train_seconds=round(time.monotonic() - started, 2))
-    for name, value in metrics.items():
-        if name.startswith('val_') and isinstance(value, float) and math.isfinite(value):
-            writer.add_scalar(f'best/{name}', value, best['epoch'])
-    writer.close()
+        train_metrics = output_metrics(config.output, predict_windows(head, train_set),
+                                       train_set.targets())
+        val_metrics = output_metrics(config.output, predict_windows(head, val_set),
+                                     val_set.targets())
+        metrics = {**prefixed(train_metrics, 'train'), **prefixed(val_metrics, 'val')}
+        metrics.update(
+            train_loss=history['train_loss'][best['epoch'] - 1], val_loss=best['loss'],
+            val_loss_smoothed=best['smoothed'],
+            best_epoch=best['epoch'], epochs_run=len(history['epoch']),
+            stopped_early=len(history['epoch']) < config.epochs,
+            train_windows=len(train_set), val_windows=len(val_set),
+            train_seconds=round(time.monotonic() - started, 2))
+        for name, value in metrics.items():
+            if name.startswith('val_') and isinstance(value, float) and math.isfinite(value):
+                writer.add_scalar(f'best/{name}', value, best['epoch'])
+        writer.close()
 
-    split = {'split_by': config.split_by, 'train_bags': sorted(set(train_set.bags)),
-             'val_bags': sorted(set(val_set.bags)),
-             'val_episodes': sorted({f'{b}#{e}' for b, e in zip(val_set.bags,
-                                                                val_set.episodes)})}
-    save_checkpoint(out_dir, head.cpu(), spec, metrics, dict(
-        config.to_dict(), feature_files=[str(p) for p in paths], split=split))
-    (out_dir / 'history.json').write_text(json.dumps(history, indent=2) + '\n')
-    plot_loss_curves(out_dir / 'loss_curves.png', history, best['epoch'])
+        split = {'split_by': config.split_by, 'train_bags': sorted(set(train_set.bags)),
+                 'val_bags': sorted(set(val_set.bags)),
+                 'val_episodes': sorted({f'{b}#{e}' for b, e in zip(val_set.bags,
+                                                                    val_set.episodes)})}
+        write_checkpoint_files(stage, head.cpu(), spec, metrics, dict(
+            config.to_dict(), feature_files=[str(p) for p in paths], split=split))
+        (stage / 'history.json').write_text(json.dumps(history, indent=2) + '\n')
+        plot_loss_curves(stage / 'loss_curves.png', history, best['epoch'])
 
     log(f'{config.head} head on {len(paths)} feature file(s), {spec.mode} features '
         f'(D={spec.feature_dim}): {len(train_set)} train / {len(val_set)} validation windows, '
