@@ -13,7 +13,7 @@ Stop with Ctrl-C: the policy sends a final full brake on the way out.
 from typing import List
 
 from launch import LaunchDescription
-from launch.actions import GroupAction, Shutdown
+from launch.actions import GroupAction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -50,12 +50,12 @@ def sim_node() -> Node:
 
 
 def policy_node() -> Node:
-    """Return the policy node; the launch ends if it exits (e.g. a refused checkpoint)."""
+    """Return the policy node; the launch ends when it exits (status 1 if it failed)."""
     return package_node('policy', {
         'checkpoint': typed('checkpoint', str),
         'model': typed('model', str),
         'device': typed('device', str),
-    }, on_exit=Shutdown(reason='the policy exited'))
+    }, ends_the_launch=True)
 
 
 def generate_launch_description() -> LaunchDescription:

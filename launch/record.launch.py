@@ -14,7 +14,7 @@ launch with Ctrl-C.
 from typing import List
 
 from launch import LaunchDescription
-from launch.actions import GroupAction, Shutdown
+from launch.actions import GroupAction
 from launch_ros.actions import Node
 from llava_drive.bag.writer import IMAGE_FORMATS
 from llava_drive.bringup import checks
@@ -62,13 +62,13 @@ def carla_node() -> Node:
 
 
 def recorder_node() -> Node:
-    """Return the recorder writing ``bag_path``; the launch ends if it exits (bad bag path)."""
+    """Return the recorder writing ``bag_path``; the launch ends when it exits."""
     return package_node('recorder', {
         'bag_path': typed('bag_path', str),
         'image_format': typed('image_format', str),
         'max_duration': typed('duration', float),
         'exit_when_done': True,
-    }, on_exit=Shutdown(reason='the recorder exited'))
+    }, ends_the_launch=True)
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -358,14 +358,26 @@ def test_backends_start_the_right_nodes(monkeypatch, backend, nodes, ros_bridge)
         'rviz2'}
 
 
-@pytest.mark.parametrize('launch_name, node', [('record.launch.py', 'recorder'),
+@pytest.mark.parametrize('launch_name, main', [('record.launch.py', 'recorder'),
                                                ('policy.launch.py', 'policy')])
-def test_the_launch_ends_when_its_main_node_exits(monkeypatch, launch_name, node):
-    # A refused checkpoint or bag path must not leave the simulator waiting forever.
+def test_the_launch_ends_when_its_main_node_exits_and_fails_when_any_node_fails(
+        monkeypatch, launch_name, main):
+    # A refused checkpoint or bag path must not leave the simulator waiting forever, and a
+    # script must see the failure: ros2 launch exits 0 unless an action raises.
     recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
-    [kwargs] = [kwargs for kwargs in recorded.kwargs('Node') if kwargs['name'] == node]
-    shutdowns = [obj for obj, _, _ in recorded.calls['Shutdown']]
-    assert any(kwargs.get('on_exit') is shutdown for shutdown in shutdowns)
+    nodes = [kwargs for kwargs in recorded.kwargs('Node') if kwargs['package'] == PACKAGE]
+    assert main in {kwargs['name'] for kwargs in nodes}
+    for kwargs in nodes:
+        handle = kwargs['on_exit']
+        shutdowns = len(recorded.calls['Shutdown'])
+        actions = handle(types.SimpleNamespace(returncode=0), None)
+        if kwargs['name'] == main:
+            [shutdown] = actions
+            assert shutdown is recorded.calls['Shutdown'][shutdowns][0]
+        else:
+            assert actions is None and len(recorded.calls['Shutdown']) == shutdowns
+        with pytest.raises(RuntimeError, match=f'^{kwargs["name"]} exited with status 2$'):
+            handle(types.SimpleNamespace(returncode=2), None)
 
 
 def ros_bridge_launch(monkeypatch, launch_name='record.launch.py', **arguments):

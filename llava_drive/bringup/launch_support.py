@@ -11,7 +11,7 @@ from typing import List
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import (DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription,
-                            OpaqueFunction, SetEnvironmentVariable)
+                            OpaqueFunction, SetEnvironmentVariable, Shutdown)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -239,18 +239,36 @@ def expert_nodes(overrides: dict) -> List[Node]:
                          condition=backend_is(*CARLA_BACKENDS))]
 
 
-def package_node(name: str, overrides: dict, **options) -> Node:
+def on_node_exit(name: str, ends_the_launch: bool):
+    """
+    Return the ``on_exit`` handler of node ``name``: a failed node fails the launch.
+
+    ``ros2 launch`` exits 0 whatever its processes return; raising here makes it stop every
+    process and exit 1, after the node's own line saying why it failed.
+
+    :param ends_the_launch: a clean exit ends the launch too (the node that does the job)
+    """
+    def handle(event, context):
+        if event.returncode:
+            raise RuntimeError(f'{name} exited with status {event.returncode}')
+        return [Shutdown(reason=f'{name} exited')] if ends_the_launch else None
+    return handle
+
+
+def package_node(name: str, overrides: dict, ends_the_launch: bool = False, **options) -> Node:
     """
     Return our node ``name`` with ``config/<name>.yaml``, ``role_name`` and ``overrides``.
 
     :param name: executable and node name (``sim_bridge``, ``expert``, ...).
     :param overrides: parameters set on top of the YAML file.
-    :param options: further ``Node`` arguments (``condition``, ``on_exit``).
+    :param ends_the_launch: the launch ends when this node exits; any node that fails (exits
+        non-zero) ends it with status 1
+    :param options: further ``Node`` arguments (``condition``).
     """
     return Node(package=PACKAGE, executable=name, name=name, output='screen',
                 parameters=[config_file(f'{name}.yaml'),
                             {'role_name': typed('role_name', str), **overrides}],
-                **options)
+                on_exit=on_node_exit(name, ends_the_launch), **options)
 
 
 def rviz_node() -> Node:
