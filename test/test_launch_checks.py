@@ -3,7 +3,7 @@ from llava_drive.bringup import checks
 from llava_drive.bringup.checks import LaunchArgumentError
 import pytest
 
-CHECKS = {'bag_path': checks.any_text, 'duration': checks.number(low=0.0),
+CHECKS = {'bag_path': checks.non_empty, 'duration': checks.number(low=0.0),
           'noise': checks.boolean}
 
 

@@ -50,11 +50,6 @@ def check_arguments(values: Mapping[str, str], checks: Mapping[str, Check]) -> N
         check(values[name], name)
 
 
-def any_text(text: str, name: str) -> str:
-    """Accept any value (free text such as a host name)."""
-    return text
-
-
 def non_empty(text: str, name: str) -> str:
     """Return ``text`` unless it is empty."""
     if not text.strip():
