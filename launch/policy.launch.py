@@ -13,33 +13,28 @@ Stop with Ctrl-C: the policy sends a final full brake on the way out.
 from typing import List
 
 from launch import LaunchDescription
-from launch.actions import GroupAction, OpaqueFunction, Shutdown
+from launch.actions import GroupAction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from llava_drive.bringup import checks
 from llava_drive.bringup.launch_support import (backend_is, carla_bridge_node,
-                                                carla_ros_bridge_actions, COMMON_ARGUMENTS,
-                                                dds_environment, declare_arguments, expert_nodes,
-                                                package_node, rviz_node, typed)
+                                                carla_ros_bridge_actions, checked_start,
+                                                COMMON_ARGUMENTS, declare_arguments,
+                                                expert_nodes, package_node, rviz_node, typed)
 
 ARGUMENTS = COMMON_ARGUMENTS + [
-    ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)'),
-    ('model', '', 'LLaVA model directory; "" = the path stored in the checkpoint'),
-    ('device', 'cpu', 'torch device for the model: cpu, cuda, cuda:1, ...'),
+    ('checkpoint', '', 'checkpoint directory written by llava-drive train (required)',
+     checks.checkpoint_dir),
+    ('model', '', 'LLaVA model directory; "" = the path stored in the checkpoint',
+     checks.model_dir),
+    ('device', 'cpu', 'torch device for the model: cpu, cuda, cuda:1, ...',
+     checks.torch_device),
     ('route_seeds', '[101]', 'sim, carla: route seeds as a YAML list (101+ are held-out '
-                             'routes)'),
+                             'routes)', checks.seed_list),
     ('expert_labels', 'false', 'also run the expert without driving, so the annotated image '
-                               'shows its command beside the prediction'),
+                               'shows its command beside the prediction', checks.boolean),
 ]
-
-
-def checked_environment(context):
-    """Require a checkpoint; return the DDS environment actions."""
-    arguments = context.launch_configurations
-    if not arguments['checkpoint']:
-        raise ValueError('launch argument checkpoint is required (a llava-drive train '
-                         'output directory)')
-    return dds_environment(arguments)
 
 
 def bridge_overrides() -> dict:
@@ -55,19 +50,19 @@ def sim_node() -> Node:
 
 
 def policy_node() -> Node:
-    """Return the policy node; the launch ends if it exits (e.g. a refused checkpoint)."""
+    """Return the policy node; the launch ends when it exits (status 1 if it failed)."""
     return package_node('policy', {
         'checkpoint': typed('checkpoint', str),
         'model': typed('model', str),
         'device': typed('device', str),
-    }, on_exit=Shutdown(reason='the policy exited'))
+    }, ends_the_launch=True)
 
 
 def generate_launch_description() -> LaunchDescription:
     """Return the driving stack for the chosen backend."""
     return LaunchDescription([
         *declare_arguments(ARGUMENTS),
-        OpaqueFunction(function=checked_environment),
+        checked_start(ARGUMENTS),  # before any node: a refused argument starts nothing
         GroupAction([sim_node()], condition=backend_is('sim')),
         GroupAction([carla_bridge_node(bridge_overrides())], condition=backend_is('carla')),
         GroupAction(carla_ros_bridge_actions(), condition=backend_is('carla_ros_bridge')),

@@ -14,23 +14,30 @@ launch with Ctrl-C.
 from typing import List
 
 from launch import LaunchDescription
-from launch.actions import GroupAction, OpaqueFunction, Shutdown
+from launch.actions import GroupAction
 from launch_ros.actions import Node
+from llava_drive.bag.writer import IMAGE_FORMATS
+from llava_drive.bringup import checks
 from llava_drive.bringup.launch_support import (backend_is, carla_bridge_node,
-                                                carla_ros_bridge_actions, COMMON_ARGUMENTS,
-                                                dds_environment, declare_arguments, expert_nodes,
-                                                package_node, rviz_node, typed)
+                                                carla_ros_bridge_actions, checked_start,
+                                                COMMON_ARGUMENTS, declare_arguments,
+                                                expert_nodes, package_node, rviz_node, typed)
 from llava_drive.nodes.interfaces import RECORDER_FRAME_DONE_TOPIC
 
 ARGUMENTS = COMMON_ARGUMENTS + [
-    ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)'),
+    ('bag_path', 'bags/run', 'output bag directory (must not exist or be empty)',
+     checks.new_bag_path),
     ('duration', '0.0', 'seconds of recorded stamps before the recorder closes the bag '
-                        '(recorder max_duration), then everything stops; 0 = until Ctrl-C'),
+                        '(recorder max_duration), then everything stops; 0 = until Ctrl-C',
+     checks.number(low=0.0)),
     ('route_seeds', '[1]', 'sim, carla: route seeds as a YAML list, e.g. "[1, 2, 5]" (1-100 '
-                           'train); carla: each draws a start and goal on the town'),
-    ('image_format', 'jpeg', 'jpeg (sensor_msgs/CompressedImage) or raw (sensor_msgs/Image)'),
+                           'train); carla: each draws a start and goal on the town',
+     checks.seed_list),
+    ('image_format', 'jpeg', 'jpeg (sensor_msgs/CompressedImage) or raw (sensor_msgs/Image)',
+     checks.one_of(*IMAGE_FORMATS)),
     ('noise', 'false', 'true: the expert perturbs the executed steering (drift and pulses, '
-                       'config/expert.yaml) while its labels stay clean: recovery data'),
+                       'config/expert.yaml) while its labels stay clean: recovery data',
+     checks.boolean),
 ]
 
 
@@ -55,20 +62,20 @@ def carla_node() -> Node:
 
 
 def recorder_node() -> Node:
-    """Return the recorder writing ``bag_path``; the launch ends if it exits (bad bag path)."""
+    """Return the recorder writing ``bag_path``; the launch ends when it exits."""
     return package_node('recorder', {
         'bag_path': typed('bag_path', str),
         'image_format': typed('image_format', str),
         'max_duration': typed('duration', float),
         'exit_when_done': True,
-    }, on_exit=Shutdown(reason='the recorder exited'))
+    }, ends_the_launch=True)
 
 
 def generate_launch_description() -> LaunchDescription:
     """Return the recording stack for the chosen backend."""
     return LaunchDescription([
         *declare_arguments(ARGUMENTS),
-        OpaqueFunction(function=lambda context: dds_environment(context.launch_configurations)),
+        checked_start(ARGUMENTS),  # before any node: a refused argument starts nothing
         GroupAction([sim_bridge_node()], condition=backend_is('sim')),
         GroupAction([carla_node()], condition=backend_is('carla')),
         GroupAction(carla_ros_bridge_actions(), condition=backend_is('carla_ros_bridge')),

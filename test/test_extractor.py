@@ -133,7 +133,7 @@ def test_clear_errors(tmp_path, tiny_llava_dir):  # noqa: F811
     with pytest.raises(ExtractorError, match='layer must be None'):
         LlavaFeatureExtractor(tiny_llava_dir, mode='vision_cls', layer=2)
     if not torch.cuda.is_available():
-        with pytest.raises(ExtractorError, match='CUDA is not available'):
+        with pytest.raises(ExtractorError, match='has no usable CUDA device; use device cpu'):
             LlavaFeatureExtractor(tiny_llava_dir, device='cuda')
     with pytest.raises(ExtractorError, match='grid 9 is larger than the 8x8 token grid'):
         extractor(tiny_llava_dir, mode='image_grid', grid=9).extract(FRAMES)

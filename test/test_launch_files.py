@@ -10,11 +10,13 @@ import importlib.util
 from pathlib import Path
 import re
 import sys
+import tempfile
 import types
 from typing import List
 import warnings
 
 import ament_index_python.packages
+from fixtures_llava import tiny_llava_dir  # noqa: F401
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
@@ -356,14 +358,26 @@ def test_backends_start_the_right_nodes(monkeypatch, backend, nodes, ros_bridge)
         'rviz2'}
 
 
-@pytest.mark.parametrize('launch_name, node', [('record.launch.py', 'recorder'),
+@pytest.mark.parametrize('launch_name, main', [('record.launch.py', 'recorder'),
                                                ('policy.launch.py', 'policy')])
-def test_the_launch_ends_when_its_main_node_exits(monkeypatch, launch_name, node):
-    # A refused checkpoint or bag path must not leave the simulator waiting forever.
+def test_the_launch_ends_when_its_main_node_exits_and_fails_when_any_node_fails(
+        monkeypatch, launch_name, main):
+    # A refused checkpoint or bag path must not leave the simulator waiting forever, and a
+    # script must see the failure: ros2 launch exits 0 unless an action raises.
     recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
-    [kwargs] = [kwargs for kwargs in recorded.kwargs('Node') if kwargs['name'] == node]
-    shutdowns = [obj for obj, _, _ in recorded.calls['Shutdown']]
-    assert any(kwargs.get('on_exit') is shutdown for shutdown in shutdowns)
+    nodes = [kwargs for kwargs in recorded.kwargs('Node') if kwargs['package'] == PACKAGE]
+    assert main in {kwargs['name'] for kwargs in nodes}
+    for kwargs in nodes:
+        handle = kwargs['on_exit']
+        shutdowns = len(recorded.calls['Shutdown'])
+        actions = handle(types.SimpleNamespace(returncode=0), None)
+        if kwargs['name'] == main:
+            [shutdown] = actions
+            assert shutdown is recorded.calls['Shutdown'][shutdowns][0]
+        else:
+            assert actions is None and len(recorded.calls['Shutdown']) == shutdowns
+        with pytest.raises(RuntimeError, match=f'^{kwargs["name"]} exited with status 2$'):
+            handle(types.SimpleNamespace(returncode=2), None)
 
 
 def ros_bridge_launch(monkeypatch, launch_name='record.launch.py', **arguments):
@@ -454,16 +468,14 @@ def test_carla_bridge_node_gets_the_server_arguments(monkeypatch):
 
 
 def environment_actions(recorded, arguments, monkeypatch, environ):
-    """Run the launch file's OpaqueFunction; return the variables it sets."""
+    """Run the launch file's checks and environment; return the variables it sets."""
     for key in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY',
                 'FASTDDS_DEFAULT_PROFILES_FILE', 'ROS_DISTRO'):
         monkeypatch.delenv(key, raising=False)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    [function] = [kwargs['function'] for kwargs in recorded.kwargs('OpaqueFunction')
-                  if kwargs['function'].__name__ != 'ros_bridge_actions']
     before = len(recorded.calls['SetEnvironmentVariable'])
-    function(types.SimpleNamespace(launch_configurations={**defaults(recorded), **arguments}))
+    start_checks(recorded, arguments)
     return {perform(args[0], None): perform(args[1], None)
             for _, args, _ in recorded.calls['SetEnvironmentVariable'][before:]}
 
@@ -488,24 +500,138 @@ def test_dds_environment(monkeypatch, arguments, environ, expected):
     assert environment_actions(recorded, arguments, monkeypatch, environ) == expected
 
 
-@pytest.mark.parametrize('arguments, message', [
-    ({'backend': 'gazebo'}, r"backend must be one of \('sim', 'carla', 'carla_ros_bridge'\), "
-                            r"got 'gazebo'"),
-    ({'localhost_only': 'yes'}, r"localhost_only must be true or false, got 'yes'"),
-    ({'use_fastdds_profile': 'maybe'}, r"use_fastdds_profile must be true or false, got 'maybe'"),
-])
-def test_bad_arguments_are_named(monkeypatch, arguments, message):
-    recorded = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
-    with pytest.raises(ValueError, match=message):
-        environment_actions(recorded, arguments, monkeypatch, {})
+def start_checks(recorded, arguments):
+    """Run the launch file's first action (argument checks, then the DDS environment)."""
+    [function] = [kwargs['function'] for kwargs in recorded.kwargs('OpaqueFunction')
+                  if kwargs['function'].__name__ == 'check_and_set_environment']
+    values = defaults(recorded)
+    if 'bag_path' in values:  # a default bags/run left in the working tree is refused
+        values['bag_path'] = tempfile.mkdtemp(prefix='launch_test_bag_')
+    return function(types.SimpleNamespace(launch_configurations={**values, **arguments}))
 
 
-def test_policy_launch_needs_a_checkpoint(monkeypatch):
-    recorded = load_launch_file(ROOT / 'launch' / 'policy.launch.py', monkeypatch)
-    with pytest.raises(ValueError, match='launch argument checkpoint is required'):
-        environment_actions(recorded, {}, monkeypatch, {})
-    assert environment_actions(recorded, {'checkpoint': 'trained_models/x'}, monkeypatch, {})[
-        'ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+def test_the_checks_come_before_every_node(launch_file):
+    # Actions run in order: a refused argument must end the launch before a process starts.
+    [first] = [obj for obj, _, kwargs in launch_file.calls['OpaqueFunction']
+               if kwargs['function'].__name__ == 'check_and_set_environment']
+    entities = launch_file.description.entities if REAL_LAUNCH else \
+        launch_file.description.args[0]
+    undeclared = [entity for entity in entities if type(entity).__name__ !=
+                  'DeclareLaunchArgument']
+    assert undeclared[0] is first
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """Return a directory with a checkpoint's files (the launch checks only look at names)."""
+    from llava_drive.learning.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        (tmp_path / 'head' / name).parent.mkdir(exist_ok=True)
+        (tmp_path / 'head' / name).write_text('{}')
+    return str(tmp_path / 'head')
+
+
+def failure_cases(tmp_path, checkpoint):
+    """Return ``(launch file, arguments, message)`` of every refused launch."""
+    full = tmp_path / 'full'
+    (full / 'old').mkdir(parents=True)
+    (tmp_path / 'a_file').write_text('')
+    not_llava = tmp_path / 'bert'
+    not_llava.mkdir()
+    (not_llava / 'config.json').write_text('{"model_type": "bert"}')
+    record, policy = 'record.launch.py', 'policy.launch.py'
+    return {
+        'duration_abc': (record, {'duration': 'abc'},
+                         r"launch argument duration must be a number >= 0, got 'abc'"),
+        'duration_negative': (record, {'duration': '-5'}, r'duration must be a number >= 0'),
+        'noise_maybe': (record, {'noise': 'maybe'},
+                        r"launch argument noise must be true or false, got 'maybe'"),
+        'bag_path_exists': (record, {'bag_path': str(full)},
+                            r'bag_path: .*full already exists and is not an empty directory'),
+        'bag_path_under_a_file': (record, {'bag_path': str(tmp_path / 'a_file' / 'bag')},
+                                  r'bag_path: cannot create .*a_file/bag: .*not a directory'),
+        'bag_path_unwritable': (record, {'bag_path': '/proc/llava_drive_bag'},
+                                r'bag_path: cannot create /proc/llava_drive_bag'),
+        'misspelt_bag_path': (record, {'bag_pth': 'x'},
+                              r'unknown launch argument bag_pth \(did you mean bag_path\?\); '
+                              r'known: .*bag_path, carla_timeout'),
+        'image_format': (record, {'image_format': 'png'},
+                         r"image_format must be one of jpeg, raw, got 'png'"),
+        'route_seeds': (record, {'route_seeds': '1,2'}, r'route_seeds must be a YAML list'),
+        'port': (record, {'backend': 'carla', 'port': 'http'},
+                 r"port must be an integer >= 1 and <= 65535, got 'http'"),
+        'backend': (record, {'backend': 'gazebo'},
+                    r"backend must be one of sim, carla, carla_ros_bridge, got 'gazebo'"),
+        'localhost_only': (record, {'localhost_only': 'yes'},
+                           r"localhost_only must be auto, true or false, got 'yes'"),
+        'fastdds_profile': (record, {'use_fastdds_profile': 'maybe'},
+                            r"use_fastdds_profile must be true or false, got 'maybe'"),
+        'ros_bridge_timeout': (record, {'backend': 'carla_ros_bridge', 'carla_timeout': '5'},
+                               r'carla_timeout must be >= 20 s for carla_ros_bridge'),
+        'objects_file': (record, {'objects_file': str(tmp_path / 'none.json')},
+                         r'objects_file must be empty or an existing file'),
+        'rviz_without_rviz2': (record, {'rviz': 'true'},
+                               r'rviz:=true but rviz2 is not on PATH'),
+        'no_checkpoint': (policy, {}, r'launch argument checkpoint is required'),
+        'missing_checkpoint': (policy, {'checkpoint': str(tmp_path / 'gone')},
+                               r'checkpoint: .*gone is not a checkpoint directory \(no '
+                               r'config.json or model.safetensors\)'),
+        'not_llava': (policy, {'checkpoint': checkpoint, 'model': str(not_llava)},
+                      r"model: .*bert is not a LLaVA model: model_type 'bert'"),
+        'cuda_on_cpu_torch': (policy, {'checkpoint': checkpoint, 'device': 'cuda:99'},
+                              r"device: device 'cuda:99' requested but"),
+        'bad_device': (policy, {'checkpoint': checkpoint, 'device': 'gpu'},
+                       r"device: device 'gpu' is not a torch device"),
+        'expert_labels': (policy, {'checkpoint': checkpoint, 'expert_labels': 'maybe'},
+                          r'expert_labels must be true or false'),
+        'misspelt_checkpoint': (policy, {'checkpoint': checkpoint, 'chekpoint': 'x'},
+                                r'unknown launch argument chekpoint \(did you mean '
+                                r'checkpoint\?\)'),
+    }
+
+
+FAILURE_CASES = [
+    'duration_abc', 'duration_negative', 'noise_maybe', 'bag_path_exists',
+    'bag_path_under_a_file', 'bag_path_unwritable', 'misspelt_bag_path', 'image_format',
+    'route_seeds', 'port', 'backend', 'localhost_only', 'fastdds_profile', 'ros_bridge_timeout',
+    'objects_file', 'rviz_without_rviz2', 'no_checkpoint', 'missing_checkpoint', 'not_llava',
+    'cuda_on_cpu_torch', 'bad_device', 'expert_labels', 'misspelt_checkpoint']
+
+
+@pytest.mark.parametrize('case', FAILURE_CASES)
+def test_a_bad_argument_is_refused_in_one_line_before_any_node(monkeypatch, tmp_path,
+                                                               checkpoint, case):
+    launch_name, arguments, message = failure_cases(tmp_path, checkpoint)[case]
+    monkeypatch.setenv('PATH', str(tmp_path))  # no rviz2 here
+    recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
+    with pytest.raises(ValueError, match=message) as refused:
+        start_checks(recorded, arguments)
+    assert '\n' not in str(refused.value)
+
+
+def test_every_failure_case_is_tested(tmp_path, checkpoint):
+    assert sorted(failure_cases(tmp_path, checkpoint)) == sorted(FAILURE_CASES)
+
+
+def test_good_arguments_pass_the_checks(monkeypatch, tmp_path, checkpoint,
+                                        tiny_llava_dir):  # noqa: F811
+    rviz2 = tmp_path / 'rviz2'
+    rviz2.write_text('#!/bin/sh\n')
+    rviz2.chmod(0o755)
+    monkeypatch.setenv('PATH', str(tmp_path))
+    record = load_launch_file(ROOT / 'launch' / 'record.launch.py', monkeypatch)
+    (tmp_path / 'empty').mkdir()
+    for bag_path in (tmp_path / 'new' / 'bag', tmp_path / 'empty'):
+        start_checks(record, {'duration': '12.5', 'noise': 'true', 'rviz': 'true',
+                              'bag_path': str(bag_path), 'route_seeds': '[1, 2]'})
+    # The writability probe leaves nothing behind.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['empty', 'head', 'rviz2']
+    assert not any((tmp_path / 'empty').iterdir())
+    policy = load_launch_file(ROOT / 'launch' / 'policy.launch.py', monkeypatch)
+    start_checks(policy, {'checkpoint': checkpoint, 'model': str(tiny_llava_dir),
+                          'route_seeds': '[101, 102]', 'expert_labels': 'true'})
+    with pytest.raises(ValueError, match='checkpoint is required'):
+        start_checks(policy, {})
 
 
 def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):

@@ -1,9 +1,26 @@
 """Shared node wiring: spinning that survives a failed take, parameters with ranges."""
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+
+from llava_drive.bringup.environment import config_path, local_ros_environment
 from llava_drive.nodes.common import declare, spin_tolerantly
 import pytest
 import rclpy
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.parameter import Parameter
+from ros_helpers import wait_for
+
+# Starts the command of its arguments (output to the first), prints its pid, waits for it.
+PARENT = """
+import subprocess, sys
+with open(sys.argv[1], 'w') as log:
+    child = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
+print(child.pid, flush=True)
+child.wait()
+"""
 
 
 @pytest.fixture
@@ -112,3 +129,31 @@ def test_repeated_signals_shut_a_node_down_once_and_cleanly(tmp_path, first):
     assert 'Traceback' not in output and 'KeyboardInterrupt' not in output, output
     assert f'closed {bag}' in output, output  # destroy_node ran and closed the bag
     assert (bag / 'metadata.yaml').is_file()
+
+
+def running(pid: int) -> bool:
+    """Return whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
+def test_a_node_dies_with_the_process_that_started_it(tmp_path):
+    # A killed launch (or one failing after some nodes started) must leave no orphan.
+    log = tmp_path / 'expert.log'
+    parent = subprocess.Popen(
+        [sys.executable, '-c', PARENT, str(log), sys.executable, '-m', 'llava_drive.nodes.expert',
+         '--ros-args', '--params-file', str(config_path('expert.yaml'))],
+        stdout=subprocess.PIPE, text=True, env=local_ros_environment())
+    child = int(parent.stdout.readline())
+    try:
+        assert wait_for(lambda: 'expert on' in log.read_text(), timeout=90), log.read_text()
+        parent.kill()
+        parent.wait(timeout=30)
+        assert wait_for(lambda: not running(child), timeout=60), log.read_text()
+        assert 'Traceback' not in log.read_text()  # SIGTERM: the clean shutdown
+    finally:
+        if running(child):
+            os.kill(child, signal.SIGKILL)

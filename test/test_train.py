@@ -124,7 +124,9 @@ def test_loss_weights_scale_by_label_variance_so_steering_counts():
     ({'patience': -1}, 'patience must be an integer >= 0, got -1'),
     ({'warmup_steps': 1.5}, 'warmup_steps must be an integer >= 0, got 1.5'),
     ({'head': 'transformer', 'hidden_size': 30, 'num_heads': 4}, 'hidden_size 30'),
-    ({'device': 'gpu0'}, "device is not a torch device: 'gpu0'"),
+    ({'device': 'gpu0'}, r"device 'gpu0' is not a torch device \(cpu, cuda, cuda:N\)"),
+    ({'device': 'cuda:7'}, r"device 'cuda:7' requested but (this torch .* has no usable CUDA "
+                           r'device|only \d CUDA device)'),
 ])
 def test_train_config_names_the_bad_value(changes, message):
     with pytest.raises(ValueError, match=message):

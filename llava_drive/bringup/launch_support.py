@@ -11,7 +11,7 @@ from typing import List
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import (DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription,
-                            OpaqueFunction, SetEnvironmentVariable)
+                            OpaqueFunction, SetEnvironmentVariable, Shutdown)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -19,48 +19,69 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from llava_drive.bringup import checks
+from llava_drive.bringup.checks import parse_numbers, ros_bridge_timeout
 from llava_drive.bringup.node_specs import CARLA_MAX_STEER_DEG
-from llava_drive.nodes.interfaces import (BACKENDS, CARLA_BACKENDS, DEFAULT_ROLE_NAME,
-                                          vehicle_topics)
+from llava_drive.nodes.interfaces import CARLA_BACKENDS, DEFAULT_ROLE_NAME, vehicle_topics
 
 PACKAGE = 'llava_drive'
-# carla_ros_bridge's default timeout (2 s) is shorter than the town load it starts with.
-MIN_ROS_BRIDGE_TIMEOUT_S = 20.0
 
-# (name, default, description) of the arguments every launch file of the package has.
+# (name, default, description, check) of the arguments every launch file of the package has.
 COMMON_ARGUMENTS = [
     ('backend', 'sim', 'sim: embedded simulator (sim_bridge node); carla: a CARLA '
                        '0.9.14-0.9.16 server through our carla_bridge node (its Python API, '
                        'no ros-bridge); carla_ros_bridge: carla-simulator/ros-bridge '
-                       '(carla_ros_bridge, carla_spawn_objects, carla_waypoint_publisher)'),
+                       '(carla_ros_bridge, carla_spawn_objects, carla_waypoint_publisher)',
+     checks.backend),
     ('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle (topic names; '
                                      'carla_ros_bridge: also its ego_vehicle_role_name and the '
-                                     'vehicle id of the objects file)'),
-    ('rviz', 'false', 'true: open RViz with config/llava_drive.rviz'),
+                                     'vehicle id of the objects file)', checks.ros_name),
+    ('rviz', 'false', 'true: open RViz with config/llava_drive.rviz (rviz2 must be on PATH)',
+     checks.rviz),
     ('use_fastdds_profile', 'true', 'true: set FASTDDS_DEFAULT_PROFILES_FILE to the shipped '
-                                    'large-sample shared-memory profile, unless already set'),
+                                    'large-sample shared-memory profile, unless already set',
+     checks.boolean),
     ('localhost_only', 'auto', 'true: keep DDS discovery on this host '
                                '(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, and '
                                'ROS_LOCALHOST_ONLY=1 on Humble) unless already set; '
-                               'auto = true for sim, false for carla'),
-    ('host', 'localhost', 'carla: CARLA server host'),
-    ('port', '2000', 'carla: CARLA server TCP port'),
-    ('town', 'Town01', 'carla: town to load (or an OpenDRIVE .xodr file)'),
+                               'auto = true for sim, false for carla', checks.auto_or_boolean),
+    ('host', 'localhost', 'carla: CARLA server host', checks.non_empty),
+    ('port', '2000', 'carla: CARLA server TCP port', checks.number(1, True, 65535)),
+    ('town', 'Town01', 'carla: town to load (or an OpenDRIVE .xodr file)', checks.non_empty),
     ('objects_file', '', 'carla: carla_spawn_objects definition file; "" = the installed '
-                         'config/carla_objects.json'),
+                         'config/carla_objects.json', checks.optional_file),
     ('carla_timeout', '20.0', 'carla, carla_ros_bridge: seconds to wait for the server '
-                              '(ros-bridge needs >= 20: it loads the town on start)'),
+                              '(ros-bridge needs >= 20: it loads the town on start)',
+     checks.number(low=0.0)),
     ('spawn_point', '', 'carla_ros_bridge: ego pose "x,y,z,roll,pitch,yaw" (ROS map frame, '
-                        'degrees); "" = a random spawn point'),
+                        'degrees); "" = a random spawn point', checks.optional_numbers(6)),
     ('goal', '', 'carla_ros_bridge: route goal "x,y,z" (ROS map frame) published to the '
-                 'waypoint publisher; "" = its default (the first spawn point)'),
+                 'waypoint publisher; "" = its default (the first spawn point)',
+     checks.optional_numbers(3)),
 ]
 
 
 def declare_arguments(arguments) -> List[DeclareLaunchArgument]:
-    """Return a DeclareLaunchArgument for each ``(name, default, description)``."""
+    """Return a DeclareLaunchArgument for each ``(name, default, description, check)``."""
     return [DeclareLaunchArgument(name, default_value=default, description=description)
-            for name, default, description in arguments]
+            for name, default, description, _ in arguments]
+
+
+def checked_start(arguments) -> OpaqueFunction:
+    """
+    Return the launch's first action: check every argument, then set the DDS environment.
+
+    It runs before any node action is visited, so a refused argument ends the launch (status
+    1, one line) with no process started. Undeclared ``name:=value`` pairs are refused too.
+
+    :param arguments: the launch file's ``(name, default, description, check)`` rows
+    """
+    def check_and_set_environment(context):
+        values = context.launch_configurations
+        checks.check_arguments(values, checks.checks_of(arguments))
+        checks.related(values)
+        return dds_environment(values)
+    return OpaqueFunction(function=check_and_set_environment)
 
 
 def config_file(name: str) -> str:
@@ -81,52 +102,29 @@ def typed(name: str, value_type) -> ParameterValue:
     return ParameterValue(LaunchConfiguration(name), value_type=value_type)
 
 
-def truthy(text: str, name: str) -> bool:
-    """Parse a true/false launch argument, naming it when the value is neither."""
-    value = text.strip().lower()
-    if value not in ('true', 'false', '1', '0'):
-        raise ValueError(f'launch argument {name} must be true or false, got {text!r}')
-    return value in ('true', '1')
-
-
 def dds_environment(arguments: dict) -> List[SetEnvironmentVariable]:
     """
-    Validate ``backend``; keep DDS on this host for sim; use the shipped FastDDS profile.
+    Keep DDS on this host for sim; use the shipped FastDDS profile.
 
     A value the user exported wins (a CARLA deployment across machines keeps its own).
 
-    :param arguments: the launch configurations (argument values) of the context.
+    :param arguments: the launch configurations (checked argument values) of the context.
     """
-    backend = arguments['backend']
-    if backend not in BACKENDS:
-        raise ValueError(f'launch argument backend must be one of {BACKENDS}, got {backend!r}')
     wanted = {}
     localhost = arguments['localhost_only']
-    if localhost == 'auto':
-        localhost_only = backend == 'sim'
+    if localhost.strip().lower() == 'auto':
+        localhost_only = arguments['backend'] == 'sim'
     else:
-        localhost_only = truthy(localhost, 'localhost_only')
+        localhost_only = checks.boolean(localhost, 'localhost_only')
     if localhost_only:
         wanted['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
         # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE; newer distros warn on this one.
         if os.environ.get('ROS_DISTRO') == 'humble':
             wanted['ROS_LOCALHOST_ONLY'] = '1'
-    if truthy(arguments['use_fastdds_profile'], 'use_fastdds_profile'):
+    if checks.boolean(arguments['use_fastdds_profile'], 'use_fastdds_profile'):
         wanted['FASTDDS_DEFAULT_PROFILES_FILE'] = config_file('fastdds_shm.xml')
     return [SetEnvironmentVariable(key, value) for key, value in wanted.items()
             if key not in os.environ]
-
-
-def parse_numbers(text: str, count: int, name: str) -> List[float]:
-    """Parse ``count`` comma-separated numbers of launch argument ``name``, naming it if bad."""
-    try:
-        values = [float(part) for part in text.split(',')]
-    except ValueError:
-        values = []
-    if len(values) != count:
-        raise ValueError(f'launch argument {name} must be {count} comma-separated numbers, '
-                         f'got {text!r}')
-    return values
 
 
 def ros_bridge_objects_file(source: str, role_name: str, spawn_point: List[float]) -> str:
@@ -170,11 +168,7 @@ def ros_bridge_actions(context) -> List:
     """
     arguments = context.launch_configurations
     role = arguments['role_name']
-    timeout = float(parse_numbers(arguments['carla_timeout'], 1, 'carla_timeout')[0])
-    if timeout < MIN_ROS_BRIDGE_TIMEOUT_S:
-        raise ValueError(f'launch argument carla_timeout must be >= '
-                         f'{MIN_ROS_BRIDGE_TIMEOUT_S:g} s for carla_ros_bridge (it loads the '
-                         f'town on start), got {timeout:g}')
+    timeout = ros_bridge_timeout(arguments['carla_timeout'], 'carla_timeout')
     spawn = parse_numbers(arguments['spawn_point'], 6, 'spawn_point') \
         if arguments['spawn_point'] else []
     goal = parse_numbers(arguments['goal'], 3, 'goal') if arguments['goal'] else []
@@ -245,18 +239,36 @@ def expert_nodes(overrides: dict) -> List[Node]:
                          condition=backend_is(*CARLA_BACKENDS))]
 
 
-def package_node(name: str, overrides: dict, **options) -> Node:
+def on_node_exit(name: str, ends_the_launch: bool):
+    """
+    Return the ``on_exit`` handler of node ``name``: a failed node fails the launch.
+
+    ``ros2 launch`` exits 0 whatever its processes return; raising here makes it stop every
+    process and exit 1, after the node's own line saying why it failed.
+
+    :param ends_the_launch: a clean exit ends the launch too (the node that does the job)
+    """
+    def handle(event, context):
+        if event.returncode:
+            raise RuntimeError(f'{name} exited with status {event.returncode}')
+        return [Shutdown(reason=f'{name} exited')] if ends_the_launch else None
+    return handle
+
+
+def package_node(name: str, overrides: dict, ends_the_launch: bool = False, **options) -> Node:
     """
     Return our node ``name`` with ``config/<name>.yaml``, ``role_name`` and ``overrides``.
 
     :param name: executable and node name (``sim_bridge``, ``expert``, ...).
     :param overrides: parameters set on top of the YAML file.
-    :param options: further ``Node`` arguments (``condition``, ``on_exit``).
+    :param ends_the_launch: the launch ends when this node exits; any node that fails (exits
+        non-zero) ends it with status 1
+    :param options: further ``Node`` arguments (``condition``).
     """
     return Node(package=PACKAGE, executable=name, name=name, output='screen',
                 parameters=[config_file(f'{name}.yaml'),
                             {'role_name': typed('role_name', str), **overrides}],
-                **options)
+                on_exit=on_node_exit(name, ends_the_launch), **options)
 
 
 def rviz_node() -> Node:

@@ -20,18 +20,16 @@ so they are refused with a clear error rather than fed wrong inputs.
 import contextlib
 import importlib.util
 import math
-from pathlib import Path
 
+from llava_drive.features.choices import check_model_dir, ChoiceError, resolve_device
 from llava_drive.features.preprocess import ImageNormalization, preprocess_frames
 from llava_drive.features.route_prompt import (
     check_phrases, DEFAULT_COMMAND_PHRASES, render_prompt, RouteInput, RoutePromptError,
     template_fields)
 from llava_drive.features.spec import (
-    DECODER_MODES, DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, DTYPES, FeatureMode, FeatureSpec,
+    DECODER_MODES, DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, FeatureMode, FeatureSpec,
     GRID_MODES, model_content_hash, PREPROCESSING_POLICIES, PROMPT_CONDITIONED_MODES,
     VISION_MODES)
-
-SUPPORTED_MODEL_TYPES = ('llava',)
 # The text the processor puts where the image goes if the model has no chat template.
 FALLBACK_TEMPLATE = 'USER: <image>\n{prompt} ASSISTANT:'
 # On CPU, batches beyond about this many tokens run slower per frame (the activations and
@@ -140,24 +138,20 @@ class LlavaFeatureExtractor:
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-        self.model_dir = Path(model_dir)
-        if not (self.model_dir / 'config.json').is_file():
-            raise ExtractorError('not a model directory (no config.json): %s' % self.model_dir)
+        try:
+            self.model_dir = check_model_dir(model_dir)
+            self.device, self.torch_dtype = resolve_device(device, dtype)
+        except ChoiceError as error:
+            raise ExtractorError(str(error)) from None
         try:
             self.mode = FeatureMode(mode)
         except ValueError:
             raise ExtractorError('unknown feature mode %r; choose from %s'
                                  % (mode, ', '.join(m.value for m in FeatureMode))) from None
-        if dtype not in DTYPES:
-            raise ExtractorError('dtype must be one of %s, got %r' % (DTYPES, dtype))
         if preprocessing not in PREPROCESSING_POLICIES:
             raise ExtractorError('preprocessing must be one of %s, got %r'
                                  % (PREPROCESSING_POLICIES, preprocessing))
-        if str(device).startswith('cuda') and not torch.cuda.is_available():
-            raise ExtractorError('device %r requested but CUDA is not available' % device)
-        self.device = torch.device(device)
         self.dtype_name = dtype
-        self.torch_dtype = getattr(torch, dtype)
         self.preprocessing = preprocessing
         self.prompt = prompt
         try:
@@ -177,9 +171,6 @@ class LlavaFeatureExtractor:
         self._prompt_cache = {}
 
         config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
-        if config.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ExtractorError('model type %r is not supported (supported: %s)'
-                                 % (config.model_type, ', '.join(SUPPORTED_MODEL_TYPES)))
         text_config = config.get_text_config()
         self.num_layers = int(text_config.num_hidden_layers)
         self.layer = self._resolve_layer(layer)

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 import time
 
+from llava_drive.features.choices import resolve_device
 from llava_drive.learning import ACTION_NAMES
 from llava_drive.learning.checkpoint import staged_directory, write_checkpoint_files
 from llava_drive.learning.dataset import (build_windows, DEFAULT_MAX_GAP_FACTOR,
@@ -160,10 +161,7 @@ class TrainConfig:
                 f'min_label_variance must be > 0, got {self.min_label_variance!r}')
         if not self.max_gap_factor > 1.0:
             raise ValueError(f'max_gap_factor must be > 1, got {self.max_gap_factor!r}')
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f'device is not a torch device: {self.device!r}') from None
+        resolve_device(self.device)  # a ValueError naming the device: exit status 2
         # Architecture checks (e.g. num_heads dividing hidden_size) live in HeadConfig.
         self.head_config(feature_dim=1)
 

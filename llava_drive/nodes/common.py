@@ -113,6 +113,25 @@ class _Interrupt:
             raise KeyboardInterrupt
 
 
+def die_with_parent() -> None:
+    """
+    Have Linux send this process SIGTERM when its parent dies (no-op elsewhere).
+
+    A launch or ``llava-drive`` command that is killed, or fails after starting some nodes,
+    then leaves no orphan simulator or recorder behind to disturb the next run on the domain.
+    The signal follows the parent *thread* that started us: launchers start nodes from their
+    main thread.
+    """
+    if not sys.platform.startswith('linux'):
+        return
+    import ctypes
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl (e.g. a static or foreign libc)
+        pass
+
+
 def spin_tolerantly(node) -> None:
     """
     Spin ``node`` until shutdown, surviving messages rclpy cannot convert.
@@ -149,6 +168,7 @@ def run_node(node_class, args=None) -> None:
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt = _Interrupt()
+    die_with_parent()  # SIGTERM: the clean shutdown below
     node = None
     exit_code = 0
     try:

@@ -56,9 +56,14 @@ def load_policy(checkpoint_dir, model_dir=None, device='cpu', dtype=None) -> Loa
     :raises PolicyLoadError: missing checkpoint or model, or features that differ from those
         the head was trained on (the message names every difference).
     """
+    from llava_drive.features.choices import ChoiceError, resolve_device
     from llava_drive.features.extractor import ExtractorError, LlavaFeatureExtractor
     from llava_drive.learning.checkpoint import CheckpointError, FeatureSpecMismatch
 
+    try:  # before anything loads: torch's own refusal of a device is a long traceback
+        resolve_device(device, dtype or None)
+    except ChoiceError as error:
+        raise PolicyLoadError(str(error)) from None
     if not checkpoint_dir:
         raise PolicyLoadError('no checkpoint given: set the checkpoint parameter to a '
                               'checkpoint directory (llava-drive train --out DIR)')

@@ -8,6 +8,8 @@ import tempfile
 import time
 
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
+from llava_drive.features.choices import ChoiceError, resolve_device
+from llava_drive.features.spec import DTYPES
 from llava_drive.nodes.interfaces import BACKENDS
 from llava_drive.sim.world import MAP_KINDS
 
@@ -37,8 +39,20 @@ POLICY_MODEL_HELP = "LLaVA directory (default: the checkpoint's)"
 def add_policy_model_arguments(parser, model_help: str = POLICY_MODEL_HELP) -> None:
     """Add ``--model``, ``--device`` and ``--dtype``: how a policy loads its LLaVA."""
     parser.add_argument('--model', type=Path, default=None, metavar='DIR', help=model_help)
-    parser.add_argument('--device', default='cpu', help='policy device: cpu, cuda, cuda:1')
-    parser.add_argument('--dtype', default=None, help="model dtype (default: the checkpoint's)")
+    parser.add_argument('--device', default='cpu', type=torch_device,
+                        help='policy device: cpu, cuda, cuda:1')
+    parser.add_argument('--dtype', default=None, choices=DTYPES,
+                        help="model dtype (default: the checkpoint's)")
+
+
+def torch_device(text: str) -> str:
+    """Return ``text`` if this torch has that device (refused before any node starts)."""
+    if text != 'cpu':  # cpu is always there: no torch import for the default
+        try:
+            resolve_device(text)
+        except ChoiceError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def add_log_dir_argument(parser) -> None:
