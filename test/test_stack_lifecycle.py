@@ -25,15 +25,16 @@ DEADLINE = 180  # seconds; generous for a loaded 2-core machine
 
 
 def children(pid: int) -> list:
-    """Return the pids whose parent is ``pid`` (from /proc)."""
+    """Return the node processes whose parent is ``pid`` (from /proc)."""
     found = []
     for stat in Path('/proc').glob('[0-9]*/stat'):
         try:
             # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
             fields = stat.read_text().rsplit(')', 1)[1].split()
+            command = (stat.parent / 'cmdline').read_bytes()
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and b'llava_drive.nodes.' in command:
             found.append(int(stat.parent.name))
     return found
 
@@ -108,7 +109,7 @@ def assert_closed_bag(run: Record):
     pairs = list(read_pairs(run.out, decode_images=False))
     assert pairs
     summary = run.summary()
-    assert summary['stopped'] == 'interrupted' and summary['pairs'] == len(pairs)
+    assert summary['stopped'] == 'interrupted' and summary['pairs'] == len(pairs), summary
 
 
 def test_sigterm_closes_the_bag_and_a_busy_domain_refuses_a_second_run(record_process):
@@ -116,7 +117,7 @@ def test_sigterm_closes_the_bag_and_a_busy_domain_refuses_a_second_run(record_pr
     first.wait_recording()
     # A second stack on the same domain would mix both simulators' data: refused, one line.
     second = record_process('second', duration='2')
-    assert second.wait() == 2
+    assert second.wait() == 2, second.stderr()[-2000:]
     lines = second.stderr().strip().splitlines()
     assert len(lines) == 1 and 'ROS domain' in lines[0] and 'llava-drive record (pid' in lines[0]
     assert not second.out.exists()  # refused before any node started
@@ -188,3 +189,23 @@ def test_domain_lock_moves_a_private_domain_and_ignores_a_dead_owner(tmp_path):
         held.release()
     again = lock_domain({'ROS_DOMAIN_ID': str(domain)}, 'other', chosen_by_user=True)
     again.release()
+
+
+@pytest.mark.parametrize('command', [
+    ['drive', '--driver', 'expert'],
+    ['evaluate', '--driver', 'expert', '--routes', '101', '--repetitions', '1']])
+def test_drive_and_evaluate_refuse_a_busy_domain(command, tmp_path):
+    env = local_ros_environment()
+    held = DomainLock(int(env['ROS_DOMAIN_ID']))
+    assert held.acquire('a test holding the domain')
+    try:
+        completed = subprocess.run(
+            [sys.executable, '-m', 'llava_drive.cli', *command, '--out' if
+             command[0] == 'evaluate' else '--log-dir', str(tmp_path / 'out')],
+            capture_output=True, text=True, env=env, timeout=DEADLINE)
+    finally:
+        held.release()
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'in use by a test holding the domain' in lines[0], lines
+    assert not (tmp_path / 'out').exists()

@@ -11,7 +11,6 @@ inputs still flow). On Linux each child also gets ``PR_SET_PDEATHSIG``: should t
 killed outright, the kernel sends the child SIGTERM, which the nodes turn into a clean shutdown.
 """
 import ctypes
-import ctypes.util
 from dataclasses import dataclass, field
 import json
 import os
@@ -55,8 +54,8 @@ def _parent_death_signal():
     """Return a ``preexec_fn`` that asks for SIGTERM when the parent dies (Linux), else None."""
     if not sys.platform.startswith('linux'):
         return None
-    # Loaded here, in the parent: between fork and exec the child only makes system calls.
-    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    # Resolved here, in the parent: between fork and exec the child only makes system calls.
+    libc = ctypes.CDLL(None, use_errno=True)  # this process's symbols, libc's among them
     parent = os.getpid()
 
     def preexec():

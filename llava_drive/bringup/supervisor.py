@@ -10,6 +10,7 @@ a second signal during that shutdown changes nothing, so a bag is always closed.
 from dataclasses import dataclass
 import os
 import signal
+import threading
 import time
 from typing import Callable, Dict, Optional, Sequence
 
@@ -69,11 +70,16 @@ class Supervisor:
                                 chosen_by_user=user_domain or self.backend != 'sim')
         os.environ.update(self.env)  # the monitor node must see the stack's DDS settings
         self.context = rclpy.Context()
-        # rclpy's own handler would shut the context down under the running loop.
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            # rclpy's own handler would shut the context down under the running loop.
+            rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        except BaseException:
+            self.lock.release()
+            raise
         self.executor = SingleThreadedExecutor(context=self.context)
-        for signum in STOP_SIGNALS:
-            self._handlers[signum] = signal.signal(signum, self._on_signal)
+        if threading.current_thread() is threading.main_thread():  # where Python allows it
+            for signum in STOP_SIGNALS:
+                self._handlers[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, *exc):

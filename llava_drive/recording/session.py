@@ -194,6 +194,8 @@ def _closed_pairs(bag: Path, recorder_exit) -> int:
     """
     from llava_drive.bag.format import CONTROL_TOPIC, MetadataError, read_metadata
 
+    if not bag.is_dir():
+        raise RuntimeError('interrupted before the recorder opened its bag: nothing recorded')
     try:
         metadata = read_metadata(bag)
     except MetadataError as error:
