@@ -66,10 +66,13 @@ def register(subparsers):
 
 def step(title: str, argv) -> None:
     """Print and run one ``llava-drive`` command; raise on failure."""
+    from llava_drive.bringup.supervisor import Supervisor
     from llava_drive.cli import main
     argv = [str(a) for a in argv]
     print(f'\n=== {title}\n$ llava-drive {shlex.join(argv)}', flush=True)
     code = main(argv)
+    if Supervisor.signalled:  # Ctrl-C stopped this step's stack: stop the demo too
+        raise KeyboardInterrupt
     if code:
         raise RuntimeError(f'step "{title}" failed with exit code {code}')
 

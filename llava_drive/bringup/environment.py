@@ -4,9 +4,11 @@ Environment defaults that keep the embedded stack's DDS traffic on this machine.
 Set before ``rclpy.init()`` (DDS reads them when the context starts). A value the user
 exported wins: a real CARLA deployment across machines keeps its own settings.
 """
+import fcntl
 import os
 from pathlib import Path
 import sys
+import tempfile
 
 
 def config_path(name: str) -> Path:
@@ -88,3 +90,75 @@ def with_fastdds_profile(env: dict) -> dict:
 def apply_local_ros_environment() -> None:
     """Apply :func:`local_ros_environment` to this process (call before ``rclpy.init``)."""
     os.environ.update(local_ros_environment())
+
+
+class DomainBusy(RuntimeError):
+    """Another simulator or recorder of this package already runs on the ROS domain."""
+
+
+class DomainLock:
+    """
+    One stack per ROS domain on this host: an flock'ed file naming its owner.
+
+    The kernel drops the lock when the last process holding the file goes (the supervisor and
+    the children it passes the descriptor to), so a lock left by a killed run never blocks.
+
+    :param domain: ROS domain id
+    """
+
+    def __init__(self, domain: int):
+        self.domain = int(domain)
+        self.path = Path(tempfile.gettempdir()) / f'llava_drive_ros_domain_{self.domain}.lock'
+        self.file = None
+
+    def acquire(self, owner: str) -> bool:
+        """Take the lock for ``owner`` (written with this pid); False when it is held."""
+        handle = open(self.path, 'a+')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.truncate(0)
+        handle.write(f'{owner} (pid {os.getpid()})\n')
+        handle.flush()
+        self.file = handle
+        return True
+
+    def holder(self) -> str:
+        """Return who holds the lock, as its owner wrote it."""
+        try:
+            return self.path.read_text().strip() or 'another process'
+        except OSError:
+            return 'another process'
+
+    def fileno(self) -> int:
+        """Return the lock's descriptor (children inherit it to keep the domain taken)."""
+        return self.file.fileno()
+
+    def release(self) -> None:
+        """Drop the lock (children that inherited it hold it until they exit)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def lock_domain(env: dict, owner: str, chosen_by_user: bool) -> DomainLock:
+    """
+    Lock ``env``'s ROS domain for ``owner``; a domain this package chose moves to a free one.
+
+    :param env: the stack's environment; its ``ROS_DOMAIN_ID`` may be changed
+    :param owner: who runs the stack (``llava-drive record``), written into the lock
+    :param chosen_by_user: ``ROS_DOMAIN_ID`` was exported: never move it, refuse instead
+    :raises DomainBusy: the domain is taken (or, when moving, every private domain is)
+    """
+    first = int(env.get('ROS_DOMAIN_ID') or 0)
+    candidates = [first] if chosen_by_user else [1 + (first - 1 + i) % 100 for i in range(100)]
+    for domain in candidates:
+        lock = DomainLock(domain)
+        if lock.acquire(owner):
+            env['ROS_DOMAIN_ID'] = str(domain)
+            return lock
+    busy = DomainLock(first)
+    raise DomainBusy(f'ROS domain {first} is in use by {busy.holder()}: stop it or export '
+                     f'another ROS_DOMAIN_ID (two stacks on one domain drive each other)')

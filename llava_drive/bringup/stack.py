@@ -1,17 +1,23 @@
 """
 Start and stop a set of nodes as child processes, the way ``ros2 launch`` would.
 
-Used by ``llava-drive record`` (and later drive/evaluate) so the same nodes and the same
-YAML files run with or without launch_ros installed. No ROS imports.
+Used by ``llava-drive record``, ``drive`` and ``evaluate`` (through
+:mod:`llava_drive.bringup.supervisor`) so the same nodes and the same YAML files run with or
+without launch_ros installed. No ROS imports.
+
+The children run in a process group of their own, so a Ctrl-C at the terminal reaches only the
+supervisor, which stops them in its order (the recorder first, so the bag is closed while its
+inputs still flow). On Linux each child also gets ``PR_SET_PDEATHSIG``: should the supervisor be
+killed outright, the kernel sends the child SIGTERM, which the nodes turn into a clean shutdown.
 """
+import ctypes
 from dataclasses import dataclass, field
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 
 def param_value(value) -> str:
@@ -41,13 +47,42 @@ class NodeSpec:
         return command
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _parent_death_signal():
+    """Return a ``preexec_fn`` that asks for SIGTERM when the parent dies (Linux), else None."""
+    if not sys.platform.startswith('linux'):
+        return None
+    # Resolved here, in the parent: between fork and exec the child only makes system calls.
+    libc = ctypes.CDLL(None, use_errno=True)  # this process's symbols, libc's among them
+    parent = os.getpid()
+
+    def preexec():
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return preexec
+
+
 class Stack:
     """Child processes for a list of :class:`NodeSpec`; stops them in reverse order."""
 
-    def __init__(self, specs: List[NodeSpec], env: Optional[dict] = None, log_dir=None):
+    def __init__(self, specs: List[NodeSpec], env: Optional[dict] = None, log_dir=None,
+                 pass_fds: Sequence[int] = ()):
+        """
+        Prepare the stack; nothing starts before :meth:`start`.
+
+        :param specs: the nodes, in start order
+        :param env: environment of the children (default: this process's)
+        :param log_dir: one ``<name>.log`` per node here; None = this process's output
+        :param pass_fds: file descriptors the children inherit (the supervisor's domain lock,
+            held until the last child is gone)
+        """
         self.specs = specs
         self.env = dict(os.environ if env is None else env)
         self.log_dir = log_dir
+        self.pass_fds = tuple(pass_fds)
         self.processes: Dict[str, subprocess.Popen] = {}
         self._logs = []
 
@@ -60,7 +95,8 @@ class Stack:
                 output = open(os.path.join(self.log_dir, f'{spec.name}.log'), 'w')
                 self._logs.append(output)
             self.processes[spec.name] = subprocess.Popen(
-                spec.command(), env=self.env, stdout=output, stderr=subprocess.STDOUT)
+                spec.command(), env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                process_group=0, preexec_fn=_parent_death_signal(), pass_fds=self.pass_fds)
         return self
 
     def failed(self) -> Dict[str, int]:
@@ -84,26 +120,22 @@ class Stack:
                 continue
         return process.returncode
 
-    def stop(self, order: Optional[List[str]] = None):
-        """Stop every node, in ``order`` first (e.g. the recorder), then the rest reversed."""
-        names = list(order or []) + [s.name for s in reversed(self.specs)]
-        for name in dict.fromkeys(names):
-            self.stop_node(name)
+    def stop(self, order: Sequence[str] = ()) -> Dict[str, Optional[int]]:
+        """
+        Stop every node, in ``order`` first (e.g. the recorder), then the rest reversed.
+
+        :return: ``{name: exit code}`` of every node started
+        """
+        names = list(order) + [s.name for s in reversed(self.specs)]
+        codes = {name: self.stop_node(name) for name in dict.fromkeys(names)
+                 if name in self.processes}
         for log in self._logs:
             log.close()
+        self._logs.clear()
+        return codes
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -140,10 +140,11 @@ def register(subparsers):
 
 def run_evaluate(args) -> int:
     """
-    Run ``llava-drive evaluate``; return 0, or 1 when it could not finish.
+    Run ``llava-drive evaluate``; return 0, 1 when it could not finish, 2 when busy.
 
     :param args: parsed arguments
     """
+    from llava_drive.bringup.supervisor import DomainBusy
     from llava_drive.evaluation.evaluate import evaluate, EvaluationOptions
 
     out = args.out or Path('reports') / time.strftime('eval_%Y%m%d_%H%M%S')
@@ -162,6 +163,9 @@ def run_evaluate(args) -> int:
             allow_training_routes=args.allow_training_routes, video=args.video,
             control_timeout=args.control_timeout, log_dir=args.log_dir, map_kind=map_kind)
         document = evaluate(options, progress=not args.no_progress)
+    except DomainBusy as error:
+        print(f'llava-drive evaluate: {error}', file=sys.stderr)
+        return 2
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive evaluate: {error}', file=sys.stderr)
         return 1
@@ -174,10 +178,11 @@ def run_evaluate(args) -> int:
 
 def run_drive(args) -> int:
     """
-    Run ``llava-drive drive``; return 0, or 1 when a node failed.
+    Run ``llava-drive drive``; return 0 (a signal too), 1 when a node failed, 2 when busy.
 
     :param args: parsed arguments
     """
+    from llava_drive.bringup.supervisor import DomainBusy
     from llava_drive.evaluation.drive import drive, DriveOptions
 
     try:
@@ -189,6 +194,9 @@ def run_drive(args) -> int:
             dtype=args.dtype, log_dir=args.log_dir, carla=bridge_parameters(args),
             role_name=args.role_name)
         drive(options)
+    except DomainBusy as error:
+        print(f'llava-drive drive: {error}', file=sys.stderr)
+        return 2
     except (RuntimeError, ValueError) as error:
         print(f'llava-drive drive: {error}', file=sys.stderr)
         return 1

@@ -8,17 +8,14 @@ at the end of the route (simulator, unless it loops).
 """
 from dataclasses import dataclass, field
 import math
-import os
 from pathlib import Path
 import shutil
 import sys
 import tempfile
-import time
 from typing import Optional
 
-from llava_drive.bringup.environment import stack_environment
 from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spec
-from llava_drive.bringup.stack import Stack
+from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.nodes.interfaces import (BACKENDS, DEFAULT_ROLE_NAME, DIAGNOSTICS_TOPIC,
                                           SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
 from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
@@ -218,62 +215,42 @@ def drive(options: DriveOptions, out=None) -> dict:
     :param options: what to drive
     :param out: text stream for the status line (default stdout)
     :return: ``{'reason', 'seconds', 'status', 'summary'}``
-    :raises RuntimeError: a node exited early
+    :raises DomainBusy: another stack runs on the ROS domain (nothing started)
+    :raises RuntimeError: a node exited early (its log stays)
     """
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
     out = out or sys.stdout
-    env = stack_environment(options.backend)
-    os.environ.update(env)
-    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_drive_'))
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    monitor = DriveMonitor(context, options.role_name)
-    executor.add_node(monitor.node)
-    stack = Stack(options.node_specs(), env=env, log_dir=log_dir)
     tty = hasattr(out, 'isatty') and out.isatty()
-    start = time.monotonic()
-    last_print, reason = 0.0, 'interrupted'
-    failed = False
-    try:
-        stack.start()
-        while True:
-            executor.spin_once(timeout_sec=0.05)
-            elapsed = time.monotonic() - start
-            died = stack.failed()
-            if died:
-                failed = True
-                raise RuntimeError(f'node(s) exited: {died}; logs in {log_dir}')
-            if monitor.end is not None and options.backend != 'carla_ros_bridge' and \
-                    not options.loop:
-                reason = 'route finished'
-                break
-            if options.duration is not None and elapsed >= options.duration:
-                reason = 'duration'
-                break
-            # A terminal gets the line rewritten in place; a log gets one line a second.
-            if elapsed - last_print >= (0.2 if tty else 1.0):
-                last_print = elapsed
-                text = monitor.line(elapsed)
-                out.write(f'\r{text:<110}' if tty else text + '\n')
-                out.flush()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        reason = 'interrupted'
-    finally:
-        final = monitor.line(time.monotonic() - start)
-        stack.stop()
-        executor.shutdown()
-        monitor.node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        if options.log_dir is None and not failed:
-            shutil.rmtree(log_dir, ignore_errors=True)
+    printed = [0.0]
+
+    def done(elapsed: float):
+        if monitor.end is not None and options.backend != 'carla_ros_bridge' and \
+                not options.loop:
+            return 'route finished'
+        if options.duration is not None and elapsed >= options.duration:
+            return 'duration'
+        # A terminal gets the line rewritten in place; a log gets one line a second.
+        if elapsed - printed[0] >= (0.2 if tty else 1.0):
+            printed[0] = elapsed
+            text = monitor.line(elapsed)
+            out.write(f'\r{text:<110}' if tty else text + '\n')
+            out.flush()
+        return None
+
+    with Supervisor(options.backend, 'llava-drive drive') as supervisor:
+        log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_drive_'))
+        monitor = DriveMonitor(supervisor.context, options.role_name)
+        try:
+            outcome = supervisor.run(options.node_specs(), monitor.node, done, log_dir)
+        finally:
+            monitor.node.destroy_node()
+    if options.log_dir is None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    final = monitor.line(outcome.seconds)
     out.write(('\r' if tty else '') + final + '\n')
     summary = (monitor.end or {}).get('summary')
-    out.write(f'stopped: {reason}' + (
+    out.write(f'stopped: {outcome.reason}' + (
         f'; route {summary["route_seed"]}: RC {summary["route_completion"]:.1f}%, '
         f'DS {summary["driving_score"]:.1f}, {summary["done_reason"]}' if summary else '')
         + '\n')
-    return {'reason': reason, 'seconds': round(time.monotonic() - start, 2),
+    return {'reason': outcome.reason, 'seconds': round(outcome.seconds, 2),
             'status': monitor.status, 'summary': summary, 'line': final}

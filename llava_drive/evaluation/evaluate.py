@@ -10,17 +10,14 @@ episode (the policy's annotated camera view when it publishes one).
 """
 from dataclasses import asdict, dataclass, field
 import math
-import os
 from pathlib import Path
 import re
 import shutil
 import tempfile
-import time
 from typing import Dict, List, Optional
 
-from llava_drive.bringup.environment import local_ros_environment
 from llava_drive.bringup.node_specs import expert_spec, policy_spec, sim_bridge_spec
-from llava_drive.bringup.stack import Stack
+from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.evaluation.metrics import (EpisodeResult, summary_from_dict, Trajectory,
                                             with_time_limit)
 from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, POLICY,
@@ -321,60 +318,56 @@ class EpisodeWatcher:
         self.node.destroy_node()
 
 
-def run_episode(options: EvaluationOptions, executor, context, driver: str, seed: int,
-                repetition: int, env: dict, log_dir: Path, video_path: Optional[Path] = None,
+def run_episode(options: EvaluationOptions, supervisor, driver: str, seed: int,
+                repetition: int, log_dir: Path, video_path: Optional[Path] = None,
                 on_progress=None):
     """
     Run one episode and return ``(EpisodeResult, video path, video note)``.
 
     :param options: evaluation options
-    :param executor: the rclpy executor spinning the watcher
-    :param context: the rclpy context
+    :param supervisor: the running :class:`~llava_drive.bringup.supervisor.Supervisor`
     :param driver: driver name
     :param seed: route seed
     :param repetition: repetition index
-    :param env: environment of the node processes
     :param log_dir: node logs of this episode
     :param video_path: write the video of this episode here, or None
     :param on_progress: called with the latest status dict now and then
     :raises RuntimeError: a node died or the episode did not end in time
+    :raises KeyboardInterrupt: SIGINT or SIGTERM stopped the episode
     """
     video = EpisodeVideo(video_path) if video_path is not None else None
-    watcher = EpisodeWatcher(context, seed, video)
-    executor.add_node(watcher.node)
-    stack = Stack(options.node_specs(driver, seed, annotate=video is not None,
-                                     repetition=repetition), env=env,
-                  log_dir=log_dir)
+    watcher = EpisodeWatcher(supervisor.context, seed, video)
     limit = options.route_time_limit()
-    start = time.monotonic()
-    ended_by = 'simulator'
-    last_report = 0.0
+    reported = [0.0]
+
+    def done(elapsed: float):
+        status = watcher.last_status
+        if watcher.end is not None:
+            return 'simulator'
+        if status is not None and status['time'] >= limit and \
+                options.max_route_time is not None:
+            return 'time_limit'
+        if elapsed > options.episode_timeout:
+            raise RuntimeError(
+                f'no end of the route after '
+                f'{options.episode_timeout:.0f} s wall time (simulated '
+                f'{status["time"] if status else 0:.1f} s); logs in {log_dir}')
+        if on_progress and status is not None and elapsed - reported[0] > 0.25:
+            reported[0] = elapsed
+            on_progress(status)
+        return None
+
+    specs = options.node_specs(driver, seed, annotate=video is not None, repetition=repetition)
     try:
-        stack.start()
-        while watcher.end is None:
-            executor.spin_once(timeout_sec=0.05)
-            status = watcher.last_status
-            if status is not None and status['time'] >= limit and \
-                    options.max_route_time is not None:
-                ended_by = 'time_limit'
-                break
-            died = stack.failed()
-            if died and watcher.end is None:
-                raise RuntimeError(f'{driver} route {seed}: node(s) exited early: {died}; '
-                                   f'logs in {log_dir}')
-            if time.monotonic() - start > options.episode_timeout:
-                raise RuntimeError(
-                    f'{driver} route {seed}: no end of the route after '
-                    f'{options.episode_timeout:.0f} s wall time (simulated '
-                    f'{status["time"] if status else 0:.1f} s); logs in {log_dir}')
-            if on_progress and status is not None and time.monotonic() - last_report > 0.25:
-                last_report = time.monotonic()
-                on_progress(status)
+        outcome = supervisor.run(specs, watcher.node, done, log_dir)
+    except RuntimeError as error:
+        raise RuntimeError(f'{driver} route {seed}: {error}') from None
     finally:
-        stack.stop()
-        executor.remove_node(watcher.node)
         video_file, video_note = watcher.finish_video()
         watcher.destroy()
+    ended_by = outcome.reason
+    if ended_by == 'interrupted':
+        raise KeyboardInterrupt
     if ended_by == 'simulator':
         summary = summary_from_dict(watcher.end['summary'])
         timeouts = int((watcher.last_status or {}).get('control_timeouts', 0))
@@ -388,7 +381,7 @@ def run_episode(options: EvaluationOptions, executor, context, driver: str, seed
     _, road, plan, scenarios = options.route_of(seed)
     result = EpisodeResult.build(driver, seed, repetition, summary, watcher.trajectory, road,
                                  plan, control_timeouts=timeouts,
-                                 wall_seconds=time.monotonic() - start, ended_by=ended_by,
+                                 wall_seconds=outcome.seconds, ended_by=ended_by,
                                  scenarios=scenarios)
     return result, video_file, video_note
 
@@ -401,48 +394,42 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
     :param progress: show a tqdm bar with a live summary line
     :raises RuntimeError: a node died or an episode did not finish
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from tqdm import tqdm
 
-    env = local_ros_environment()
-    os.environ.update(env)  # the watcher must use the same DDS settings as the nodes
     drivers = options.drivers()
     out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    log_root = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_evaluate_'))
     episodes = [(driver, seed, rep) for driver in drivers for rep in range(options.repetitions)
                 for seed in options.routes]
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    bar = tqdm(total=len(episodes), unit='episode', desc='evaluating', disable=not progress,
-               dynamic_ncols=True)
     results: List[EpisodeResult] = []
     video_file, video_note = None, ''
-    try:
-        for index, (driver, seed, rep) in enumerate(episodes):
-            def show(status, driver=driver, seed=seed, rep=rep):
+    with Supervisor('sim', 'llava-drive evaluate') as supervisor:
+        out.mkdir(parents=True, exist_ok=True)
+        log_root = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_evaluate_'))
+        bar = tqdm(total=len(episodes), unit='episode', desc='evaluating',
+                   disable=not progress, dynamic_ncols=True)
+        try:
+            for index, (driver, seed, rep) in enumerate(episodes):
+                def show(status, driver=driver, seed=seed, rep=rep):
+                    bar.set_postfix_str(
+                        f'{driver} route {seed} rep {rep + 1}: t {status["time"]:.0f}s '
+                        f'RC {status["route_completion"]:.0f}% '
+                        f'DS {status["driving_score"]:.0f} {status["speed"]:.1f} m/s',
+                        refresh=True)
+                want_video = options.video and index == 0
+                result, video_path, note = run_episode(
+                    options, supervisor, driver, seed, rep,
+                    log_root / f'{driver}_route{seed}_rep{rep}',
+                    out / f'episode_{driver}_route{seed}.mp4' if want_video else None, show)
+                if want_video:
+                    video_file, video_note = video_path, note
+                results.append(result)
+                bar.update(1)
                 bar.set_postfix_str(
-                    f'{driver} route {seed} rep {rep + 1}: t {status["time"]:.0f}s '
-                    f'RC {status["route_completion"]:.0f}% DS {status["driving_score"]:.0f} '
-                    f'{status["speed"]:.1f} m/s', refresh=True)
-            want_video = options.video and index == 0
-            result, video_path, note = run_episode(
-                options, executor, context, driver, seed, rep, env,
-                log_root / f'{driver}_route{seed}_rep{rep}',
-                out / f'episode_{driver}_route{seed}.mp4' if want_video else None, show)
-            if want_video:
-                video_file, video_note = video_path, note
-            results.append(result)
-            bar.update(1)
-            bar.set_postfix_str(
-                f'{driver} route {seed} rep {rep + 1}: RC {result.summary.route_completion:.0f}%'
-                f' DS {result.summary.driving_score:.0f} ({result.summary.done_reason})')
-    finally:
-        bar.close()
-        executor.shutdown()
-        rclpy.try_shutdown(context=context)
+                    f'{driver} route {seed} rep {rep + 1}: '
+                    f'RC {result.summary.route_completion:.0f}% '
+                    f'DS {result.summary.driving_score:.0f} ({result.summary.done_reason})')
+        finally:
+            bar.close()
     config = options.config()
     config['notes'] = list(options.notes)
     scores = score_sets(results, list(options.baselines))

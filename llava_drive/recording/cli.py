@@ -109,7 +109,12 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    """Run the recording stack and return an exit code."""
+    """
+    Run the recording stack; return 0, 1 when it failed (any recorder error), 2 when busy.
+
+    :param args: parsed arguments
+    """
+    from llava_drive.bringup.supervisor import DomainBusy
     from llava_drive.recording.session import RecordingOptions, record
     out = args.out or Path('bags') / time.strftime(f'{args.backend}_%Y%m%d_%H%M%S')
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_record_'))
@@ -123,6 +128,11 @@ def run(args) -> int:
             device=args.device, dtype=args.dtype, carla=bridge_parameters(args),
             map_kind=args.map)
         result = record(options, progress=True)
+    except DomainBusy as error:  # nothing started, nothing to keep
+        print(f'llava-drive record: {error}', file=sys.stderr)
+        if args.log_dir is None:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        return 2
     except (RuntimeError, ValueError, FileExistsError) as error:
         print(f'llava-drive record: {error}', file=sys.stderr)
         print(f'node logs: {log_dir}', file=sys.stderr)

@@ -1,13 +1,12 @@
 """Run the recording stack (sim_bridge or CARLA, expert, recorder) and watch it to the end."""
 from dataclasses import dataclass, field
-import os
 from pathlib import Path
-import time
 from typing import List, Optional
 
-from llava_drive.bringup.environment import config_path, stack_environment
+from llava_drive.bringup.environment import config_path
 from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
-from llava_drive.bringup.stack import NodeSpec, Stack
+from llava_drive.bringup.stack import NodeSpec
+from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.nodes.interfaces import RECORDER_FRAME_DONE_TOPIC, RECORDER_STATUS_TOPIC
 from llava_drive.nodes.status import PayloadReader, RecorderStatus
 from llava_drive.sim.town.benchmark import TOWN_BENCHMARKS
@@ -114,76 +113,95 @@ def record(options: RecordingOptions, progress: bool = True) -> dict:
     """
     Record until ``options.duration`` seconds of stamps are in the bag; return a summary.
 
-    :raises RuntimeError: a node died, no data arrived, or the wall-clock limit passed.
+    SIGINT or SIGTERM ends the recording early: the recorder closes the bag and the summary
+    says ``stopped: interrupted``.
+
+    :raises DomainBusy: another stack runs on the ROS domain (nothing started)
+    :raises RuntimeError: the recorder reported an error, a node died, no data arrived, the
+        wall-clock limit passed, or the bag was not closed.
     """
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import String
     from tqdm import tqdm
 
-    env = stack_environment(options.backend)
-    os.environ.update(env)  # the monitor node below must see the same DDS settings
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('llava_drive_record_monitor', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    latest = {}
-    statuses = PayloadReader(RecorderStatus, node.get_logger().warning)
+    latest, first = {}, {}
 
-    def on_status(msg):
-        status = statuses.parse(msg.data)
-        if status is not None:
-            latest.update(status.to_dict())
+    def done(elapsed: float):
+        # An error first: a full disk also closes the bag, which is no success.
+        if latest.get('error'):
+            raise RuntimeError(f'recorder error: {latest["error"]}')
+        if latest.get('pairs_written') and not first:
+            first.update(latest, wall=elapsed)
+        bar.n = round(min(latest.get('span_s', 0.0), options.duration), 1)
+        bar.set_postfix_str(f'{latest.get("pairs_written", 0)} pairs')
+        if latest.get('closed_bags'):
+            return 'duration'
+        if elapsed > options.timeout:
+            raise RuntimeError(f'no complete recording after {elapsed:.0f} s wall time '
+                               f'({latest.get("pairs_written", 0)} pairs so far)')
+        if options.backend == 'carla_ros_bridge' and elapsed > 30 and \
+                not latest.get('pairs_written'):
+            raise RuntimeError('no camera frames from carla_ros_bridge after 30 s: start '
+                               'CARLA and the bridge (ros2 launch llava_drive record.launch.py '
+                               'backend:=carla_ros_bridge) or check role_name')
+        return None
 
-    node.create_subscription(String, RECORDER_STATUS_TOPIC, on_status, 10)
-    stack = Stack(options.node_specs(), env=env, log_dir=options.log_dir)
-    bar = tqdm(total=round(options.duration, 1), unit='s', desc=f'recording {options.out}',
-               disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total} s sim '
-                                                '[{elapsed}<{remaining}] {postfix}')
-    start = time.monotonic()
-    first_pair_at, first = None, {}
-    try:
-        stack.start()
-        while True:
-            executor.spin_once(timeout_sec=0.1)
-            died = stack.failed()
-            if died:
-                raise RuntimeError(f'node(s) exited early: {died}; see {options.log_dir}')
-            if latest:
-                if first_pair_at is None and latest.get('pairs_written'):
-                    first_pair_at, first = time.monotonic(), dict(latest)
-                bar.n = round(min(latest.get('span_s', 0.0), options.duration), 1)
-                bar.set_postfix_str(f'{latest.get("pairs_written", 0)} pairs')
-                if latest.get('closed_bags'):
-                    break
-                if latest.get('error'):
-                    raise RuntimeError(f'recorder error: {latest["error"]}')
-            elapsed = time.monotonic() - start
-            if elapsed > options.timeout:
-                raise RuntimeError(f'no complete recording after {elapsed:.0f} s wall time '
-                                   f'({latest.get("pairs_written", 0)} pairs so far)')
-            if options.backend == 'carla_ros_bridge' and elapsed > 30 and \
-                    not latest.get('pairs_written'):
-                raise RuntimeError('no camera frames from carla_ros_bridge after 30 s: start '
-                                   'CARLA and the bridge (ros2 launch llava_drive '
-                                   'record.launch.py backend:=carla_ros_bridge) or check '
-                                   'role_name')
-        bar.n = bar.total
-        bar.refresh()
-    finally:
-        bar.close()
-        stack.stop(order=['recorder'])
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    end = time.monotonic()
+    with Supervisor(options.backend, 'llava-drive record') as supervisor:
+        node = rclpy.create_node('llava_drive_record_monitor', context=supervisor.context)
+        statuses = PayloadReader(RecorderStatus, node.get_logger().warning)
+
+        def on_status(msg):
+            status = statuses.parse(msg.data)
+            if status is not None:
+                latest.update(status.to_dict())
+
+        node.create_subscription(String, RECORDER_STATUS_TOPIC, on_status, 10)
+        bar = tqdm(total=round(options.duration, 1), unit='s', desc=f'recording {options.out}',
+                   disable=not progress, bar_format='{l_bar}{bar}| {n:.1f}/{total} s sim '
+                                                    '[{elapsed}<{remaining}] {postfix}')
+        try:
+            outcome = supervisor.run(options.node_specs(), node, done, options.log_dir,
+                                     stop_order=['recorder'])
+            if outcome.reason == 'duration':
+                bar.n = bar.total
+                bar.refresh()
+        finally:
+            bar.close()
+            node.destroy_node()
+    pairs = latest.get('pairs_written', 0)
+    if outcome.reason == 'interrupted':
+        if latest.get('error'):
+            raise RuntimeError(f'recorder error: {latest["error"]}')
+        pairs = _closed_pairs(options.out, outcome.exit_codes.get('recorder'))
     span = latest.get('span_s', 0.0)
     # Speed and cost while recording, without node start-up (from the 5 Hz status).
-    recording_wall = end - (first_pair_at or start)
+    recording_wall = outcome.seconds - first.get('wall', 0.0)
     cpu_s = latest.get('cpu_s', 0.0) - first.get('cpu_s', 0.0)
-    pairs = latest.get('pairs_written', 0) - first.get('pairs_written', 0)
-    return {'bag': str(options.out), 'pairs': latest.get('pairs_written', 0),
+    paired = latest.get('pairs_written', 0) - first.get('pairs_written', 0)
+    return {'bag': str(options.out), 'stopped': outcome.reason, 'pairs': pairs,
             'rejected': latest.get('rejected', {}), 'sim_seconds': round(span, 2),
-            'wall_seconds': round(end - start, 2),
+            'wall_seconds': round(outcome.seconds, 2),
             'realtime_factor': round(span / max(recording_wall, 1e-3), 2),
-            'recorder_cpu_ms_per_pair': round(1e3 * cpu_s / max(1, pairs), 2)}
+            'recorder_cpu_ms_per_pair': round(1e3 * cpu_s / max(1, paired), 2)}
+
+
+def _closed_pairs(bag: Path, recorder_exit) -> int:
+    """
+    Return the pairs in a bag the recorder closed on a signal; raise unless it was closed.
+
+    :param bag: the bag directory
+    :param recorder_exit: the recorder's exit code
+    """
+    from llava_drive.bag.format import CONTROL_TOPIC, MetadataError, read_metadata
+
+    if not bag.is_dir():
+        raise RuntimeError('interrupted before the recorder opened its bag: nothing recorded')
+    try:
+        metadata = read_metadata(bag)
+    except MetadataError as error:
+        raise RuntimeError(f'interrupted; the bag was not closed cleanly: {error}') from None
+    if recorder_exit != 0 or metadata is None:
+        raise RuntimeError(f'interrupted; the recorder (exit code {recorder_exit}) left {bag} '
+                           f'without metadata.yaml: try `llava-drive bag recover {bag}`')
+    return sum(topic['message_count'] for topic in metadata['topics_with_message_count']
+               if topic['topic_metadata']['name'] == CONTROL_TOPIC)
