@@ -20,7 +20,7 @@ from llava_drive.bringup.node_specs import expert_spec, policy_spec, sim_bridge_
 from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.evaluation.metrics import (EpisodeResult, summary_from_dict, Trajectory,
                                             with_time_limit)
-from llava_drive.evaluation.report import (EpisodeVideo, EXPERT, plot_routes, POLICY,
+from llava_drive.evaluation.report import (EXPERT, plot_routes, POLICY,
                                            score_sets, score_table, summary_document,
                                            write_json, write_markdown)
 from llava_drive.nodes.interfaces import (FIRST_EVALUATION_SEED, POLICY_ANNOTATED_TOPIC,
@@ -29,6 +29,7 @@ from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import time_limit_for
 from llava_drive.sim.world import MAP_KINDS, SimConfig
+from llava_drive.visual.video import Mp4Writer
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -221,7 +222,7 @@ class EpisodeWatcher:
     :param route_seed: the route this episode drives
     """
 
-    def __init__(self, context, route_seed: int, video: Optional[EpisodeVideo] = None):
+    def __init__(self, context, route_seed: int, video: Optional[Mp4Writer] = None):
         import rclpy
         from llava_drive.nodes.interfaces import CAMERA_QOS, LATCHED_QOS
         from sensor_msgs.msg import Image
@@ -232,7 +233,7 @@ class EpisodeWatcher:
         self.last_status: Optional[dict] = None
         self.end: Optional[dict] = None
         self.video = video
-        self.annotated_video: Optional[EpisodeVideo] = None
+        self.annotated_video: Optional[Mp4Writer] = None
         self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
         self.statuses = PayloadReader(SimStatus, self.node.get_logger().warning)
         self.markers = PayloadReader(SimEpisode, self.node.get_logger().warning)
@@ -269,7 +270,7 @@ class EpisodeWatcher:
 
     def on_camera(self, msg) -> None:
         """Video fallback: the raw camera with the control drawn on it."""
-        from llava_drive.bag.review import draw_overlay
+        from llava_drive.visual.overlay import draw_overlay
         from llava_drive.control import Control
         from llava_drive.image_codec import decode_raw, to_rgb
         from llava_drive.nodes.control_codec import stamp_to_ns
@@ -290,7 +291,7 @@ class EpisodeWatcher:
         from llava_drive.image_codec import decode_raw, to_bgr
 
         if self.annotated_video is None:
-            self.annotated_video = EpisodeVideo(self.video.path.with_name(
+            self.annotated_video = Mp4Writer(self.video.path.with_name(
                 self.video.path.stem + '_annotated.mp4'), self.video.fps)
         image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         self.annotated_video.write(to_bgr(image, msg.encoding))
@@ -335,7 +336,7 @@ def run_episode(options: EvaluationOptions, supervisor, driver: str, seed: int,
     :raises RuntimeError: a node died or the episode did not end in time
     :raises KeyboardInterrupt: SIGINT or SIGTERM stopped the episode
     """
-    video = EpisodeVideo(video_path) if video_path is not None else None
+    video = Mp4Writer(video_path) if video_path is not None else None
     watcher = EpisodeWatcher(supervisor.context, seed, video)
     limit = options.route_time_limit()
     reported = [0.0]

@@ -12,8 +12,7 @@ from typing import Dict, List, Optional, Sequence
 from llava_drive.evaluation.metrics import aggregate, EpisodeResult
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import LEADERBOARD_VERSION, PENALTIES
-# The episode video is the one MP4 writer (evaluate.py imports it under this name).
-from llava_drive.visual.video import Mp4Writer as EpisodeVideo  # noqa: F401
+import numpy as np
 
 POLICY = 'policy'
 EXPERT = 'expert'
