@@ -5,11 +5,12 @@ import cv2
 from llava_drive.bag import format as bagfmt
 from llava_drive.bag.info import bag_info, format_info
 from llava_drive.bag.reader import count_pairs
-from llava_drive.bag.review import draw_overlay, review_bag, ReviewConfig
+from llava_drive.bag.review import review_bag, ReviewConfig
 from llava_drive.bag.trim import add_exclusions, load_exclusions, parse_exclusion
 from llava_drive.bag.writer import BagWriter, BagWriterConfig
 from llava_drive.cli import main
 from llava_drive.control import Control
+from llava_drive.visual.overlay import draw_overlay
 import numpy as np
 import pytest
 

@@ -9,10 +9,11 @@ from llava_drive.evaluation.evaluate import EvaluationOptions
 from llava_drive.evaluation.metrics import (aggregate, EpisodeResult, junction_outcomes,
                                             lateral_errors, rmse, steering_smoothness,
                                             summary_from_dict, Trajectory, with_time_limit)
-from llava_drive.evaluation.report import (EpisodeVideo, plot_route, score_sets,
-                                           summary_document, write_markdown)
+from llava_drive.evaluation.report import (plot_route, score_sets, summary_document,
+                                           write_markdown)
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import EpisodeSummary, Event
+from llava_drive.visual.video import Mp4Writer
 import numpy as np
 import pytest
 
@@ -232,7 +233,7 @@ def test_report_files_from_hand_made_episodes(tmp_path):
 
 
 def test_episode_video_reopens(tmp_path):
-    video = EpisodeVideo(tmp_path / 'v.mp4', fps=20.0)
+    video = Mp4Writer(tmp_path / 'v.mp4', fps=20.0)
     for index in range(12):
         video.write(np.full((61, 81, 3), index * 20, np.uint8))  # odd sizes get trimmed
     assert video.close() == tmp_path / 'v.mp4'
@@ -244,7 +245,7 @@ def test_episode_video_reopens(tmp_path):
         ok, frame = capture.read()
     assert len(frames) == 12 and frames[0].shape == (60, 80, 3)
     assert frames[-1].mean() > frames[1].mean() + 100
-    empty = EpisodeVideo(tmp_path / 'none.mp4')
+    empty = Mp4Writer(tmp_path / 'none.mp4')
     assert empty.close() is None and not (tmp_path / 'none.mp4').exists()
 
 
