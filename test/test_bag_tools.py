@@ -180,3 +180,11 @@ def test_cli_commands(recorded, tmp_path, capsys):
             main(['bag', command, '--help'])
         assert done.value.code == 0
         assert 'example' in capsys.readouterr().out
+
+
+def test_review_into_a_file_is_one_line_error(recorded, tmp_path, capsys):
+    (tmp_path / 'afile').write_text('x')
+    assert main(['bag', 'review', str(recorded), '--out', str(tmp_path / 'afile'),
+                 '--no-video', '--quiet']) == 1
+    error = capsys.readouterr().err.strip()
+    assert 'afile' in error and '\n' not in error and 'Traceback' not in error

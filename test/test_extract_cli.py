@@ -229,3 +229,14 @@ def test_registering_the_commands_imports_no_torch():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == '[]'
+
+
+def test_init_tiny_refuses_a_file_or_a_non_empty_directory(tmp_path, capsys):
+    (tmp_path / 'full').mkdir()
+    (tmp_path / 'full' / 'keep.txt').write_text('mine')
+    (tmp_path / 'afile').write_text('x')
+    for out in ('full', 'afile'):
+        assert run('model', 'init-tiny', '--out', tmp_path / out) == 2
+        error = capsys.readouterr().err.strip()
+        assert 'not an empty directory' in error and '\n' not in error
+    assert [p.name for p in (tmp_path / 'full').iterdir()] == ['keep.txt']

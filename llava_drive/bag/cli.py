@@ -54,7 +54,7 @@ def run_review(args) -> int:
                               video=not args.no_video, max_frames=args.max_frames,
                               fps=args.fps, progress=not args.quiet)
         outputs = review_bag(args.path, config)
-    except (BagReadError, ValueError, RuntimeError) as error:
+    except (BagReadError, ValueError, RuntimeError, OSError) as error:  # OSError: --out a file
         return _fail(error)
     for kind, path in outputs.items():
         print(f'{kind:<14} {path}')

@@ -168,7 +168,13 @@ def run_init_tiny(args) -> int:
     from llava_drive.features.spec import model_content_hash
     from llava_drive.features.tiny_model import create_tiny_llava
 
-    path = create_tiny_llava(args.out, seed=args.seed)
+    out = Path(args.out)
+    # Refuse instead of writing model files into someone's folder (or failing on a file).
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f'llava-drive model init-tiny: {out} exists and is not an empty directory; '
+              'choose another --out', file=sys.stderr)
+        return 2
+    path = create_tiny_llava(out, seed=args.seed)
     print('tiny LLaVA written to %s (seed %d, content hash %s)'
           % (path, args.seed, model_content_hash(path)[:12]))
     return 0
