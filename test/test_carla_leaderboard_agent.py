@@ -45,8 +45,8 @@ def constant_checkpoint(root: Path, tiny_llava_dir, bias, poison=False) -> Path:
     with torch.no_grad():
         head.layers[-1].weight.zero_()
         head.layers[-1].bias.copy_(torch.tensor(bias))
-        if poison:
-            head.layers[0].weight.fill_(math.nan)
+        if poison:  # finite weights (NaN ones are refused on save), NaN outputs: x / 0
+            head.feature_std.zero_()
     return save_checkpoint(root, head, extractor.spec)
 
 
