@@ -131,6 +131,52 @@ def test_repeated_signals_shut_a_node_down_once_and_cleanly(tmp_path, first):
     assert (bag / 'metadata.yaml').is_file()
 
 
+# A node whose callback takes a while: it says when the callback starts and ends.
+SLOW_NODE = """
+import sys, time
+from rclpy.node import Node
+from llava_drive.nodes.common import run_node
+
+class Slow(Node):
+    def __init__(self):
+        super().__init__('slow')
+        self.create_timer(0.05, self.tick)
+        self.ticks = 0
+
+    def tick(self):
+        self.ticks += 1
+        if self.ticks == 1:
+            print('callback started', flush=True)
+            time.sleep(1.5)
+            print('callback ended', flush=True)
+
+    def destroy_node(self):
+        print('destroyed', flush=True)
+        super().destroy_node()
+
+run_node(Slow)
+"""
+
+
+@pytest.mark.parametrize('name', ['SIGINT', 'SIGTERM'])
+def test_a_signal_never_breaks_into_a_running_callback(name):
+    # A callback cut short half-way (a bag write, a model step) could leave the state that
+    # destroy_node needs broken: the signal takes effect at the next wait.
+    process = subprocess.Popen([sys.executable, '-c', SLOW_NODE], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env=local_ros_environment())
+    try:
+        assert process.stdout.readline().strip() == 'callback started'
+        process.send_signal(getattr(signal, name))
+        output = process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert output.split() == ['callback', 'ended', 'destroyed'], output
+
+
 def running(pid: int) -> bool:
     """Return whether process ``pid`` exists and is not a zombie."""
     try:

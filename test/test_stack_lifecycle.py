@@ -54,10 +54,11 @@ class Record:
     def __init__(self, tmp_path: Path, name: str, duration: str = '1000', preexec_fn=None):
         self.out = tmp_path / name
         self.stdout_path, self.stderr_path = tmp_path / f'{name}.out', tmp_path / f'{name}.err'
+        self.log_dir = tmp_path / f'{name}_logs'
         with open(self.stdout_path, 'w') as stdout, open(self.stderr_path, 'w') as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, '-m', 'llava_drive.cli', 'record', '--duration', duration,
-                 '--out', str(self.out), '--log-dir', str(tmp_path / f'{name}_logs')] + TINY,
+                 '--out', str(self.out), '--log-dir', str(self.log_dir)] + TINY,
                 stdout=stdout, stderr=stderr, env=local_ros_environment(),
                 preexec_fn=preexec_fn)
         self.nodes = []
@@ -68,7 +69,7 @@ class Record:
             self.nodes = children(self.process.pid)
             counts = re.findall(r'(\d+) pairs', self.stderr())
             return len(self.nodes) == 3 and counts and int(counts[-1]) >= 20
-        assert wait_for(recording, timeout=DEADLINE), (self.nodes, self.stderr()[-2000:])
+        assert wait_for(recording, timeout=DEADLINE), (self.nodes, self.report())
 
     def wait(self) -> int:
         """Wait for the command to exit; return its exit code."""
@@ -77,6 +78,13 @@ class Record:
     def stderr(self) -> str:
         """Return what the command wrote to stderr so far."""
         return self.stderr_path.read_text()
+
+    def report(self) -> str:
+        """Return the end of stderr and of every node log, for a failed assertion."""
+        parts = [self.stderr()[-1500:]]
+        for log in sorted(self.log_dir.glob('*.log')):
+            parts.append(f'--- {log.name}\n{log.read_text(errors="replace")[-1500:]}')
+        return '\n'.join(parts)
 
     def summary(self) -> dict:
         """Return the JSON summary the command printed."""
@@ -123,7 +131,7 @@ def test_sigterm_closes_the_bag_and_a_busy_domain_refuses_a_second_run(record_pr
     assert not second.out.exists()  # refused before any node started
 
     first.process.send_signal(signal.SIGTERM)
-    assert first.wait() == 0, first.stderr()[-2000:]
+    assert first.wait() == 0, first.report()
     assert_closed_bag(first)
     assert not [pid for pid in first.nodes if alive(pid)]
 
@@ -139,7 +147,7 @@ def test_sigint_twice_stops_cleanly_without_a_traceback(record_process):
                     timeout=DEADLINE)
     if run.process.poll() is None:
         run.process.send_signal(signal.SIGINT)
-    assert run.wait() == 0, run.stderr()[-2000:]
+    assert run.wait() == 0, run.report()
     assert 'Traceback' not in run.stderr() and 'KeyboardInterrupt' not in run.stderr()
     assert_closed_bag(run)
     assert not [pid for pid in run.nodes if alive(pid)]

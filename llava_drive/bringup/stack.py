@@ -19,6 +19,11 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
+#: Seconds a node has to exit after SIGINT, before SIGTERM (then 5 s more before SIGKILL).
+STOP_GRACE_S = 15.0
+#: The same for the nodes a stack stops first because they must finish (the recorder).
+CLOSE_GRACE_S = 60.0
+
 
 def param_value(value) -> str:
     """Format a Python value for ``--ros-args -p name:=value`` (YAML syntax)."""
@@ -104,7 +109,7 @@ class Stack:
         return {name: p.returncode for name, p in self.processes.items()
                 if p.poll() is not None}
 
-    def stop_node(self, name: str, timeout: float = 15.0) -> Optional[int]:
+    def stop_node(self, name: str, timeout: float = STOP_GRACE_S) -> Optional[int]:
         """Stop one node: SIGINT (clean), then SIGTERM, then SIGKILL; return its exit code."""
         process = self.processes.get(name)
         if process is None:
@@ -124,11 +129,15 @@ class Stack:
         """
         Stop every node, in ``order`` first (e.g. the recorder), then the rest reversed.
 
+        The nodes in ``order`` get :data:`CLOSE_GRACE_S` to finish: a recorder killed while
+        it writes its summary leaves a bag to recover, and on a loaded machine its last
+        write and fsync can take many seconds.
+
         :return: ``{name: exit code}`` of every node started
         """
         names = list(order) + [s.name for s in reversed(self.specs)]
-        codes = {name: self.stop_node(name) for name in dict.fromkeys(names)
-                 if name in self.processes}
+        codes = {name: self.stop_node(name, CLOSE_GRACE_S if name in order else STOP_GRACE_S)
+                 for name in dict.fromkeys(names) if name in self.processes}
         for log in self._logs:
             log.close()
         self._logs.clear()

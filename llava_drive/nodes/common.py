@@ -98,19 +98,18 @@ def topic_or_default(value: str, default: str) -> str:
 
 class _Interrupt:
     """
-    SIGINT/SIGTERM handler: the first signal ends spinning, every later one is ignored.
+    SIGINT/SIGTERM handler that only takes note: spinning checks :attr:`fired` between callbacks.
 
-    Disarmed by its first call, so a signal in the same burst (Ctrl-C pressed twice, a
-    launch's SIGINT then SIGTERM) never interrupts the clean-up the first one started.
+    It never raises: an exception thrown into whatever the main thread is running (a bag
+    write half done, rclpy's executor between taking and handling a message) can leave that
+    state broken for ``destroy_node``, which must close the bag. Later signals change nothing.
     """
 
     def __init__(self):
-        self.armed = True
+        self.fired = False
 
     def __call__(self, signum, frame):
-        if self.armed:
-            self.armed = False
-            raise KeyboardInterrupt
+        self.fired = True
 
 
 def die_with_parent() -> None:
@@ -132,20 +131,24 @@ def die_with_parent() -> None:
         pass
 
 
-def spin_tolerantly(node) -> None:
+def spin_tolerantly(node, stop: Callable[[], bool] = lambda: False) -> None:
     """
-    Spin ``node`` until shutdown, surviving messages rclpy cannot convert.
+    Spin ``node`` until shutdown or ``stop()``, surviving messages rclpy cannot convert.
 
     A sample rclpy fails to take (seen: a string field that is not UTF-8, from another
     process on the same domain) raises out of the executor; ``rclpy.spin`` would end the node
     and lose an open bag, so the sample is dropped, counted and logged instead.
+
+    :param node: the node
+    :param stop: checked after every wait; True ends spinning (a signal arrived)
     """
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     dropped = 0
-    while node.context.ok():
+    # Short waits: a Python signal handler runs only once the wait has returned.
+    while node.context.ok() and not stop():
         try:
-            executor.spin_once(timeout_sec=0.5)
+            executor.spin_once(timeout_sec=0.2)
         except RuntimeError as error:
             if not node.context.ok():
                 break  # shut down from a callback: the executor met destroyed entities
@@ -159,24 +162,25 @@ def run_node(node_class, args=None) -> None:
     """
     Init, spin ``node_class()``, and always clean up, exactly once.
 
-    SIGINT and SIGTERM end spinning the same way, and only the first of them counts: a
-    second one during the shutdown neither raises nor skips ``destroy_node`` (a recorder
-    closes its bag there). rclpy's own handlers stay out, so the context is still up in
-    ``destroy_node`` (the policy publishes its final brake there).
+    SIGINT and SIGTERM end spinning the same way, at the next wait, never in the middle of a
+    callback; more signals during the shutdown change nothing, so ``destroy_node`` always
+    runs to its end (a recorder closes its bag there). rclpy's own handlers stay out, so the
+    context is still up in ``destroy_node`` (the policy publishes its final brake there).
+    A signal during start-up (a model loading) takes effect once the node is built.
     """
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt = _Interrupt()
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     die_with_parent()  # SIGTERM: the clean shutdown below
     node = None
     exit_code = 0
     try:
-        signal.signal(signal.SIGINT, interrupt)
-        signal.signal(signal.SIGTERM, interrupt)
         node = node_class()
-        spin_tolerantly(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_tolerantly(node, stop=lambda: interrupt.fired)
+    except ExternalShutdownException:
         pass
     except (ParameterException, ValueError) as error:  # a bad parameter: say which, no trace
         print(f'[{node_class.__name__}] refused to start: {error}', file=sys.stderr)
@@ -184,7 +188,6 @@ def run_node(node_class, args=None) -> None:
     finally:
         # Ignored from here to the exit, by the OS: the interpreter's finalization would
         # restore the default (killing) action for signals with Python handlers.
-        interrupt.armed = False
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
