@@ -177,7 +177,9 @@ def test_a_recorder_error_is_exit_code_1_even_though_the_bag_was_closed(record_p
                     run.process.poll() is not None, timeout=DEADLINE)
     assert run.wait() == 1
     assert 'recorder error' in run.stderr() and 'File too large' in run.stderr()
-    assert not run.stdout_path.read_text().strip()  # no success summary
+    # No success summary (DDS libraries may print their own lines to stdout: FastDDS on
+    # Jazzy reports there that the file size limit keeps it from its shared memory).
+    assert '"pairs"' not in run.stdout_path.read_text()
     assert len(nodes) == 3 and not [pid for pid in nodes if alive(pid)]
 
 
