@@ -17,6 +17,8 @@ import warnings
 
 import ament_index_python.packages
 from fixtures_llava import tiny_llava_dir  # noqa: F401
+from llava_drive.bringup import checks
+from llava_drive.bringup.environment import DomainBusy, DomainLock
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
@@ -170,6 +172,27 @@ def active(recorded: Recorded, kind: str, context) -> list:
     return [(obj, kwargs) for obj, _, kwargs in recorded.calls.get(kind, [])
             if id(obj) not in inactive
             and (kwargs.get('condition') is None or kwargs['condition'].evaluate(context))]
+
+
+@pytest.fixture(autouse=True)
+def free_domain(monkeypatch) -> int:
+    """
+    Give each test a ROS domain no stack holds; drop the lock its launch checks took.
+
+    A launch process keeps its lock until it exits: this test process must not keep it from
+    the stacks that later tests start.
+    """
+    for domain in range(150, 233):
+        probe = DomainLock(domain)
+        if probe.acquire('probe'):
+            probe.release()
+            break
+    else:
+        pytest.fail('no free ROS domain in 150-232')
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
+    yield domain
+    while checks.DOMAIN_LOCKS:
+        checks.DOMAIN_LOCKS.popitem()[1].release()
 
 
 # -- facts from setup.py, config/ and the nodes ----------------------------------------------
@@ -651,3 +674,33 @@ def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):
     assert (sim['image_width'], sim['image_height'], sim['fov']) == (800, 600, 90.0)
     assert installed_files(distribution).get('config/carla_objects.json') == (
         f'share/{PACKAGE}/config')
+
+
+@pytest.mark.parametrize('launch_name', ['record.launch.py', 'policy.launch.py'])
+@pytest.mark.parametrize('backend', ['sim', 'carla', 'carla_ros_bridge'])
+def test_a_launch_holds_its_ros_domain_and_refuses_a_busy_one(
+        monkeypatch, checkpoint, free_domain, launch_name, backend):
+    recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
+    arguments = {'backend': backend, 'carla_timeout': '30', 'checkpoint': checkpoint}
+    arguments = {key: value for key, value in arguments.items() if key in defaults(recorded)}
+    held = DomainLock(free_domain)
+    assert held.acquire('llava-drive record')
+    try:
+        with pytest.raises(DomainBusy, match=rf'^ROS domain {free_domain} is in use by '
+                                             r'llava-drive record \(pid \d+\): stop it'):
+            start_checks(recorded, arguments)
+    finally:
+        held.release()
+    assert not checks.DOMAIN_LOCKS  # refused: nothing taken, no environment action returned
+    start_checks(recorded, arguments)  # free again: this launch takes it for its lifetime
+    assert not held.acquire('a second stack')
+    assert held.holder().startswith(f'ros2 launch llava_drive {launch_name} (pid ')
+    start_checks(recorded, arguments)  # the same launch process may run its checks again
+
+
+def test_a_launch_refuses_a_domain_id_that_is_not_a_number(monkeypatch, checkpoint):
+    recorded = load_launch_file(ROOT / 'launch' / 'policy.launch.py', monkeypatch)
+    monkeypatch.setenv('ROS_DOMAIN_ID', 'seven')
+    with pytest.raises(ValueError, match=r"^ROS_DOMAIN_ID must be an integer, got 'seven'$"):
+        start_checks(recorded, {'checkpoint': checkpoint})
+    assert not checks.DOMAIN_LOCKS
