@@ -7,8 +7,10 @@ The nodes are instantiated with rclpy to list the parameters they declare.
 """
 from distutils.core import run_setup
 import importlib.util
+import json
 from pathlib import Path
 import re
+import shutil
 import sys
 import tempfile
 import types
@@ -19,6 +21,7 @@ import ament_index_python.packages
 from fixtures_llava import tiny_llava_dir  # noqa: F401
 from llava_drive.bringup import checks
 from llava_drive.bringup.environment import DomainBusy, DomainLock
+import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
@@ -438,7 +441,6 @@ def test_ros_bridge_arguments_exist_upstream_and_carry_our_settings(monkeypatch,
         'ego_vehicle_role_name': 'hero'}
     assert includes['carla_waypoint_publisher'] == {
         'host': 'localhost', 'port': '2000', 'timeout': '30.0', 'role_name': 'hero'}
-    import json
     objects = json.loads(Path(includes['carla_spawn_objects'][
         'objects_definition_file']).read_text())['objects']
     [ego] = objects
@@ -451,7 +453,6 @@ def test_ros_bridge_spawn_point_and_goal(monkeypatch, tmp_path):
         pytest.skip("reads the stand-ins' recorded arguments (launch_ros is installed here)")
     actions, includes, recorded = ros_bridge_launch(
         monkeypatch, spawn_point='10,-5,0.5,0,0,90', goal='120,-60,0')
-    import json
     [ego] = json.loads(Path(includes['carla_spawn_objects'][
         'objects_definition_file']).read_text())['objects']
     assert ego['id'] == 'ego_vehicle'
@@ -546,12 +547,20 @@ def test_the_checks_come_before_every_node(launch_file):
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    """Return a directory with a checkpoint's files (the launch checks only look at names)."""
-    from llava_drive.learning.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        (tmp_path / 'head' / name).parent.mkdir(exist_ok=True)
-        (tmp_path / 'head' / name).write_text('{}')
-    return str(tmp_path / 'head')
+    """Return a checkpoint of a small untrained head, as ``llava-drive train`` writes it."""
+    from learning_data import synthetic_spec
+    from llava_drive.learning.checkpoint import save_checkpoint
+    from llava_drive.learning.heads import build_head
+    head = build_head({'kind': 'mlp', 'feature_dim': 16, 'hidden_size': 8})
+    head.set_normalization(np.zeros(16), np.ones(16), 0.0, 1.0)
+    return str(save_checkpoint(tmp_path / 'head', head, synthetic_spec(feature_dim=16)))
+
+
+def damaged_checkpoint(checkpoint: str, directory: Path, name: str, damage) -> str:
+    """Return a copy of ``checkpoint`` in ``directory`` with file ``name`` ``damage``d."""
+    shutil.copytree(checkpoint, directory)
+    (directory / name).write_bytes(damage((directory / name).read_bytes()))
+    return str(directory)
 
 
 def failure_cases(tmp_path, checkpoint):
@@ -610,6 +619,36 @@ def failure_cases(tmp_path, checkpoint):
         'misspelt_checkpoint': (policy, {'checkpoint': checkpoint, 'chekpoint': 'x'},
                                 r'unknown launch argument chekpoint \(did you mean '
                                 r'checkpoint\?\)'),
+        **{f'checkpoint_{case}': (
+            policy, {'checkpoint': damaged_checkpoint(checkpoint, tmp_path / case, name, damage)},
+            rf'^launch argument checkpoint: corrupt .*{case}/{name}: {message}')
+           for case, name, damage, message in [
+               ('empty_weights', 'model.safetensors', lambda data: b'',
+                '0 bytes, shorter than a safetensors header'),
+               ('truncated_weights', 'model.safetensors', lambda data: data[:-9],
+                r"tensor '[\w.]+' ends at data byte \d+, the file holds \d+"),
+               ('truncated_header', 'model.safetensors', lambda data: data[:50],
+                r'header length \d+ does not fit the file \(50 bytes\)'),
+               ('random_weights', 'model.safetensors',
+                lambda data: np.random.default_rng(5).bytes(len(data)),
+                r'header length \d+ does not fit the file'),
+               ('broken_config', 'config.json', lambda data: data[:-2],
+                'Expecting .*'),
+               ('config_list', 'config.json', lambda data: b'[]',
+                'a JSON list, not an object'),
+               ('train_config', 'train_config.json', lambda data: b'{',
+                'Expecting .*')]},
+        'checkpoint_without_head': (
+            policy, {'checkpoint': damaged_checkpoint(
+                checkpoint, tmp_path / 'headless', 'config.json',
+                lambda data: json.dumps({**json.loads(data), 'head': None}).encode())},
+            r'^launch argument checkpoint: .*headless/config.json: no head configuration'),
+        'checkpoint_without_spec': (
+            policy, {'checkpoint': damaged_checkpoint(
+                checkpoint, tmp_path / 'specless', 'config.json',
+                lambda data: json.dumps({k: v for k, v in json.loads(data).items()
+                                         if k != 'feature_spec'}).encode())},
+            r'^launch argument checkpoint: .*specless/config.json: no usable feature_spec'),
     }
 
 
@@ -618,7 +657,10 @@ FAILURE_CASES = [
     'bag_path_under_a_file', 'bag_path_unwritable', 'misspelt_bag_path', 'image_format',
     'route_seeds', 'port', 'backend', 'localhost_only', 'fastdds_profile', 'ros_bridge_timeout',
     'objects_file', 'rviz_without_rviz2', 'no_checkpoint', 'missing_checkpoint', 'not_llava',
-    'cuda_on_cpu_torch', 'bad_device', 'expert_labels', 'misspelt_checkpoint']
+    'cuda_on_cpu_torch', 'bad_device', 'expert_labels', 'misspelt_checkpoint',
+    'checkpoint_empty_weights', 'checkpoint_truncated_weights', 'checkpoint_truncated_header',
+    'checkpoint_random_weights', 'checkpoint_broken_config', 'checkpoint_config_list',
+    'checkpoint_train_config', 'checkpoint_without_head', 'checkpoint_without_spec']
 
 
 @pytest.mark.parametrize('case', FAILURE_CASES)
@@ -658,7 +700,6 @@ def test_good_arguments_pass_the_checks(monkeypatch, tmp_path, checkpoint,
 
 
 def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):
-    import json
     objects = json.loads((ROOT / 'config' / 'carla_objects.json').read_text())['objects']
     [ego] = [item for item in objects if item['id'] == 'ego_vehicle']
     assert ego['type'].startswith('vehicle.')

@@ -203,8 +203,9 @@ def rviz(text: str, name: str) -> bool:
 
 
 def checkpoint_dir(text: str, name: str) -> str:
-    """Accept a directory written by ``llava-drive train``."""
-    from llava_drive.learning.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    """Accept a directory written by ``llava-drive train`` whose files are intact (no torch)."""
+    from llava_drive.learning.checkpoint_files import (check_checkpoint_files, CheckpointError,
+                                                       CONFIG_FILE, WEIGHTS_FILE)
     if not text:
         raise LaunchArgumentError(f'launch argument {name} is required (a llava-drive train '
                                   f'output directory)')
@@ -212,6 +213,10 @@ def checkpoint_dir(text: str, name: str) -> str:
     if missing:
         raise LaunchArgumentError(f'launch argument {name}: {text} is not a checkpoint '
                                   f'directory (no {" or ".join(missing)})')
+    try:
+        check_checkpoint_files(text)
+    except CheckpointError as error:
+        raise LaunchArgumentError(f'launch argument {name}: {error}') from None
     return text
 
 
