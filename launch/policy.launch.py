@@ -62,7 +62,7 @@ def generate_launch_description() -> LaunchDescription:
     """Return the driving stack for the chosen backend."""
     return LaunchDescription([
         *declare_arguments(ARGUMENTS),
-        checked_start(ARGUMENTS),  # before any node: a refused argument starts nothing
+        checked_start(ARGUMENTS, 'policy.launch.py'),  # first: a refusal starts no node
         GroupAction([sim_node()], condition=backend_is('sim')),
         GroupAction([carla_bridge_node(bridge_overrides())], condition=backend_is('carla')),
         GroupAction(carla_ros_bridge_actions(), condition=backend_is('carla_ros_bridge')),

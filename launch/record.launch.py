@@ -75,7 +75,7 @@ def generate_launch_description() -> LaunchDescription:
     """Return the recording stack for the chosen backend."""
     return LaunchDescription([
         *declare_arguments(ARGUMENTS),
-        checked_start(ARGUMENTS),  # before any node: a refused argument starts nothing
+        checked_start(ARGUMENTS, 'record.launch.py'),  # first: a refusal starts no node
         GroupAction([sim_bridge_node()], condition=backend_is('sim')),
         GroupAction([carla_node()], condition=backend_is('carla')),
         GroupAction(carla_ros_bridge_actions(), condition=backend_is('carla_ros_bridge')),

@@ -1,11 +1,14 @@
 """Checkpoints: safetensors + JSON only, identical predictions after reload, spec checks."""
 import json
+import subprocess
+import sys
 
 from learning_data import synthetic_spec
 from llava_drive.learning import checkpoint as checkpoint_module
 from llava_drive.learning.checkpoint import (check_feature_spec, CheckpointError,
                                              FeatureSpecMismatch, load_checkpoint,
                                              save_checkpoint)
+from llava_drive.learning.checkpoint_files import check_checkpoint_files, check_safetensors_header
 from llava_drive.learning.heads import build_head
 import numpy as np
 import pytest
@@ -155,3 +158,58 @@ def test_a_directory_that_is_no_checkpoint_is_never_replaced(tmp_path):
     with pytest.raises(CheckpointError, match='not a directory'):
         save_checkpoint(tmp_path / 'notes.txt', trained_like_head('mlp'), synthetic_spec())
     assert (tmp_path / 'notes.txt').read_text() == 'keep me'
+
+
+def safetensors_bytes(header: dict, data: bytes) -> bytes:
+    """Return a safetensors file of ``header`` (as JSON) and ``data``."""
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, 'little') + text + data
+
+
+@pytest.mark.parametrize('header, data, message', [
+    ({'w': {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 8]}}, bytes(4),
+     r"tensor 'w' ends at data byte 8, the file holds 4 \(truncated\?\)"),
+    ({'w': {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 8]}}, bytes(12),
+     r'the tensors do not tile the 12 data bytes \(a gap or overlap at byte 8\)'),
+    ({'w': {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 4]}}, bytes(4),
+     r"tensor 'w': data_offsets 0..4 do not hold its shape"),
+    ({'a': {'dtype': 'F32', 'shape': [1], 'data_offsets': [0, 4]},
+      'b': {'dtype': 'F32', 'shape': [1], 'data_offsets': [2, 6]}}, bytes(8),
+     r'the tensors do not tile the 8 data bytes \(a gap or overlap at byte 4\)'),
+    ({'w': {'dtype': 'F33', 'shape': [1], 'data_offsets': [0, 4]}}, bytes(4),
+     r"tensor 'w' has no valid dtype, shape and data_offsets"),
+    ({'w': {'dtype': 'F32', 'shape': [-1], 'data_offsets': [0, 4]}}, bytes(4),
+     r"tensor 'w' has no valid dtype"),
+    ({'w': [1, 2]}, b'', r"tensor 'w' has no valid dtype"),
+])
+def test_safetensors_headers_are_checked_against_the_file(tmp_path, header, data, message):
+    path = tmp_path / 'model.safetensors'
+    path.write_bytes(safetensors_bytes(header, data))
+    with pytest.raises(CheckpointError, match=f'^corrupt {path}: {message}'):
+        check_safetensors_header(path)
+
+
+def test_safetensors_header_accepts_what_safetensors_writes(tmp_path):
+    path = tmp_path / 'model.safetensors'
+    state = {'empty': torch.zeros(0, 3), 'half': torch.ones(3, dtype=torch.float16),
+             'long': torch.arange(5), 'flag': torch.tensor([True])}
+    save_file(state, str(path), metadata={'format': 'pt'})
+    header = check_safetensors_header(path)
+    assert set(header) == set(state) | {'__metadata__'}
+    path.write_bytes(b'\xff' * 8 + b'{}')
+    with pytest.raises(CheckpointError, match='header length 18446744073709551615 does not '
+                                              'fit the file'):
+        check_safetensors_header(path)
+    path.write_bytes((4).to_bytes(8, 'little') + b'\xff\xfe{}')
+    with pytest.raises(CheckpointError, match='header is not JSON'):
+        check_safetensors_header(path)
+
+
+def test_the_file_checks_need_no_torch(tmp_path):
+    save_checkpoint(tmp_path / 'ok', trained_like_head('mlp'), synthetic_spec(), {}, {})
+    script = ('import sys; from llava_drive.learning.checkpoint_files import '
+              'check_checkpoint_files; check_checkpoint_files(sys.argv[1]); '
+              'assert "torch" not in sys.modules and "safetensors" not in sys.modules')
+    subprocess.run([sys.executable, '-c', script, str(tmp_path / 'ok')], check=True,
+                   timeout=120)
+    assert check_checkpoint_files(tmp_path / 'ok')['head']['kind'] == 'mlp'

@@ -1,4 +1,5 @@
 """Closed-loop evaluation: metrics, options, report files; real graphs: evaluate, drive, DAgger."""
+from collections import Counter
 import io
 import json
 import math
@@ -208,7 +209,8 @@ def test_report_files_from_hand_made_episodes(tmp_path):
     crashed = EpisodeSummary.from_events(
         101, 80.0, 40.0, 20.0, [Event('collision_static', 10.0, path[25, 0], path[25, 1])],
         True, 'blocked')
-    results = [EpisodeResult.build('policy', 101, 0, crashed, trajectory, route),
+    results = [EpisodeResult.build('policy', 101, 0, crashed, trajectory, route,
+                                   rejected_images={'truncated_image': 2, 'bad_step': 1}),
                EpisodeResult.build('expert', 101, 0, summary(101, 100.0), trajectory, route),
                EpisodeResult.build('token0', 101, 0, summary(101, 10.0), trajectory, route)]
     scores = score_sets(results, ['token0'])
@@ -230,6 +232,53 @@ def test_report_files_from_hand_made_episodes(tmp_path):
     assert document['success_rate'] == 0.0 and document['junction_success'] is None
     assert document['expert']['success_rate'] == 100.0
     assert '| 101 | token0 |' in text and '![route](route.png)' in text
+    assert document['rejected_images'] == {'truncated_image': 2, 'bad_step': 1}
+    assert document['expert']['rejected_images'] == {}
+    assert '- policy: bad_step 1, truncated_image 2\n' in text and '- expert' not in text
+
+
+def test_the_evaluation_monitor_skips_and_counts_malformed_images(ros_graph, tmp_path):
+    from llava_drive.evaluation.evaluate import EpisodeWatcher
+    from llava_drive.image_codec import raw_fields
+    from llava_drive.nodes.interfaces import CAMERA_QOS, POLICY_ANNOTATED_TOPIC, vehicle_topics
+    from sensor_msgs.msg import Image
+    from ros_helpers import wait_for
+
+    watcher = EpisodeWatcher(ros_graph.context, 101, Mp4Writer(tmp_path / 'v.mp4'))
+    ros_graph.add(watcher.node)
+    source = ros_graph.node('hostile_camera')
+    topics = {'camera': source.create_publisher(Image, vehicle_topics().camera_image,
+                                                CAMERA_QOS),
+              'annotated': source.create_publisher(Image, POLICY_ANNOTATED_TOPIC, 10)}
+    assert wait_for(lambda: all(p.get_subscription_count() for p in topics.values()), 60)
+
+    def frame(**fields):
+        msg = Image(encoding='bgr8')
+        msg.height, msg.width, msg.step, msg.data = raw_fields(np.zeros((48, 64, 3), np.uint8))
+        for name, value in fields.items():
+            setattr(msg, name, value)
+        return msg
+
+    bad = [(frame(encoding='yuv422'), 'unsupported_encoding'),
+           (frame(data=bytes(100)), 'truncated_image'),
+           (frame(height=1, width=600, step=1800, data=bytes(1800)), 'image_too_small'),
+           (frame(step=2 ** 31), 'bad_step'),
+           (frame(data=b''), 'empty_image'),
+           (frame(encoding='yuv422'), 'unsupported_encoding')]
+    expected = Counter()
+    for topic, publisher in topics.items():
+        for msg, reason in bad:  # in lock step: the camera keeps only the newest message
+            expected[reason] += 1
+            publisher.publish(msg)
+            assert wait_for(lambda: watcher.rejected_images == expected, 60), (
+                topic, reason, dict(watcher.rejected_images))
+        publisher.publish(frame())  # the monitor still works: the good frame is written
+    assert wait_for(lambda: watcher.video.frames == 1 and watcher.annotated_video is not None
+                    and watcher.annotated_video.frames == 1, 60)
+    assert expected == {'unsupported_encoding': 4, 'truncated_image': 2, 'image_too_small': 2,
+                        'bad_step': 2, 'empty_image': 2}
+    path, _ = watcher.finish_video()
+    assert path == tmp_path / 'v.mp4' and path.is_file()
 
 
 def test_episode_video_reopens(tmp_path):

@@ -7,8 +7,10 @@ The nodes are instantiated with rclpy to list the parameters they declare.
 """
 from distutils.core import run_setup
 import importlib.util
+import json
 from pathlib import Path
 import re
+import shutil
 import sys
 import tempfile
 import types
@@ -17,6 +19,9 @@ import warnings
 
 import ament_index_python.packages
 from fixtures_llava import tiny_llava_dir  # noqa: F401
+from llava_drive.bringup import checks
+from llava_drive.bringup.environment import DomainBusy, DomainLock
+import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
@@ -170,6 +175,27 @@ def active(recorded: Recorded, kind: str, context) -> list:
     return [(obj, kwargs) for obj, _, kwargs in recorded.calls.get(kind, [])
             if id(obj) not in inactive
             and (kwargs.get('condition') is None or kwargs['condition'].evaluate(context))]
+
+
+@pytest.fixture(autouse=True)
+def free_domain(monkeypatch) -> int:
+    """
+    Give each test a ROS domain no stack holds; drop the lock its launch checks took.
+
+    A launch process keeps its lock until it exits: this test process must not keep it from
+    the stacks that later tests start.
+    """
+    for domain in range(150, 233):
+        probe = DomainLock(domain)
+        if probe.acquire('probe'):
+            probe.release()
+            break
+    else:
+        pytest.fail('no free ROS domain in 150-232')
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
+    yield domain
+    while checks.DOMAIN_LOCKS:
+        checks.DOMAIN_LOCKS.popitem()[1].release()
 
 
 # -- facts from setup.py, config/ and the nodes ----------------------------------------------
@@ -415,7 +441,6 @@ def test_ros_bridge_arguments_exist_upstream_and_carry_our_settings(monkeypatch,
         'ego_vehicle_role_name': 'hero'}
     assert includes['carla_waypoint_publisher'] == {
         'host': 'localhost', 'port': '2000', 'timeout': '30.0', 'role_name': 'hero'}
-    import json
     objects = json.loads(Path(includes['carla_spawn_objects'][
         'objects_definition_file']).read_text())['objects']
     [ego] = objects
@@ -428,7 +453,6 @@ def test_ros_bridge_spawn_point_and_goal(monkeypatch, tmp_path):
         pytest.skip("reads the stand-ins' recorded arguments (launch_ros is installed here)")
     actions, includes, recorded = ros_bridge_launch(
         monkeypatch, spawn_point='10,-5,0.5,0,0,90', goal='120,-60,0')
-    import json
     [ego] = json.loads(Path(includes['carla_spawn_objects'][
         'objects_definition_file']).read_text())['objects']
     assert ego['id'] == 'ego_vehicle'
@@ -523,12 +547,20 @@ def test_the_checks_come_before_every_node(launch_file):
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    """Return a directory with a checkpoint's files (the launch checks only look at names)."""
-    from llava_drive.learning.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        (tmp_path / 'head' / name).parent.mkdir(exist_ok=True)
-        (tmp_path / 'head' / name).write_text('{}')
-    return str(tmp_path / 'head')
+    """Return a checkpoint of a small untrained head, as ``llava-drive train`` writes it."""
+    from learning_data import synthetic_spec
+    from llava_drive.learning.checkpoint import save_checkpoint
+    from llava_drive.learning.heads import build_head
+    head = build_head({'kind': 'mlp', 'feature_dim': 16, 'hidden_size': 8})
+    head.set_normalization(np.zeros(16), np.ones(16), 0.0, 1.0)
+    return str(save_checkpoint(tmp_path / 'head', head, synthetic_spec(feature_dim=16)))
+
+
+def damaged_checkpoint(checkpoint: str, directory: Path, name: str, damage) -> str:
+    """Return a copy of ``checkpoint`` in ``directory`` with file ``name`` ``damage``d."""
+    shutil.copytree(checkpoint, directory)
+    (directory / name).write_bytes(damage((directory / name).read_bytes()))
+    return str(directory)
 
 
 def failure_cases(tmp_path, checkpoint):
@@ -587,6 +619,36 @@ def failure_cases(tmp_path, checkpoint):
         'misspelt_checkpoint': (policy, {'checkpoint': checkpoint, 'chekpoint': 'x'},
                                 r'unknown launch argument chekpoint \(did you mean '
                                 r'checkpoint\?\)'),
+        **{f'checkpoint_{case}': (
+            policy, {'checkpoint': damaged_checkpoint(checkpoint, tmp_path / case, name, damage)},
+            rf'^launch argument checkpoint: corrupt .*{case}/{name}: {message}')
+           for case, name, damage, message in [
+               ('empty_weights', 'model.safetensors', lambda data: b'',
+                '0 bytes, shorter than a safetensors header'),
+               ('truncated_weights', 'model.safetensors', lambda data: data[:-9],
+                r"tensor '[\w.]+' ends at data byte \d+, the file holds \d+"),
+               ('truncated_header', 'model.safetensors', lambda data: data[:50],
+                r'header length \d+ does not fit the file \(50 bytes\)'),
+               ('random_weights', 'model.safetensors',
+                lambda data: np.random.default_rng(5).bytes(len(data)),
+                r'header length \d+ does not fit the file'),
+               ('broken_config', 'config.json', lambda data: data[:-2],
+                'Expecting .*'),
+               ('config_list', 'config.json', lambda data: b'[]',
+                'a JSON list, not an object'),
+               ('train_config', 'train_config.json', lambda data: b'{',
+                'Expecting .*')]},
+        'checkpoint_without_head': (
+            policy, {'checkpoint': damaged_checkpoint(
+                checkpoint, tmp_path / 'headless', 'config.json',
+                lambda data: json.dumps({**json.loads(data), 'head': None}).encode())},
+            r'^launch argument checkpoint: .*headless/config.json: no head configuration'),
+        'checkpoint_without_spec': (
+            policy, {'checkpoint': damaged_checkpoint(
+                checkpoint, tmp_path / 'specless', 'config.json',
+                lambda data: json.dumps({k: v for k, v in json.loads(data).items()
+                                         if k != 'feature_spec'}).encode())},
+            r'^launch argument checkpoint: .*specless/config.json: no usable feature_spec'),
     }
 
 
@@ -595,7 +657,10 @@ FAILURE_CASES = [
     'bag_path_under_a_file', 'bag_path_unwritable', 'misspelt_bag_path', 'image_format',
     'route_seeds', 'port', 'backend', 'localhost_only', 'fastdds_profile', 'ros_bridge_timeout',
     'objects_file', 'rviz_without_rviz2', 'no_checkpoint', 'missing_checkpoint', 'not_llava',
-    'cuda_on_cpu_torch', 'bad_device', 'expert_labels', 'misspelt_checkpoint']
+    'cuda_on_cpu_torch', 'bad_device', 'expert_labels', 'misspelt_checkpoint',
+    'checkpoint_empty_weights', 'checkpoint_truncated_weights', 'checkpoint_truncated_header',
+    'checkpoint_random_weights', 'checkpoint_broken_config', 'checkpoint_config_list',
+    'checkpoint_train_config', 'checkpoint_without_head', 'checkpoint_without_spec']
 
 
 @pytest.mark.parametrize('case', FAILURE_CASES)
@@ -635,7 +700,6 @@ def test_good_arguments_pass_the_checks(monkeypatch, tmp_path, checkpoint,
 
 
 def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):
-    import json
     objects = json.loads((ROOT / 'config' / 'carla_objects.json').read_text())['objects']
     [ego] = [item for item in objects if item['id'] == 'ego_vehicle']
     assert ego['type'].startswith('vehicle.')
@@ -651,3 +715,33 @@ def test_carla_objects_define_the_ego_camera_and_pseudo_sensors(distribution):
     assert (sim['image_width'], sim['image_height'], sim['fov']) == (800, 600, 90.0)
     assert installed_files(distribution).get('config/carla_objects.json') == (
         f'share/{PACKAGE}/config')
+
+
+@pytest.mark.parametrize('launch_name', ['record.launch.py', 'policy.launch.py'])
+@pytest.mark.parametrize('backend', ['sim', 'carla', 'carla_ros_bridge'])
+def test_a_launch_holds_its_ros_domain_and_refuses_a_busy_one(
+        monkeypatch, checkpoint, free_domain, launch_name, backend):
+    recorded = load_launch_file(ROOT / 'launch' / launch_name, monkeypatch)
+    arguments = {'backend': backend, 'carla_timeout': '30', 'checkpoint': checkpoint}
+    arguments = {key: value for key, value in arguments.items() if key in defaults(recorded)}
+    held = DomainLock(free_domain)
+    assert held.acquire('llava-drive record')
+    try:
+        with pytest.raises(DomainBusy, match=rf'^ROS domain {free_domain} is in use by '
+                                             r'llava-drive record \(pid \d+\): stop it'):
+            start_checks(recorded, arguments)
+    finally:
+        held.release()
+    assert not checks.DOMAIN_LOCKS  # refused: nothing taken, no environment action returned
+    start_checks(recorded, arguments)  # free again: this launch takes it for its lifetime
+    assert not held.acquire('a second stack')
+    assert held.holder().startswith(f'ros2 launch llava_drive {launch_name} (pid ')
+    start_checks(recorded, arguments)  # the same launch process may run its checks again
+
+
+def test_a_launch_refuses_a_domain_id_that_is_not_a_number(monkeypatch, checkpoint):
+    recorded = load_launch_file(ROOT / 'launch' / 'policy.launch.py', monkeypatch)
+    monkeypatch.setenv('ROS_DOMAIN_ID', 'seven')
+    with pytest.raises(ValueError, match=r"^ROS_DOMAIN_ID must be an integer, got 'seven'$"):
+        start_checks(recorded, {'checkpoint': checkpoint})
+    assert not checks.DOMAIN_LOCKS

@@ -219,3 +219,20 @@ def test_drive_and_evaluate_refuse_a_busy_domain(command, tmp_path):
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and 'in use by a test holding the domain' in lines[0], lines
     assert not (tmp_path / 'out').exists()
+
+
+def test_the_supervisor_gives_the_caller_its_environment_back(monkeypatch):
+    from llava_drive.bringup.supervisor import Supervisor
+    for key in ('ROS_DOMAIN_ID', 'FASTDDS_DEFAULT_PROFILES_FILE'):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    before = dict(os.environ)
+    with pytest.raises(ZeroDivisionError):  # an error in the body restores it as well
+        with Supervisor('sim', 'test supervisor') as supervisor:
+            assert os.environ['ROS_DOMAIN_ID'] == supervisor.env['ROS_DOMAIN_ID']
+            assert 'FASTDDS_DEFAULT_PROFILES_FILE' in os.environ
+            1 / 0
+    assert dict(os.environ) == before
+    lock = DomainLock(int(supervisor.env['ROS_DOMAIN_ID']))
+    assert lock.acquire('test')  # and the domain is free again
+    lock.release()

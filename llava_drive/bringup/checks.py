@@ -11,11 +11,17 @@ import shutil
 import tempfile
 from typing import Callable, Dict, List, Mapping
 
+from llava_drive.bringup.environment import DomainLock, lock_domain
 from llava_drive.nodes.interfaces import BACKENDS
 import yaml
 
 # carla_ros_bridge's default timeout (2 s) is shorter than the town load it starts with.
 MIN_ROS_BRIDGE_TIMEOUT_S = 20.0
+
+#: ``{ROS domain: lock}`` held by this launch process, never released: the kernel drops a lock
+#: when the process exits, however it ends (Python opens the file close-on-exec, so no node of
+#: the launch inherits it).
+DOMAIN_LOCKS: Dict[int, DomainLock] = {}
 
 Check = Callable[[str, str], object]
 
@@ -197,8 +203,9 @@ def rviz(text: str, name: str) -> bool:
 
 
 def checkpoint_dir(text: str, name: str) -> str:
-    """Accept a directory written by ``llava-drive train``."""
-    from llava_drive.learning.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    """Accept a directory written by ``llava-drive train`` whose files are intact (no torch)."""
+    from llava_drive.learning.checkpoint_files import (check_checkpoint_files, CheckpointError,
+                                                       CONFIG_FILE, WEIGHTS_FILE)
     if not text:
         raise LaunchArgumentError(f'launch argument {name} is required (a llava-drive train '
                                   f'output directory)')
@@ -206,6 +213,10 @@ def checkpoint_dir(text: str, name: str) -> str:
     if missing:
         raise LaunchArgumentError(f'launch argument {name}: {text} is not a checkpoint '
                                   f'directory (no {" or ".join(missing)})')
+    try:
+        check_checkpoint_files(text)
+    except CheckpointError as error:
+        raise LaunchArgumentError(f'launch argument {name}: {error}') from None
     return text
 
 
@@ -235,6 +246,30 @@ def related(values: Mapping[str, str]) -> None:
     """Check what depends on two arguments: carla_ros_bridge's longer server timeout."""
     if values['backend'] == 'carla_ros_bridge':
         ros_bridge_timeout(values['carla_timeout'], 'carla_timeout')
+
+
+def lock_launch_domain(environ: Mapping[str, str], owner: str) -> int:
+    """
+    Take the launch's ROS domain for the life of this process, as ``llava-drive`` commands do.
+
+    Every backend's stack drives a vehicle and records or answers on the domain's topics, so two
+    stacks on one domain mix their data. A launch never moves domains: its nodes inherit
+    ``ROS_DOMAIN_ID`` (default 0) as it is. Taken once per process and domain.
+
+    :param environ: the launch's environment
+    :param owner: who holds the domain, as the refusal of a second stack names it
+    :return: the locked domain
+    :raises DomainBusy: another stack of this package runs on the domain (one line)
+    """
+    text = environ.get('ROS_DOMAIN_ID') or '0'
+    try:
+        domain = int(text)
+    except ValueError:
+        raise LaunchArgumentError(f'ROS_DOMAIN_ID must be an integer, got {text!r}') from None
+    if domain not in DOMAIN_LOCKS:
+        DOMAIN_LOCKS[domain] = lock_domain({'ROS_DOMAIN_ID': str(domain)}, owner,
+                                           chosen_by_user=True)
+    return domain
 
 
 def checks_of(arguments) -> Dict[str, Check]:

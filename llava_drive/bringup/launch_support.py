@@ -67,19 +67,24 @@ def declare_arguments(arguments) -> List[DeclareLaunchArgument]:
             for name, default, description, _ in arguments]
 
 
-def checked_start(arguments) -> OpaqueFunction:
+def checked_start(arguments, launch_file: str) -> OpaqueFunction:
     """
-    Return the launch's first action: check every argument, then set the DDS environment.
+    Return the launch's first action: check every argument, lock the domain, set DDS up.
 
-    It runs before any node action is visited, so a refused argument ends the launch (status
-    1, one line) with no process started. Undeclared ``name:=value`` pairs are refused too.
+    It runs before any node action is visited, so a refused argument or a ROS domain another
+    stack of the package holds ends the launch (status 1, one line) with no process started.
+    Undeclared ``name:=value`` pairs are refused too.
 
     :param arguments: the launch file's ``(name, default, description, check)`` rows
+    :param launch_file: its file name, for the domain lock's owner
     """
     def check_and_set_environment(context):
         values = context.launch_configurations
         checks.check_arguments(values, checks.checks_of(arguments))
         checks.related(values)
+        # Newer launch keeps the environment of its processes in the context.
+        checks.lock_launch_domain(getattr(context, 'environment', os.environ),
+                                  f'ros2 launch {PACKAGE} {launch_file}')
         return dds_environment(values)
     return OpaqueFunction(function=check_and_set_environment)
 

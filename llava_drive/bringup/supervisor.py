@@ -55,6 +55,7 @@ class Supervisor:
     def __init__(self, backend: str, owner: str):
         self.backend, self.owner = backend, owner
         self.env = self.lock = self.context = self.executor = None
+        self._caller_env: Dict[str, Optional[str]] = {}
         self.interrupted: Optional[int] = None
         self._handlers = {}
 
@@ -68,12 +69,15 @@ class Supervisor:
         # A domain chosen here may move to a free one; the user's or CARLA's never does.
         self.lock = lock_domain(self.env, self.owner,
                                 chosen_by_user=user_domain or self.backend != 'sim')
-        os.environ.update(self.env)  # the monitor node must see the stack's DDS settings
+        # The monitor node must see the stack's DDS settings; the caller's come back on exit.
+        self._caller_env = {key: os.environ.get(key) for key in self.env}
+        os.environ.update(self.env)
         self.context = rclpy.Context()
         try:
             # rclpy's own handler would shut the context down under the running loop.
             rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         except BaseException:
+            self._restore_environment()
             self.lock.release()
             raise
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -89,7 +93,17 @@ class Supervisor:
         rclpy.try_shutdown(context=self.context)
         for signum, handler in self._handlers.items():
             signal.signal(signum, handler)
+        self._restore_environment()
         self.lock.release()
+
+    def _restore_environment(self) -> None:
+        """Put back the caller's values of what :meth:`__enter__` set; remove what was new."""
+        for key, value in self._caller_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._caller_env = {}
 
     def _on_signal(self, signum, frame) -> None:
         """Ask the loop to stop; repeated signals (Ctrl-C twice, SIGTERM after it) are no-ops."""

@@ -8,6 +8,7 @@ and ``/llava_drive/sim/episode`` for the final score, then writes ``summary.json
 ``report.md``, ``episodes.json``, one trajectory plot per route and an MP4 of the first
 episode (the policy's annotated camera view when it publishes one).
 """
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 import math
 from pathlib import Path
@@ -247,6 +248,7 @@ class EpisodeWatcher:
         if video is not None:
             self.node.create_subscription(Image, POLICY_ANNOTATED_TOPIC, self.on_annotated, 10)
         self._status_by_stamp: Dict[int, dict] = {}
+        self.rejected_images: Counter = Counter()
 
     def on_status(self, msg) -> None:
         """Keep the frame (trajectory) and the latest score."""
@@ -272,12 +274,14 @@ class EpisodeWatcher:
         """Video fallback: the raw camera with the control drawn on it."""
         from llava_drive.visual.overlay import draw_overlay
         from llava_drive.control import Control
-        from llava_drive.image_codec import decode_raw, to_rgb
+        from llava_drive.image_codec import to_rgb
         from llava_drive.nodes.control_codec import stamp_to_ns
 
         if self.video is None:
             return
-        image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        image = self.decode(msg)
+        if image is None:
+            return
         status = self._status_by_stamp.get(stamp_to_ns(msg.header.stamp), self.last_status)
         status = status or {}
         control = Control(*status.get('control', (0.0, 0.0, 0.0)))
@@ -288,13 +292,34 @@ class EpisodeWatcher:
 
     def on_annotated(self, msg) -> None:
         """Write the policy's annotated frame (beside the fallback, see finish_video)."""
-        from llava_drive.image_codec import decode_raw, to_bgr
+        from llava_drive.image_codec import to_bgr
 
+        image = self.decode(msg)
+        if image is None:
+            return
         if self.annotated_video is None:
             self.annotated_video = Mp4Writer(self.video.path.with_name(
                 self.video.path.stem + '_annotated.mp4'), self.video.fps)
-        image = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         self.annotated_video.write(to_bgr(image, msg.encoding))
+
+    def decode(self, msg):
+        """
+        Return the pixels of Image ``msg``, or None for a malformed one.
+
+        Any node on the domain may publish on these topics: a bad frame is counted by reason
+        (first one logged) and skipped, never raised into the executor (it would end the run).
+        """
+        from llava_drive.image_codec import decode_raw, ImageError
+
+        try:
+            return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        except ImageError as error:
+            self.rejected_images[error.reason] += 1
+            if self.rejected_images[error.reason] == 1:
+                self.node.get_logger().warning(
+                    f'ignored an image ({error}); further ones for this reason are only '
+                    f'counted')
+            return None
 
     def finish_video(self):
         """
@@ -382,6 +407,7 @@ def run_episode(options: EvaluationOptions, supervisor, driver: str, seed: int,
     _, road, plan, scenarios = options.route_of(seed)
     result = EpisodeResult.build(driver, seed, repetition, summary, watcher.trajectory, road,
                                  plan, control_timeouts=timeouts,
+                                 rejected_images=dict(watcher.rejected_images),
                                  wall_seconds=outcome.seconds, ended_by=ended_by,
                                  scenarios=scenarios)
     return result, video_file, video_note

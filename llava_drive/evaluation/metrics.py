@@ -7,6 +7,7 @@ turns a driver's episodes into the reported numbers: per route the mean and spre
 repetitions, and the global driving score as the mean of the per-route driving scores (never
 mean RC x mean P), with its spread over repetitions.
 """
+from collections import Counter
 from dataclasses import dataclass, field
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -219,6 +220,7 @@ class EpisodeResult:
     :param lateral_rmse: RMS distance from the lane centre (m)
     :param steering_smoothness: mean ``|d steer / dt|`` (1/s)
     :param control_timeouts: frames the simulator stepped without a fresh control
+    :param rejected_images: malformed camera images the evaluator skipped, by reason
     :param wall_seconds: wall-clock duration of the episode, start-up included
     :param ended_by: ``simulator`` (its own end marker) or ``time_limit`` (the evaluator's)
     :param scenarios: the scenario types the route names (town routes), for per-type success
@@ -234,6 +236,7 @@ class EpisodeResult:
     lateral_rmse: float = math.nan
     steering_smoothness: float = math.nan
     control_timeouts: int = 0
+    rejected_images: Dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     ended_by: str = 'simulator'
     scenarios: Tuple[str, ...] = ()
@@ -254,7 +257,8 @@ class EpisodeResult:
         :param trajectory: driven path
         :param route: the single-road route geometry (for the lateral error), if any
         :param plan: the route's global plan (for junction success), if any
-        :param extra: ``control_timeouts``, ``wall_seconds``, ``ended_by``, ``scenarios``
+        :param extra: ``control_timeouts``, ``rejected_images``, ``wall_seconds``,
+            ``ended_by``, ``scenarios``
         """
         lateral = math.nan
         if route is not None:
@@ -277,6 +281,7 @@ class EpisodeResult:
                 'lateral_rmse': self.lateral_rmse,
                 'steering_smoothness': self.steering_smoothness,
                 'control_timeouts': self.control_timeouts,
+                'rejected_images': dict(self.rejected_images),
                 'wall_seconds': round(self.wall_seconds, 2), 'ended_by': self.ended_by,
                 'frames': len(self.trajectory), 'scenarios': list(self.scenarios),
                 'success': self.summary.success,
@@ -391,6 +396,7 @@ def aggregate(results: Sequence[EpisodeResult]) -> dict:
         'lateral_error_rmse': _mean_std([e.lateral_rmse for e in results])['mean'],
         'steering_smoothness': _mean_std([e.steering_smoothness for e in results])['mean'],
         'control_timeouts': int(sum(r.control_timeouts for r in results)),
+        'rejected_images': dict(sum((Counter(r.rejected_images) for r in results), Counter())),
         'events': events, 'routes': routes, 'repetitions': len(repetitions),
         'episodes': len(results), 'per_route': per_route, 'scoring': LEADERBOARD_VERSION,
     }

@@ -356,6 +356,13 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
         lines[-1:-1] = ['## Success per scenario type', '', scenarios, '']
     if config.get('notes'):
         lines += ['## Notes', ''] + [f'- {note}' for note in config['notes']] + ['']
+    skipped = {driver: s['rejected_images'] for driver, s in scores.items()
+               if s.get('rejected_images')}
+    if skipped:  # published on the domain by something else: the video lacks those frames
+        lines += ['## Malformed images skipped by the evaluator', ''] + [
+            f'- {driver}: ' + ', '.join(f'{reason} {count}' for reason, count in
+                                        sorted(counts.items())) for driver, counts in
+            skipped.items()] + ['']
     if plots:
         lines += ['## Trajectories', '']
         lines += [f'![{plot.stem}]({plot.name})' for plot in plots] + ['']

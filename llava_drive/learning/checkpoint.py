@@ -12,7 +12,8 @@ A checkpoint is written whole or not at all: its files go into a hidden staging 
 beside the target (``.NAME.partial-PID``), which is renamed onto the target at the end, so an
 interrupted or failed save leaves the previous checkpoint (or nothing) in place. Only an
 absent or empty directory, or a checkpoint, is replaced. Loading refuses, in one line, a
-directory missing any of the three files, corrupt or non-finite weights and damaged JSON.
+directory missing any of the three files, corrupt or non-finite weights and damaged JSON
+(the checks that need no torch are in :mod:`.checkpoint_files`).
 """
 from contextlib import contextmanager
 import json
@@ -23,21 +24,16 @@ import shutil
 from llava_drive import __version__
 from llava_drive.features.spec import FeatureSpec
 from llava_drive.learning import ACTION_NAMES
+from llava_drive.learning.checkpoint_files import (check_checkpoint_files, CHECKPOINT_FILES,
+                                                   CheckpointError, CONFIG_FILE,
+                                                   FORMAT_VERSION, TRAIN_CONFIG_FILE,
+                                                   WEIGHTS_FILE)
 from llava_drive.learning.heads import ActionHead, build_head, HeadConfig
 from llava_drive.learning.metrics import json_safe
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-FORMAT_VERSION = 1
-WEIGHTS_FILE = 'model.safetensors'
-CONFIG_FILE = 'config.json'
-TRAIN_CONFIG_FILE = 'train_config.json'
-CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TRAIN_CONFIG_FILE)
 OUTPUT_RANGES = {'steer': [-1.0, 1.0], 'throttle': [0.0, 1.0], 'brake': [0.0, 1.0]}
-
-
-class CheckpointError(Exception):
-    """A checkpoint directory is missing files or its files do not agree."""
 
 
 class FeatureSpecMismatch(ValueError):
@@ -155,33 +151,6 @@ def write_checkpoint_files(directory, head: ActionHead, feature_spec, metrics=No
     _write_json(directory / TRAIN_CONFIG_FILE, dict(train_config or {}))
 
 
-def _read_json_object(path: Path) -> dict:
-    """Return a JSON object file, or raise :class:`CheckpointError` in one line."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f'corrupt {path}: {error}') from None
-    if not isinstance(document, dict):
-        raise CheckpointError(f'corrupt {path}: a JSON {type(document).__name__}, not an object')
-    return document
-
-
-def read_checkpoint_config(directory) -> dict:
-    """
-    Return a checkpoint's ``config.json`` without loading any weights.
-
-    :param directory: the checkpoint directory.
-    """
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f'not a checkpoint directory (no {CONFIG_FILE}): {directory}')
-    config = _read_json_object(path)
-    if config.get('format_version') != FORMAT_VERSION:
-        raise CheckpointError(
-            f'{path}: unsupported checkpoint format_version {config.get("format_version")!r}')
-    return config
-
-
 def load_checkpoint(directory, device='cpu'):
     """
     Load a checkpoint directory; return ``(head, config)`` with the head in eval mode.
@@ -192,11 +161,7 @@ def load_checkpoint(directory, device='cpu'):
         match config.json.
     """
     directory = Path(directory)
-    config = read_checkpoint_config(directory)
-    for name in (WEIGHTS_FILE, TRAIN_CONFIG_FILE):
-        if not (directory / name).is_file():
-            raise CheckpointError(f'checkpoint {directory} has no {name} (incomplete copy?)')
-    _read_json_object(directory / TRAIN_CONFIG_FILE)
+    config = check_checkpoint_files(directory)
     weights = directory / WEIGHTS_FILE
     try:
         head = build_head(HeadConfig.from_dict(config['head']))
