@@ -472,3 +472,28 @@ def test_town_trajectory_plot_draws_the_town_route_and_the_driven_path(tmp_path)
     # Signal stop lines (orange), the driven path (green), the collision marker (red).
     assert pixels((0, 165, 255)) > 50 and pixels((44, 160, 44)) > 200
     assert pixels((0, 0, 255)) > 20
+
+
+def test_drive_status_line_counts_controls_it_cannot_read():
+    # A control another process publishes on the domain must not vanish silently.
+    import rclpy
+    from llava_drive.control import Control
+    from llava_drive.evaluation.drive import DriveMonitor
+    from llava_drive.nodes.control_codec import ControlCodec
+    from sensor_msgs.msg import Joy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        monitor = DriveMonitor(context)
+        codec = ControlCodec('joy')
+        monitor.on_control(Joy(axes=[0.1]))
+        monitor.on_control(Joy(axes=[0.1, 0.2]))
+        assert monitor.rejected == {'bad_control': 2} and monitor.control is None
+        monitor.codec = codec
+        monitor.on_control(codec.encode(Control(steer=0.25, throttle=0.5), 1))
+        line = monitor.line(1.0)
+        assert 'steer +0.25' in line and 'ignored 2 bad_control' in line, line
+        monitor.node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)

@@ -12,7 +12,7 @@ from pathlib import Path
 import shutil
 import sys
 import tempfile
-from typing import Optional
+from typing import Dict, Optional
 
 from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.supervisor import Supervisor
@@ -135,6 +135,7 @@ class DriveMonitor:
         self.speed = math.nan
         self.latency_ms = math.nan
         self.gate = ''
+        self.rejected: Dict[str, int] = {}
         topics = vehicle_topics(role_name)
         self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status, 10)
         self.node.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
@@ -166,16 +167,22 @@ class DriveMonitor:
             values = {kv.key: kv.value for kv in status.values}
             try:
                 self.latency_ms = float(values.get('inference_latency_p50_ms', 'nan'))
-            except ValueError:
-                pass
+            except ValueError as error:
+                self.reject('bad_latency', error)
             self.gate = '' if status.message == 'driving' else status.message
 
     def on_control(self, msg) -> None:
         """Keep the latest control on the wire."""
         try:
             self.control = self.codec.decode(msg)[1]
-        except ValueError:
-            pass
+        except ValueError as error:
+            self.reject('bad_control', error)
+
+    def reject(self, reason: str, error: Exception) -> None:
+        """Count a message the status line cannot use; log the first of each reason."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if self.rejected[reason] == 1:
+            self.node.get_logger().warning(f'ignoring messages: {reason}: {error}')
 
     def on_speed(self, msg) -> None:
         """Keep the speedometer (m/s)."""
@@ -205,6 +212,9 @@ class DriveMonitor:
             parts.append(f'inference {self.latency_ms:.0f} ms')
         if self.gate:
             parts.append(self.gate)
+        if self.rejected:
+            parts.append('ignored ' + ', '.join(f'{n} {reason}'
+                                                for reason, n in sorted(self.rejected.items())))
         return ' | '.join(parts)
 
 
