@@ -1,5 +1,5 @@
 """
-Build ``ackermann_msgs`` and ``carla_msgs`` from their .msg files with colcon and the rosidl wheels.
+Build ``ackermann_msgs`` and ``carla_msgs`` from .msg files with colcon and the rosidl wheels.
 
 The interface definitions live in test/interface_msgs (CarlaEgoVehicleControl comes from
 llava_drive/msg); the package manifests and CMake files are written here. Needs the rosidl

@@ -57,7 +57,8 @@ def test_carla_and_ackermann_tests_pass_on_the_real_types(install):
     # codec and the expert publishing AckermannDriveStamped on a graph.
     result = run_with(install, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
                       'test/test_ackermann_codec.py',
-                      'test/test_carla_bridge.py::test_one_tick_per_frame_when_its_control_arrives',
+                      'test/test_carla_bridge.py::'
+                      'test_one_tick_per_frame_when_its_control_arrives',
                       'test/test_carla_bridge.py::'
                       'test_the_global_plan_and_the_episode_marker_carry_the_route',
                       'test/test_carla_bridge.py::'

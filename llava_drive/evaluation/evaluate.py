@@ -35,6 +35,7 @@ from llava_drive.sim.scoring import time_limit_for
 from llava_drive.sim.world import MAP_KINDS, SimConfig
 from llava_drive.visual.video import Mp4Writer
 
+
 def _is_checkpoint(path: Path) -> bool:
     return (path / 'config.json').is_file() and (path / 'model.safetensors').is_file()
 
