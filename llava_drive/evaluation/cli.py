@@ -59,7 +59,7 @@ def register(subparsers):
     """
     formatter = argparse.RawDescriptionHelpFormatter
     evaluate = subparsers.add_parser(
-        'evaluate', help='closed-loop driving score on held-out simulator routes',
+        'evaluate', help='closed-loop driving score on held-out routes (simulator or CARLA)',
         description='Drive held-out routes with a trained checkpoint, the expert and optional '
                     'baselines; write a report with driving scores, plots and a video.',
         epilog=EVALUATE_EPILOG, formatter_class=formatter)
