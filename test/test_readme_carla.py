@@ -21,9 +21,8 @@ def commands(program: str) -> list:
     """Return every command of ``program`` in the section, one line each, comments dropped."""
     section = carla_section()
     # Fenced blocks line by line (with their continuations), inline code spans whole.
-    spans = [block.replace('\\\n', ' ') for block in re.findall(r'```bash\n(.*?)```', section,
-                                                                   re.S)]
-    lines = [line for block in spans for line in block.splitlines()]
+    blocks = re.findall(r'```bash\n(.*?)```', section, re.S)
+    lines = [line for block in blocks for line in block.replace('\\\n', ' ').splitlines()]
     lines += re.findall(r'`([^`]+)`', re.sub(r'```.*?```', '', section, flags=re.S))
     found = []
     for line in lines:
