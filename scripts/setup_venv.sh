@@ -2,14 +2,15 @@
 # Create a virtualenv with everything llava_drive needs, from PyPI only (no ROS install needed).
 # Idempotent: a second run only re-checks the installed packages.
 #   VENV=DIR          the virtualenv to create or update (default .venv, relative to the repo)
-#   ROS_WHEELS=kilted the ROS 2 wheels: kilted (extra `standalone`, default) or jazzy
-#                     (extra `standalone-jazzy`, the ros-jazzy-* metapackages)
+#   ROS_WHEELS=kilted the ROS 2 wheels: kilted (extras `standalone`, and `interfaces`: the rosidl
+#                     build tools; default) or jazzy (extra `standalone-jazzy`, the ros-jazzy-*
+#                     metapackages)
 #   PYTHON=python3.11 the interpreter the virtualenv is made from
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 case "${ROS_WHEELS:-kilted}" in
-    kilted) EXTRA=standalone ;;
+    kilted) EXTRA=standalone,interfaces ;;
     jazzy) EXTRA=standalone-jazzy ;;
     *) echo "ROS_WHEELS must be kilted or jazzy, not '${ROS_WHEELS}'" >&2; exit 2 ;;
 esac

@@ -689,6 +689,11 @@ def test_good_arguments_pass_the_checks(monkeypatch, tmp_path, checkpoint,
     for bag_path in (tmp_path / 'new' / 'bag', tmp_path / 'empty'):
         start_checks(record, {'duration': '12.5', 'noise': 'true', 'rviz': 'true',
                               'bag_path': str(bag_path), 'route_seeds': '[1, 2]'})
+    # Both CARLA backends, with their server arguments.
+    start_checks(record, {'backend': 'carla', 'town': 'Town02', 'bag_path': str(tmp_path / 'c')})
+    start_checks(record, {'backend': 'carla_ros_bridge', 'carla_timeout': '30',
+                          'role_name': 'hero', 'spawn_point': '10,-5,0.5,0,0,90',
+                          'goal': '120,-60,0', 'bag_path': str(tmp_path / 'r')})
     # The writability probe leaves nothing behind.
     assert sorted(path.name for path in tmp_path.iterdir()) == ['empty', 'head', 'rviz2']
     assert not any((tmp_path / 'empty').iterdir())

@@ -6,7 +6,7 @@ import sys
 import time
 
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
-from llava_drive.nodes.interfaces import BACKENDS, DEFAULT_ROLE_NAME
+from llava_drive.nodes.interfaces import BACKENDS, DEFAULT_ROLE_NAME, EVALUATION_BACKENDS
 from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
 from llava_drive.sim.town.benchmark import benchmark_seeds, TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS
@@ -17,13 +17,17 @@ examples:
       --repetitions 3 --out reports/run
   llava-drive evaluate --checkpoint trained_models/run --baseline token0=trained_models/t0 \\
       --model models/llava-tiny --width 320 --height 240 --route-length 150 --out reports/cmp
+  llava-drive evaluate --backend carla --carla-town Town02 --checkpoint trained_models/run \\
+      --routes 101,102 --repetitions 2 --out reports/carla      (CARLA server running)
 
 Every driver (the checkpoint, the expert, each --baseline) drives every route REPETITIONS
-times in the embedded simulator, in synchronous mode, as ROS 2 nodes (sim_bridge + policy or
-expert). Per route: driving score DS = RC x P (route completion x infraction penalty); the
-global driving score is the mean of the per-route DS (CARLA Leaderboard 2.0). The report
-directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png and an MP4 of
-the first episode. Routes 1-100 are recording routes and are refused unless
+times in synchronous mode, as ROS 2 nodes (the bridge + policy or expert): in the embedded
+simulator (sim_bridge), or on a CARLA server through carla_bridge (--backend carla: each route
+seed draws a start and a goal spawn point on the town's map; no carla_ros_bridge). Per
+route: driving score DS = RC x P (route completion x infraction penalty); the global driving
+score is the mean of the per-route DS (CARLA Leaderboard 2.0), from the bridge's status. The
+report directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png
+and an MP4 of the first episode. Routes 1-100 are recording routes and are refused unless
 --allow-training-routes.
 """
 
@@ -55,13 +59,16 @@ def register(subparsers):
     """
     formatter = argparse.RawDescriptionHelpFormatter
     evaluate = subparsers.add_parser(
-        'evaluate', help='closed-loop driving score on held-out simulator routes',
+        'evaluate', help='closed-loop driving score on held-out routes (simulator or CARLA)',
         description='Drive held-out routes with a trained checkpoint, the expert and optional '
                     'baselines; write a report with driving scores, plots and a video.',
         epilog=EVALUATE_EPILOG, formatter_class=formatter)
     evaluate.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
                           help='trained checkpoint (llava-drive train --out); omit to score '
                                'only the expert and baselines')
+    evaluate.add_argument('--backend', choices=EVALUATION_BACKENDS, default='sim',
+                          help='sim: embedded simulator; carla: a CARLA server through our '
+                               'carla_bridge node (default: %(default)s)')
     evaluate.add_argument('--routes', type=seed_list, default=[101, 102, 103],
                           metavar='SEEDS', help='route seeds, e.g. 101,102,103 (default)')
     evaluate.add_argument('--map', choices=MAP_KINDS, default='road',
@@ -88,10 +95,11 @@ def register(subparsers):
     evaluate.add_argument('--height', type=int, default=600,
                           help='camera height (default 600)')
     evaluate.add_argument('--route-length', type=float, default=500.0, metavar='M',
-                          help='route length in metres (default: %(default)s)')
+                          help='route length in metres (CARLA: the wanted length when the '
+                               'goal is drawn) (default: %(default)s)')
     evaluate.add_argument('--max-route-time', type=float, default=None, metavar='S',
                           help='simulated seconds per route before it ends as a timeout '
-                               "(default: the simulator's, length / 2 m/s + 30 s)")
+                               "(default: the bridge's leaderboard limit)")
     evaluate.add_argument('--allow-training-routes', action='store_true',
                           help='accept route seeds 1-100 (recording routes)')
     evaluate.add_argument('--no-video', dest='video', action='store_false',
@@ -101,6 +109,7 @@ def register(subparsers):
     add_log_dir_argument(evaluate)
     evaluate.add_argument('--json', action='store_true', help='print summary.json too')
     evaluate.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_bridge_arguments(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
     drive = subparsers.add_parser(
@@ -161,7 +170,8 @@ def run_evaluate(args) -> int:
             max_route_time=args.max_route_time, model=args.model, device=args.device,
             dtype=args.dtype, baselines=dict(args.baseline), expert=args.expert,
             allow_training_routes=args.allow_training_routes, video=args.video,
-            control_timeout=args.control_timeout, log_dir=args.log_dir, map_kind=map_kind)
+            control_timeout=args.control_timeout, log_dir=args.log_dir, map_kind=map_kind,
+            backend=args.backend, carla=bridge_parameters(args))
         document = evaluate(options, progress=not args.no_progress)
     except DomainBusy as error:
         print(f'llava-drive evaluate: {error}', file=sys.stderr)

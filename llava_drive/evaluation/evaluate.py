@@ -1,10 +1,12 @@
 """
-Closed-loop evaluation in the embedded simulator over ROS (architecture: Evaluation and scoring).
+Closed-loop evaluation over ROS, in the embedded simulator or CARLA (architecture: Evaluation).
 
 For every driver (the policy checkpoint, the expert, named baseline checkpoints), every route
-and every repetition, :func:`evaluate` starts ``sim_bridge`` (synchronous, one route, no
-looping) and the driver as processes, watches ``/llava_drive/sim/status`` for the trajectory
-and ``/llava_drive/sim/episode`` for the final score, then writes ``summary.json``,
+and every repetition, :func:`evaluate` starts the bridge (``sim_bridge``, or ``carla_bridge``
+on a CARLA server: synchronous, one route, no looping) and the driver as processes, watches
+``/llava_drive/sim/status`` for the trajectory and ``/llava_drive/sim/episode`` for the route
+plan and the final score (both bridges score by the same leaderboard rules), then writes
+``summary.json``,
 ``report.md``, ``episodes.json``, one trajectory plot per route and an MP4 of the first
 episode (the policy's annotated camera view when it publishes one).
 """
@@ -17,16 +19,18 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional
 
-from llava_drive.bringup.node_specs import expert_spec, policy_spec, sim_bridge_spec
+from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.evaluation.metrics import (EpisodeResult, summary_from_dict, Trajectory,
                                             with_time_limit)
 from llava_drive.evaluation.report import (EXPERT, plot_routes, POLICY,
                                            score_sets, score_table, summary_document,
                                            write_json, write_markdown)
-from llava_drive.nodes.interfaces import (FIRST_EVALUATION_SEED, POLICY_ANNOTATED_TOPIC,
-                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
+from llava_drive.nodes.interfaces import (EVALUATION_BACKENDS, FIRST_EVALUATION_SEED,
+                                          POLICY_ANNOTATED_TOPIC, SIM_EPISODE_TOPIC,
+                                          SIM_STATUS_TOPIC, vehicle_topics)
 from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
+from llava_drive.planning import GlobalPlan
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import time_limit_for
 from llava_drive.sim.world import MAP_KINDS, SimConfig
@@ -65,6 +69,9 @@ class EvaluationOptions:
     :param log_dir: node logs (default: a temporary directory, kept only on failure)
     :param notes: free-text lines added to the report
     :param map_kind: ``road`` (one road) or ``town`` (town routes, e.g. a town benchmark's)
+    :param backend: ``sim`` (embedded simulator) or ``carla`` (a CARLA server through
+        carla_bridge: each route seed draws a start and goal spawn point on its map)
+    :param carla: carla_bridge parameters (``host``, ``town``...) for the ``carla`` backend
     """
 
     checkpoint: Optional[Path] = None
@@ -87,11 +94,19 @@ class EvaluationOptions:
     log_dir: Optional[Path] = None
     notes: List[str] = field(default_factory=list)
     map_kind: str = 'road'
+    backend: str = 'sim'
+    carla: dict = field(default_factory=dict)
 
     def __post_init__(self):
         """Check every field, naming the bad value."""
+        if self.backend not in EVALUATION_BACKENDS:
+            raise ValueError(f'backend must be one of {EVALUATION_BACKENDS}, got '
+                             f'{self.backend!r}')
         if self.map_kind not in MAP_KINDS:
             raise ValueError(f'map_kind must be one of {MAP_KINDS}, got {self.map_kind!r}')
+        if self.backend == 'carla' and self.map_kind != 'road':
+            raise ValueError(f"map {self.map_kind} is the embedded simulator's; on CARLA the "
+                             'routes are drawn on the --carla-town map')
         self.out = Path(self.out)
         if self.checkpoint is not None:
             self.checkpoint = Path(self.checkpoint)
@@ -159,7 +174,7 @@ class EvaluationOptions:
     def node_specs(self, driver: str, seed: int, watch_camera: bool = True,
                    annotate: bool = False, repetition: int = 0) -> list:
         """
-        Return the nodes of one episode: sim_bridge on ``seed`` plus the driver.
+        Return the nodes of one episode: the bridge on ``seed`` plus the driver.
 
         :param driver: a name from :meth:`drivers`
         :param seed: route seed
@@ -167,21 +182,24 @@ class EvaluationOptions:
             simulator waits for it, see :class:`EpisodeWatcher`)
         :param annotate: ask the policy for its annotated image
         :param repetition: repetition index: each one draws another appearance of the route
+            (embedded simulator; CARLA drives the same route again)
         """
         checkpoint = self.drivers()[driver]
         # The simulator waits for the camera subscribers it expects (policy, evaluator) so
         # no frame is published before they listen.
         subscribers = (checkpoint is not None) + bool(watch_camera)
-        specs = [sim_bridge_spec([seed], self.width, self.height, synchronous=True,
-                                 loop_routes=False, route_length=float(self.route_length),
-                                 variation=int(repetition),
-                                 wait_for_image_subscribers=int(subscribers),
-                                 control_timeout=float(self.control_timeout),
-                                 map=self.map_kind)]
+        # carla_bridge ends the route at the evaluator's limit itself (0: the leaderboard's).
+        specs = bridge_specs(
+            self.backend, [seed], self.width, self.height,
+            sim={'variation': int(repetition), 'map': self.map_kind},
+            carla={'time_limit': float(self.max_route_time or 0.0), **self.carla},
+            loop_routes=False, route_length=float(self.route_length),
+            wait_for_image_subscribers=int(subscribers),
+            control_timeout=float(self.control_timeout))
         if checkpoint is None:
             # In a town the expert drives by the world's hazards (lights, vehicles ahead).
             town = {'privileged_hazards': True} if self.map_kind == 'town' else {}
-            specs.append(expert_spec(drive=True, noise=False, **town))
+            specs.append(expert_spec(drive=True, noise=False, backend=self.backend, **town))
         else:
             specs.append(policy_spec(checkpoint, self.model, self.device, self.dtype,
                                      name=driver, publish_annotated=bool(annotate)))
@@ -233,6 +251,7 @@ class EpisodeWatcher:
         self.trajectory = Trajectory()
         self.last_status: Optional[dict] = None
         self.end: Optional[dict] = None
+        self.plan: Optional[GlobalPlan] = None
         self.video = video
         self.annotated_video: Optional[Mp4Writer] = None
         self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
@@ -264,10 +283,17 @@ class EpisodeWatcher:
                 self._status_by_stamp.pop(next(iter(self._status_by_stamp)))
 
     def on_episode(self, msg) -> None:
-        """Take the end marker of this route (only once a status of this stack arrived)."""
+        """Take the route plan of the start marker, and the end marker of this route."""
         marker = self.markers.parse(msg.data)
-        if marker is not None and marker.event == 'end' and marker.route_seed == self.route_seed \
-                and self.last_status is not None:
+        if marker is None or marker.route_seed != self.route_seed:
+            return
+        if marker.event == 'start' and marker.global_plan is not None:
+            try:
+                self.plan = GlobalPlan.from_dict(marker.global_plan)
+            except ValueError as error:
+                self.node.get_logger().warning(f'ignored the route plan of the start marker: '
+                                               f'{error}')
+        elif marker.event == 'end' and self.last_status is not None:
             self.end = marker.to_dict()
 
     def on_camera(self, msg) -> None:
@@ -348,7 +374,7 @@ def run_episode(options: EvaluationOptions, supervisor, driver: str, seed: int,
                 repetition: int, log_dir: Path, video_path: Optional[Path] = None,
                 on_progress=None):
     """
-    Run one episode and return ``(EpisodeResult, video path, video note)``.
+    Run one episode and return ``(EpisodeResult, video path, video note, route plan)``.
 
     :param options: evaluation options
     :param supervisor: the running :class:`~llava_drive.bringup.supervisor.Supervisor`
@@ -371,7 +397,7 @@ def run_episode(options: EvaluationOptions, supervisor, driver: str, seed: int,
         if watcher.end is not None:
             return 'simulator'
         if status is not None and status['time'] >= limit and \
-                options.max_route_time is not None:
+                options.max_route_time is not None and options.backend == 'sim':
             return 'time_limit'
         if elapsed > options.episode_timeout:
             raise RuntimeError(
@@ -404,13 +430,16 @@ def run_episode(options: EvaluationOptions, supervisor, driver: str, seed: int,
         summary = with_time_limit(summary_from_dict(status), status['x'], status['y'],
                                   projection.s)
         timeouts = int(status.get('control_timeouts', 0))
-    _, road, plan, scenarios = options.route_of(seed)
+    if options.backend == 'carla':  # the route CARLA's map gave this seed
+        road, plan, scenarios = None, watcher.plan, ()
+    else:
+        _, road, plan, scenarios = options.route_of(seed)
     result = EpisodeResult.build(driver, seed, repetition, summary, watcher.trajectory, road,
                                  plan, control_timeouts=timeouts,
                                  rejected_images=dict(watcher.rejected_images),
                                  wall_seconds=outcome.seconds, ended_by=ended_by,
                                  scenarios=scenarios)
-    return result, video_file, video_note
+    return result, video_file, video_note, watcher.plan
 
 
 def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
@@ -428,8 +457,9 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
     episodes = [(driver, seed, rep) for driver in drivers for rep in range(options.repetitions)
                 for seed in options.routes]
     results: List[EpisodeResult] = []
+    plans: Dict[int, GlobalPlan] = {}
     video_file, video_note = None, ''
-    with Supervisor('sim', 'llava-drive evaluate') as supervisor:
+    with Supervisor(options.backend, 'llava-drive evaluate') as supervisor:
         out.mkdir(parents=True, exist_ok=True)
         log_root = options.log_dir or Path(tempfile.mkdtemp(prefix='llava_drive_evaluate_'))
         bar = tqdm(total=len(episodes), unit='episode', desc='evaluating',
@@ -443,13 +473,15 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
                         f'DS {status["driving_score"]:.0f} {status["speed"]:.1f} m/s',
                         refresh=True)
                 want_video = options.video and index == 0
-                result, video_path, note = run_episode(
+                result, video_path, note, plan = run_episode(
                     options, supervisor, driver, seed, rep,
                     log_root / f'{driver}_route{seed}_rep{rep}',
                     out / f'episode_{driver}_route{seed}.mp4' if want_video else None, show)
                 if want_video:
                     video_file, video_note = video_path, note
                 results.append(result)
+                if plan is not None:
+                    plans.setdefault(seed, plan)
                 bar.update(1)
                 bar.set_postfix_str(
                     f'{driver} route {seed} rep {rep + 1}: '
@@ -463,7 +495,8 @@ def evaluate(options: EvaluationOptions, progress: bool = True) -> dict:
     document = summary_document(scores, list(options.baselines), config)
     write_json(out / 'summary.json', document)
     write_json(out / 'episodes.json', [r.to_dict(with_trajectory=True) for r in results])
-    plots = plot_routes(results, out, options.route_length, list(scores), options.map_kind)
+    plots = plot_routes(results, out, options.route_length, list(scores), options.map_kind,
+                        plans if options.backend == 'carla' else None)
     write_markdown(out / 'report.md', scores, config, plots, video_file, video_note)
     if options.log_dir is None:
         shutil.rmtree(log_root, ignore_errors=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from llava_drive.evaluation.metrics import aggregate, EpisodeResult
+from llava_drive.planning import GlobalPlan
 from llava_drive.sim.road import Route, RouteConfig
 from llava_drive.sim.scoring import LEADERBOARD_VERSION, PENALTIES
 import numpy as np
@@ -253,6 +254,31 @@ def plot_town_route(seed: int, results: Sequence[EpisodeResult], out_path: Path,
                         f'town route {seed} ({route.length:.0f} m): driven paths and infractions')
 
 
+def plot_plan_route(seed: int, plan: GlobalPlan, results: Sequence[EpisodeResult],
+                    out_path: Path, drivers: Sequence[str]) -> Path:
+    """
+    Plot a route known only by its plan (CARLA: no map drawn), every driver's path and events.
+
+    :param seed: the route seed
+    :param plan: the route the bridge planned for this seed
+    :param results: the episodes on this route (any drivers, any repetitions)
+    :param out_path: PNG to write
+    :param drivers: every driver in the report, for stable colours
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 9), dpi=90)
+    poses = plan.dense_poses if plan.has_dense else plan.poses
+    axes.plot(poses[:, 0], poses[:, 1], color='0.4', lw=7, alpha=0.25, label='route',
+              solid_capstyle='round')
+    axes.plot(*poses[0, :2], marker='>', color='black', ms=9, ls='', label='start')
+    axes.plot(*poses[-1, :2], marker='s', color='black', ms=8, ls='', label='finish')
+    return _finish_plot(figure, axes, results, drivers, out_path,
+                        f'route {seed} ({plan.length:.0f} m): driven paths and infractions')
+
+
 def _finish_plot(figure, axes, results: Sequence[EpisodeResult], drivers: Sequence[str],
                  out_path: Path, title: str) -> Path:
     """Draw the driven paths and infractions over a drawn map, then write the figure."""
@@ -291,7 +317,8 @@ def _finish_plot(figure, axes, results: Sequence[EpisodeResult], drivers: Sequen
 
 
 def plot_routes(results: Sequence[EpisodeResult], out_dir: Path, route_length: float,
-                drivers: Sequence[str], map_kind: str = 'road') -> List[Path]:
+                drivers: Sequence[str], map_kind: str = 'road',
+                plans: Optional[Dict[int, GlobalPlan]] = None) -> List[Path]:
     """
     Write one trajectory plot per route; return their paths.
 
@@ -300,12 +327,17 @@ def plot_routes(results: Sequence[EpisodeResult], out_dir: Path, route_length: f
     :param route_length: the driven route length (m), as given to the simulator (road maps)
     :param drivers: every driver, for stable colours
     :param map_kind: ``'road'`` or ``'town'``
+    :param plans: ``{seed: plan}`` of routes not made by the embedded simulator (CARLA); a
+        route missing from it gets no plot
     """
     paths = []
     for seed in sorted({r.route_seed for r in results}):
         episodes = [r for r in results if r.route_seed == seed]
         out_path = out_dir / f'trajectories_route{seed}.png'
-        if map_kind == 'town':
+        if plans is not None:
+            if seed in plans:
+                paths.append(plot_plan_route(seed, plans[seed], episodes, out_path, drivers))
+        elif map_kind == 'town':
             paths.append(plot_town_route(seed, episodes, out_path, drivers))
         else:
             route = Route.generate(seed, RouteConfig(length_m=float(route_length)))
@@ -340,12 +372,16 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
     :param video_note: what the video shows
     """
     routes = ', '.join(str(r) for r in config.get('routes', []))
+    world = 'synchronous simulator'
+    if config.get('backend') == 'carla':
+        town = (config.get('carla') or {}).get('town')  # unset: carla_bridge.yaml's
+        world = f'CARLA{" " + town if town else ""} through carla_bridge (synchronous)'
     lines = [
         '# Closed-loop evaluation', '',
         f'Checkpoint: `{config.get("checkpoint")}`  ',
         f'Routes: {routes} ({config.get("route_length")} m each), '
         f'{config.get("repetitions")} repetition(s), camera '
-        f'{config.get("width")}x{config.get("height")}, synchronous simulator, at most '
+        f'{config.get("width")}x{config.get("height")}, {world}, at most '
         f'{_number(config.get("route_time_limit"), 0)} s simulated per route (then a route '
         'timeout).  ',
         scoring_rules(), '',

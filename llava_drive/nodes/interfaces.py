@@ -24,6 +24,8 @@ ACKERMANN_CMD_LEAF = 'ackermann_cmd_stamped'
 # a running carla_ros_bridge (started by ros2 launch ... backend:=carla_ros_bridge).
 BACKENDS = ('sim', 'carla', 'carla_ros_bridge')
 CARLA_BACKENDS = ('carla', 'carla_ros_bridge')
+# Backends whose bridge llava-drive evaluate starts per episode (and reads the score from).
+EVALUATION_BACKENDS = ('sim', 'carla')
 DEFAULT_CAMERA = 'rgb_front'
 
 # Route seeds below this are recording (training) routes; this one and above are held out
