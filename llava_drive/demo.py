@@ -14,6 +14,8 @@ from pathlib import Path
 import shlex
 import time
 
+from llava_drive.config_checks import default_of
+from llava_drive.evaluation.evaluate import EvaluationOptions
 from llava_drive.recording.cli import seed_list
 
 # The tiny random LLaVA under appearance randomization: the vision tower's 4 x 4 patch grid
@@ -39,7 +41,8 @@ def register(subparsers):
                         help='route seeds to record for training (1-100)')
     parser.add_argument('--check-route', type=int, default=37,
                         help='recorded route, not trained on, for the offline check')
-    parser.add_argument('--heldout-routes', type=seed_list, default=[101, 102, 103],
+    parser.add_argument('--heldout-routes', type=seed_list,
+                        default=default_of(EvaluationOptions, 'routes'),
                         help='route seeds never recorded: closed-loop evaluation')
     parser.add_argument('--duration', type=float, default=20.0,
                         help='simulated seconds recorded per route')
@@ -50,7 +53,8 @@ def register(subparsers):
                         help='feature mode of the policy (token0 is the baseline)')
     parser.add_argument('--grid', type=int, default=DEMO_GRID,
                         help='k of the k x k pooling of grid modes')
-    parser.add_argument('--repetitions', type=int, default=3,
+    parser.add_argument('--repetitions', type=int,
+                        default=default_of(EvaluationOptions, 'repetitions'),
                         help='closed-loop episodes per held-out route and driver')
     parser.add_argument('--route-length', type=float, default=150.0,
                         help='held-out route length in metres')

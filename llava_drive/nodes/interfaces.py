@@ -25,6 +25,9 @@ ACKERMANN_CMD_LEAF = 'ackermann_cmd_stamped'
 BACKENDS = ('sim', 'carla', 'carla_ros_bridge')
 CARLA_BACKENDS = ('carla', 'carla_ros_bridge')
 DEFAULT_CAMERA = 'rgb_front'
+# Default image size of that camera (config/carla_objects.json), in every backend.
+CAMERA_WIDTH = 800
+CAMERA_HEIGHT = 600
 
 # Route seeds below this are recording (training) routes; this one and above are held out
 # for closed-loop evaluation.

@@ -50,10 +50,10 @@ from visualization_msgs.msg import MarkerArray
 # Every parameter of the node; all read-only (the world and its topics are built at start).
 PARAMETERS = [
     Param('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle'),
-    Param('image_width', 800, 'camera width (px)', 16, 4096),
-    Param('image_height', 600, 'camera height (px)', 16, 4096),
-    Param('fov', 90.0, 'camera horizontal field of view (deg)', 10.0, 170.0),
-    Param('fixed_delta_seconds', 0.05, 'simulation step (s)', 0.001, 1.0),
+    Param('image_width', SimConfig.width, 'camera width (px)', 16, 4096),
+    Param('image_height', SimConfig.height, 'camera height (px)', 16, 4096),
+    Param('fov', SimConfig.fov_deg, 'camera horizontal field of view (deg)', 10.0, 170.0),
+    Param('fixed_delta_seconds', SimConfig.dt, 'simulation step (s)', 0.001, 1.0),
     Param('synchronous_mode', True, 'step as fast as the nodes allow instead of real time'),
     Param('synchronous_mode_wait_for_vehicle_control_command', True,
           'in synchronous mode, wait for a control stamped with the current frame'),
@@ -65,20 +65,21 @@ PARAMETERS = [
     Param('route_seeds', [1], f'route seeds driven one after another (below '
           f'{FIRST_EVALUATION_SEED} for recording; the others are held out for evaluation)'),
     Param('loop_routes', True, 'after the last route start again from the first'),
-    Param('route_length', 500.0, 'route length (m)', 50.0, 20000.0),
+    Param('route_length', SimConfig.route_length_m, 'route length (m)', 50.0, 20000.0),
     Param('variation', 0, 'appearance draw on the same roads (lighting, colours, camera '
           'jitter); evaluation repetitions use 0, 1, 2 ...', 0, 1000000),
     Param('time_budget', 0.0, 'fixed simulated seconds per route before a route timeout (no '
           'penalty); 0 = the leaderboard limit, 300 s + 1.2 s per metre completed', 0.0, 1e6),
-    Param('obstacles', True, 'parked cars at the roadside'),
-    Param('randomize', True, 'randomize lighting, colours and camera jitter per episode'),
+    Param('obstacles', SimConfig.obstacles, 'parked cars at the roadside'),
+    Param('randomize', SimConfig.randomize,
+          'randomize lighting, colours and camera jitter per episode'),
     Param('wait_for_image_subscribers', 0, 'do not start before this many camera subscribers',
           0, 100),
     Param('start_delay', 1.0, 'wall seconds between the other nodes appearing and the first '
           'frame, so their connections to each other are up too', 0.0, 60.0),
     Param('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}'),
-    Param('map', 'road', f'world: one of {MAP_KINDS} (road: lane keeping; town: junctions, '
-          'traffic, lights, scenarios)'),
+    Param('map', SimConfig.map_kind, f'world: one of {MAP_KINDS} (road: lane keeping; town: '
+          'junctions, traffic, lights, scenarios)'),
     Param('traffic_vehicles', SimConfig.traffic_vehicles,
           'vehicles driving a town, scenario vehicles not counted', 0, 200),
 ]
