@@ -27,7 +27,7 @@ import time
 from llava_drive.control import FULL_BRAKE
 from llava_drive.expert.town import TownExpert
 from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
-                                             StartGate, TFMessage, transform)
+                                             RouteCycle, StartGate, TFMessage, transform)
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, DEFAULT_ROLE_NAME,
@@ -96,10 +96,8 @@ class SimBridge(Node):
         self.wait_for_control = p['synchronous_mode_wait_for_vehicle_control_command']
         self.ack_topic = p['synchronous_mode_wait_for_ack_topic']
         self.control_timeout = p['control_timeout']
-        self.route_seeds = list(p['route_seeds'])
-        if not self.route_seeds:
-            raise ValueError('route_seeds must name at least one route')
-        self.loop_routes, self.variation = p['loop_routes'], p['variation']
+        self.routes = RouteCycle(p['route_seeds'], p['loop_routes'])
+        self.variation = p['variation']
         self.min_subscribers = p['wait_for_image_subscribers']
         self.start = StartGate(p['start_delay'])
         width, height, wire, map_kind = (p['image_width'], p['image_height'], p['control_wire'],
@@ -111,7 +109,7 @@ class SimBridge(Node):
         self.codec = ControlCodec(wire)
         self.sim = Simulator(SimConfig(
             width=width, height=height, fov_deg=p['fov'], dt=self.dt,
-            route_seed=int(self.route_seeds[0]), route_length_m=p['route_length'],
+            route_seed=self.routes.seeds[0], route_length_m=p['route_length'],
             obstacles=p['obstacles'], randomize=p['randomize'],
             time_budget_s=time_budget if time_budget > 0 else None, map_kind=map_kind,
             traffic_vehicles=p['traffic_vehicles']))
@@ -151,8 +149,6 @@ class SimBridge(Node):
 
         self.control = FULL_BRAKE
         self.sim_time_ns = int(round(self.dt * 1e9))  # a zero stamp reads as "unset" in ROS
-        self.episode = -1
-        self.route_index = -1
         self.awaiting_stamp = None
         self.awaiting_since = 0.0
         self.have_control = self.have_ack = False
@@ -164,30 +160,24 @@ class SimBridge(Node):
         self.get_logger().info(
             f'{width}x{height} camera, dt {self.dt} s, '
             f'{"synchronous" if self.synchronous else "real-time"} mode, '
-            f'routes {self.route_seeds}, '
+            f'routes {self.routes.seeds}, '
             f'control {self.codec.name}')
 
     # -- episodes ------------------------------------------------------------------------
     def next_episode(self) -> bool:
         """Start the next route; return False when there is none left."""
-        if self.episode >= 0:
+        if self.routes.episode >= 0:
             self.publish_episode('end')
             summary = self.sim.summary()
             self.get_logger().info(
-                f'episode {self.episode} ended: {summary.done_reason}, route completion '
+                f'episode {self.routes.episode} ended: {summary.done_reason}, route completion '
                 f'{summary.route_completion:.1f} %, driving score {summary.driving_score:.1f}')
-        self.route_index += 1
-        if self.route_index >= len(self.route_seeds):
-            if not self.loop_routes:
-                self.finished = True
-                self.get_logger().info('last route done; stepping stopped')
-                return False
-            self.route_index = 0
-        self.episode += 1
-        seed = int(self.route_seeds[self.route_index])
+        if not self.routes.next_route():
+            self.finished = True
+            self.get_logger().info('last route done; stepping stopped')
+            return False
         # Each pass over the route list draws a new appearance.
-        laps = self.episode // len(self.route_seeds)
-        self.sim.reset(seed, variation=self.variation + laps)
+        self.sim.reset(self.routes.seed, variation=self.variation + self.routes.lap)
         if self.hazard_source is not None:
             self.hazard_source.reset()
         self.control = FULL_BRAKE
@@ -198,7 +188,7 @@ class SimBridge(Node):
             self.plan_pub.publish(encode_plan(self.sim.global_plan(), stamp))
         self.publish_camera_mount()
         self.publish_episode('start')
-        self.get_logger().info(f'episode {self.episode}: route {seed}')
+        self.get_logger().info(f'episode {self.routes.episode}: route {self.routes.seed}')
         return True
 
     def publish_episode(self, event: str):
@@ -207,8 +197,8 @@ class SimBridge(Node):
         # assign frames to episodes by these stamps.
         stamp_ns = self.last_frame_stamp if event == 'end' else self.sim_time_ns
         marker = SimEpisode(
-            event=event, episode=self.episode,
-            route_seed=int(self.route_seeds[self.route_index]), stamp_ns=int(stamp_ns),
+            event=event, episode=self.routes.episode, route_seed=self.routes.seed,
+            stamp_ns=int(stamp_ns),
             summary=self.sim.summary().to_dict() if event == 'end' else None,
             # Bags keep the plan through this marker: commands derive from it and odometry.
             global_plan=self.sim.global_plan().to_dict()
@@ -299,7 +289,7 @@ class SimBridge(Node):
         """Publish the episode's progress and the vehicle state as JSON."""
         state = self.sim.state
         status = SimStatus(**self.sim.summary().to_dict(), stamp_ns=int(stamp_ns),
-                           episode=self.episode, x=float(state.x), y=float(state.y),
+                           episode=self.routes.episode, x=float(state.x), y=float(state.y),
                            yaw=float(state.yaw), speed=float(state.speed),
                            control=[float(value) for value in self.control.as_array()],
                            control_timeouts=self.control_timeouts)
