@@ -9,13 +9,13 @@ from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 from llava_drive.config_checks import default_of
 from llava_drive.evaluation.drive import DriveOptions, DRIVERS
 from llava_drive.evaluation.evaluate import EvaluationOptions
-from llava_drive.nodes.interfaces import BACKENDS
+from llava_drive.nodes.interfaces import BACKENDS, FIRST_EVALUATION_SEED
 from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
 from llava_drive.sim.scoring import ScoringConfig
 from llava_drive.sim.town.benchmark import benchmark_seeds, TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS, SimConfig
 
-EVALUATE_EPILOG = """\
+EVALUATE_EPILOG = f"""\
 examples:
   llava-drive evaluate --checkpoint trained_models/run --routes 101,102,103 \\
       --repetitions 3 --out reports/run
@@ -27,8 +27,8 @@ times in the embedded simulator, in synchronous mode, as ROS 2 nodes (sim_bridge
 expert). Per route: driving score DS = RC x P (route completion x infraction penalty); the
 global driving score is the mean of the per-route DS (CARLA Leaderboard 2.0). The report
 directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png and an MP4 of
-the first episode. Routes 1-100 are recording routes and are refused unless
---allow-training-routes.
+the first episode. Routes below {FIRST_EVALUATION_SEED} are recording routes and are refused
+unless --allow-training-routes.
 """
 
 DRIVE_EPILOG = """\
@@ -107,14 +107,16 @@ def register(subparsers):
                           help='camera height (default: %(default)s)')
     evaluate.add_argument('--route-length', type=float, metavar='M',
                           default=default_of(EvaluationOptions, 'route_length'),
-                          help='route length in metres (default: %(default)s)')
+                          help='route length in metres, map road (a town route comes with '
+                               'its seed) (default: %(default)s)')
     evaluate.add_argument('--max-route-time', type=float, metavar='S',
                           default=default_of(EvaluationOptions, 'max_route_time'),
                           help='simulated seconds per route before the evaluator ends it as a '
                                "route timeout, no penalty (default: the simulator's, "
                                f'{_leaderboard_time_limit()})')
     evaluate.add_argument('--allow-training-routes', action='store_true',
-                          help='accept route seeds 1-100 (recording routes)')
+                          help=f'accept route seeds below {FIRST_EVALUATION_SEED} '
+                               '(recording routes)')
     evaluate.add_argument('--no-video', dest='video', action='store_false',
                           help='skip the episode video')
     evaluate.add_argument('--control-timeout', type=float, metavar='S',

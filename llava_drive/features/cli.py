@@ -11,7 +11,8 @@ from pathlib import Path
 import sys
 
 from llava_drive.config_checks import default_of
-from llava_drive.features.extractor import ExtractorError, LlavaFeatureExtractor
+from llava_drive.features.extractor import (CPU_TOKENS_PER_BATCH, ExtractorError,
+                                            GPU_BATCH_SIZE, LlavaFeatureExtractor)
 from llava_drive.features.route_prompt import ROUTE_PROMPT
 from llava_drive.features.spec import DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, DTYPES
 from llava_drive.features.spec import FeatureMode, PREPROCESSING_POLICIES
@@ -57,9 +58,9 @@ def register(subparsers) -> None:
                               "bags' route; route commands and target points come from it and "
                               'the odometry (default: none, every frame LANEFOLLOW)')
     extract.add_argument('--batch-size', type=int, default=None,
-                         help='frames per forward pass (default: 8 on a GPU; on CPU as many '
-                              'frames as fit 1024 tokens, e.g. 1 for llava-1.5-7b, where '
-                              'bigger batches run slower)')
+                         help=f'frames per forward pass (default: {GPU_BATCH_SIZE} on a GPU; '
+                              f'on CPU as many frames as fit {CPU_TOKENS_PER_BATCH} tokens, '
+                              'e.g. 1 for llava-1.5-7b, where bigger batches run slower)')
     extract.add_argument('--device', default=default_of(LlavaFeatureExtractor, 'device'),
                          help="'cpu', 'cuda' or 'cuda:N' (default: %(default)s)")
     extract.add_argument('--dtype', default=default_of(LlavaFeatureExtractor, 'dtype'),

@@ -11,7 +11,7 @@ from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 from llava_drive.config_checks import default_of
 from llava_drive.features.choices import ChoiceError, resolve_device
 from llava_drive.features.spec import DTYPES
-from llava_drive.nodes.interfaces import BACKENDS
+from llava_drive.nodes.interfaces import BACKENDS, FIRST_EVALUATION_SEED
 from llava_drive.recording.session import DRIVERS, IMAGE_FORMATS, RecordingOptions
 from llava_drive.sim.world import MAP_KINDS
 
@@ -74,10 +74,11 @@ def register(subparsers):
     """Add the ``record`` subcommand."""
     parser = subparsers.add_parser(
         'record', help='record image/control pairs from the simulator or CARLA',
-        description='Run sim_bridge (or expect carla_ros_bridge), the expert and the recorder '
-                    'as ROS 2 nodes with the parameters of config/*.yaml, record for DURATION '
-                    'seconds of simulated time, close the bag and print its summary. In the '
-                    'simulator the stack runs in synchronous mode, faster than real time.')
+        description='Run a bridge (sim_bridge, carla_bridge, or expect a running '
+                    'carla_ros_bridge), the expert and the recorder as ROS 2 nodes with the '
+                    'parameters of config/*.yaml, record for DURATION seconds of simulated '
+                    'time, close the bag and print its summary. In the simulator the stack '
+                    'runs in synchronous mode (unless --realtime), faster than real time.')
     parser.add_argument('--backend', choices=BACKENDS,
                         default=default_of(RecordingOptions, 'backend'),
                         help='sim: embedded simulator; carla: a CARLA server through our '
@@ -88,13 +89,13 @@ def register(subparsers):
                         help='seconds of recorded (simulated) time (default: %(default)s)')
     parser.add_argument('--map', choices=MAP_KINDS,
                         default=default_of(RecordingOptions, 'map_kind'),
-                        help="embedded world: road (one road, lane keeping; today's world) or "
+                        help='embedded world: road (one road, lane keeping) or '
                              'town (junctions, traffic, lights; seeds name town routes such '
                              "as the town-dev benchmark's 9001-9010) (default: %(default)s)")
     parser.add_argument('--seed', '--seeds', dest='seeds', type=seed_list,
                         default=default_of(RecordingOptions, 'route_seeds'),
-                        help='route seed(s), e.g. 3, 1,2,5 or 1-24 (1-100: training routes) '
-                             '(default: %(default)s)')
+                        help='route seed(s), e.g. 3, 1,2,5 or 1-24 (training routes are below '
+                             f'{FIRST_EVALUATION_SEED}) (default: %(default)s)')
     parser.add_argument('--out', type=Path, default=None,
                         help='bag directory (default bags/<backend>_<time>)')
     parser.add_argument('--image-format', choices=IMAGE_FORMATS,
