@@ -8,7 +8,7 @@ from test_package_layout import COMMANDS
 
 
 # The commands that build an options dataclass (their parsers set ``make_options``).
-OPTIONS_COMMANDS = (('bag', 'review'), ('drive',), ('evaluate',), ('record',))
+OPTIONS_COMMANDS = (('bag', 'review'), ('drive',), ('evaluate',), ('record',), ('train',))
 
 
 def required_arguments(tmp_path):
@@ -27,6 +27,7 @@ def required_arguments(tmp_path):
         ('evaluate',): (['--out', tmp_path / 'report'], {'out'}),
         ('drive',): (['--checkpoint', checkpoint], {'checkpoint'}),
         ('bag', 'review'): (['bag', '--out', tmp_path / 'review'], {'out_dir'}),
+        ('train',): (['features', '--out', tmp_path / 'trained'], set()),
     }
 
 
