@@ -7,12 +7,13 @@ import sys
 import tempfile
 import time
 
+from llava_drive.bag.writer import IMAGE_FORMATS
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
 from llava_drive.config_checks import default_of
 from llava_drive.features.choices import ChoiceError, resolve_device
 from llava_drive.features.spec import DTYPES
 from llava_drive.nodes.interfaces import BACKENDS, FIRST_EVALUATION_SEED
-from llava_drive.recording.session import DRIVERS, IMAGE_FORMATS, RecordingOptions
+from llava_drive.recording.session import DRIVERS, RecordingOptions
 from llava_drive.sim.world import MAP_KINDS
 
 

@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from llava_drive.bag.writer import BagWriterConfig, IMAGE_FORMATS
 from llava_drive.bringup.environment import config_path
 from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import NodeSpec
@@ -14,7 +15,6 @@ from llava_drive.sim.town.benchmark import TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS
 
 DRIVERS = ('expert', 'policy')
-IMAGE_FORMATS = ('jpeg', 'raw')
 
 
 @dataclass
@@ -34,7 +34,7 @@ class RecordingOptions:
     duration: float = 60.0
     route_seeds: List[int] = field(default_factory=lambda: [1])
     out: Path = Path('bags/run')
-    image_format: str = 'jpeg'
+    image_format: str = BagWriterConfig.image_format
     width: int = CAMERA_WIDTH
     height: int = CAMERA_HEIGHT
     noise: bool = False
