@@ -1,4 +1,6 @@
-"""Validation shared by the configuration dataclasses (no ROS)."""
+"""Validation and defaults shared by the configuration dataclasses (no ROS)."""
+import dataclasses
+import inspect
 import math
 
 
@@ -33,3 +35,28 @@ def number_in_range(name, value, low=-math.inf, high=math.inf, *, low_open=False
             rule = f'in {opening}{low:g}, {high:g}{closing}'
         raise ValueError(f'{name} must be {rule}, got {value!r}')
     return value
+
+
+def default_of(owner, name: str):
+    """
+    Return the default of field ``name`` of a dataclass, or of parameter ``name`` of a function.
+
+    Command-line options take their defaults from here, so each default is written once, in
+    the dataclass (or function) the option fills.
+
+    :param owner: a dataclass or a function
+    :param name: field or parameter name
+    :raises KeyError: if ``owner`` has no such field or parameter, or it has no default
+    """
+    if dataclasses.is_dataclass(owner):
+        for item in dataclasses.fields(owner):
+            if item.name == name:
+                if item.default is not dataclasses.MISSING:
+                    return item.default
+                if item.default_factory is not dataclasses.MISSING:
+                    return item.default_factory()
+        raise KeyError(f'{owner.__name__} has no field {name!r} with a default')
+    parameter = inspect.signature(owner).parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise KeyError(f'{owner.__name__} has no parameter {name!r} with a default')
+    return parameter.default

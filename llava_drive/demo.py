@@ -8,12 +8,14 @@ heads, checks the policy offline, and finally drives held-out routes closed loop
 policy, the token0 baseline and the expert, printing the score table. Every step is the same
 ``llava-drive`` command a user would type, so the demo doubles as a worked example.
 """
-import argparse
 import json
 from pathlib import Path
 import shlex
 import time
 
+from llava_drive.config_checks import default_of
+from llava_drive.evaluation.evaluate import EvaluationOptions
+from llava_drive.nodes.interfaces import FIRST_EVALUATION_SEED
 from llava_drive.recording.cli import seed_list
 
 # The tiny random LLaVA under appearance randomization: the vision tower's 4 x 4 patch grid
@@ -30,37 +32,46 @@ def register(subparsers):
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
         'demo', help='record, review, extract, train and evaluate closed loop (embedded sim)',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=__doc__.split('\n\n')[1])
     parser.add_argument('--workdir', type=Path, default=Path('.'),
                         help='where bags/, models/, features/, trained_models/, review/ and '
-                             'reports/ go')
+                             'reports/ go (default: %(default)s)')
     parser.add_argument('--train-routes', type=seed_list, default=DEMO_TRAIN_ROUTES,
-                        help='route seeds to record for training (1-100)')
+                        help='route seeds to record for training (below '
+                             f'{FIRST_EVALUATION_SEED}) (default: %(default)s)')
     parser.add_argument('--check-route', type=int, default=37,
-                        help='recorded route, not trained on, for the offline check')
-    parser.add_argument('--heldout-routes', type=seed_list, default=[101, 102, 103],
-                        help='route seeds never recorded: closed-loop evaluation')
+                        help='recorded route, not trained on, for the offline check '
+                             '(default: %(default)s)')
+    parser.add_argument('--heldout-routes', type=seed_list,
+                        default=default_of(EvaluationOptions, 'routes'),
+                        help='route seeds never recorded: closed-loop evaluation '
+                             '(default: %(default)s)')
     parser.add_argument('--duration', type=float, default=20.0,
-                        help='simulated seconds recorded per route')
+                        help='simulated seconds recorded per route (default: %(default)s)')
     parser.add_argument('--width', type=int, default=200,
-                        help='camera width (the tiny LLaVA sees 112 x 112 anyway)')
-    parser.add_argument('--height', type=int, default=150, help='camera height')
+                        help='camera width, the tiny LLaVA sees 112 x 112 anyway '
+                             '(default: %(default)s)')
+    parser.add_argument('--height', type=int, default=150,
+                        help='camera height (default: %(default)s)')
     parser.add_argument('--mode', default=DEMO_FEATURE_MODE,
-                        help='feature mode of the policy (token0 is the baseline)')
+                        help='feature mode of the policy, token0 is the baseline '
+                             '(default: %(default)s)')
     parser.add_argument('--grid', type=int, default=DEMO_GRID,
-                        help='k of the k x k pooling of grid modes')
-    parser.add_argument('--repetitions', type=int, default=3,
-                        help='closed-loop episodes per held-out route and driver')
+                        help='k of the k x k pooling of grid modes (default: %(default)s)')
+    parser.add_argument('--repetitions', type=int,
+                        default=default_of(EvaluationOptions, 'repetitions'),
+                        help='closed-loop episodes per held-out route and driver '
+                             '(default: %(default)s)')
     parser.add_argument('--route-length', type=float, default=150.0,
-                        help='held-out route length in metres')
+                        help='held-out route length in metres (default: %(default)s)')
     parser.add_argument('--max-route-time', type=float, default=40.0,
-                        help='simulated seconds per held-out route before a timeout (the '
-                             'expert needs about 20 s for 150 m)')
+                        help='simulated seconds per held-out route before a timeout, the '
+                             'expert needs about 20 s for 150 m (default: %(default)s)')
     parser.add_argument('--model', type=Path, default=None,
                         help='LLaVA directory (default: WORKDIR/models/llava-tiny, created '
                              'when missing)')
-    parser.add_argument('--name', default='demo', help='run name for bags and checkpoints')
+    parser.add_argument('--name', default='demo',
+                        help='run name for bags and checkpoints (default: %(default)s)')
     parser.set_defaults(func=run)
 
 

@@ -3,7 +3,8 @@ import threading
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
 
 
 class RosGraph:
@@ -46,6 +47,51 @@ class RosGraph:
         self.executor.shutdown()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5)
+
+
+class Spinners:
+    """
+    Spin nodes each in its own single-threaded executor, as ``rclpy.spin`` does in a process.
+
+    :class:`RosGraph`'s multi-threaded executor busy-loops, holding the GIL, while a ready
+    entity's callback group is busy (e.g. during a simulator render), which starves a node's
+    own threads (the policy's inference): nodes under test must not share it.
+
+    :param context: the rclpy context of the nodes
+    """
+
+    def __init__(self, context):
+        self.context = context
+        self.running = {}
+
+    def start(self, node):
+        """Spin ``node`` in a thread of its own until :meth:`stop`; return it."""
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(node)
+        thread = threading.Thread(target=executor.spin, daemon=True)
+        thread.start()
+        self.running[node] = (executor, thread)
+        return node
+
+    def node(self, name):
+        """Create and spin a plain helper node."""
+        return self.start(rclpy.create_node(name, context=self.context))
+
+    def alive(self, node) -> bool:
+        """Return True while ``node``'s executor thread still spins."""
+        return self.running[node][1].is_alive()
+
+    def stop(self, node):
+        """Stop spinning ``node`` and destroy it (runs its clean-up)."""
+        executor, thread = self.running.pop(node)
+        executor.shutdown()
+        thread.join(5)
+        node.destroy_node()
+
+    def stop_all(self):
+        """Stop and destroy every node still spinning."""
+        for node in list(self.running):
+            self.stop(node)
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02):

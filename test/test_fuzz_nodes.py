@@ -11,7 +11,6 @@ the package's reader, must hold exactly the valid pairs.
 from collections import Counter
 import json
 import math
-import threading
 
 from fixtures_llava import tiny_llava_dir  # noqa: F401 (a fixture)
 from llava_drive.bag import format as bagfmt
@@ -26,7 +25,7 @@ from llava_drive.nodes.interfaces import (CONTROL_QOS, DEFAULT_ROLE_NAME, EXPERT
 from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
-from ros_helpers import wait_for
+from ros_helpers import Spinners, wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
@@ -146,36 +145,6 @@ def constant_checkpoint(tiny_llava_dir, tmp_path_factory):  # noqa: F811
         head.layers[-1].weight.zero_()
         head.layers[-1].bias.copy_(torch.tensor([0.0, 0.5, -4.0]))
     return save_checkpoint(tmp_path_factory.mktemp('fuzz') / 'constant', head, extractor.spec)
-
-
-class Spinners:
-    """Each node on its own single-threaded executor, as in a process of its own."""
-
-    def __init__(self, context):
-        self.context = context
-        self.running = {}
-
-    def start(self, node):
-        """Spin ``node`` in a thread of its own; return it."""
-        from rclpy.executors import SingleThreadedExecutor
-        executor = SingleThreadedExecutor(context=self.context)
-        executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
-        self.running[node] = (executor, thread)
-        return node
-
-    def alive(self, node) -> bool:
-        """Return True while ``node``'s executor thread still spins."""
-        return self.running[node][1].is_alive()
-
-    def stop_all(self):
-        """Stop every executor and destroy its node (runs the nodes' clean-up)."""
-        for node, (executor, thread) in list(self.running.items()):
-            executor.shutdown()
-            thread.join(5)
-            node.destroy_node()
-        self.running.clear()
 
 
 def total(counter_of) -> int:

@@ -26,7 +26,7 @@ from llava_drive.policy.inference import PolicyLoadError
 from llava_drive.sim.world import SimConfig, Simulator
 import numpy as np
 import pytest
-from ros_helpers import wait_for
+from ros_helpers import Spinners, wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
@@ -105,56 +105,19 @@ def checkpoints(tiny_llava_dir, tmp_path_factory):  # noqa: F811
 WAYPOINT_PATH = [2.0, 0.1, 4.0, 0.4, 6.0, 0.9, 8.0, 1.6, 6.0]
 
 
-class Alone:
-    """
-    Spin nodes each in its own single-threaded executor, as ``rclpy.spin`` does in a process.
-
-    The graph's multi-threaded executor busy-loops, holding the GIL, while a ready entity's
-    callback group is busy (e.g. during a simulator render), which starves the inference
-    thread: nodes under test must not share it.
-    """
-
-    def __init__(self, context):
-        self.context = context
-        self.running = {}
-
-    def __call__(self, node):
-        """Spin ``node`` until :meth:`stop`; return it."""
-        from rclpy.executors import SingleThreadedExecutor
-        executor = SingleThreadedExecutor(context=self.context)
-        executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
-        self.running[node] = (executor, thread)
-        return node
-
-    def node(self, name):
-        """Create and spin a plain helper node."""
-        import rclpy
-        return self(rclpy.create_node(name, context=self.context))
-
-    def stop(self, node):
-        """Stop spinning ``node`` and destroy it (runs its clean-up)."""
-        executor, thread = self.running.pop(node)
-        executor.shutdown()
-        thread.join(5)
-        node.destroy_node()
-
-
 @pytest.fixture
 def alone(ros_graph):
-    """Provide an :class:`Alone` on the test graph's context; stop its nodes afterwards."""
-    spinner = Alone(ros_graph.context)
-    yield spinner
-    for node in list(spinner.running):
-        spinner.stop(node)
+    """Provide :class:`~ros_helpers.Spinners` on the test graph's context; stop them afterwards."""
+    spinners = Spinners(ros_graph.context)
+    yield spinners
+    spinners.stop_all()
 
 
 def start_policy(alone, checkpoint, **params):
     """Start a policy node with ``params`` on its own executor."""
     from rclpy.parameter import Parameter
     params = dict({'checkpoint': str(checkpoint), 'cpu_threads': 1}, **params)
-    return alone(Policy(context=alone.context, parameter_overrides=[
+    return alone.start(Policy(context=alone.context, parameter_overrides=[
         Parameter(name, value=value) for name, value in params.items()]))
 
 
@@ -217,7 +180,7 @@ def test_policy_drives_the_simulated_car_along_the_route(alone, checkpoints, tmp
                                 lambda m: statuses.append(json.loads(m.data)), 100)
     watcher.create_subscription(ImageMsg, '/policy/annotated_image', annotated.append, 1)
     watcher.create_subscription(MarkerArray, '/policy/predicted_path', markers.append, 1)
-    alone(SimBridge(context=alone.context, parameter_overrides=[
+    alone.start(SimBridge(context=alone.context, parameter_overrides=[
         Parameter('image_width', value=SIZE[1]), Parameter('image_height', value=SIZE[0]),
         Parameter('route_seeds', value=[101]), Parameter('start_delay', value=0.5)]))
     assert wait_for(lambda: statuses and statuses[-1]['stamp_ns'] >= 10_000_000_000,
@@ -260,7 +223,7 @@ def test_a_synchronous_simulator_gets_exactly_one_control_per_frame(alone, check
     statuses = []
     watcher.create_subscription(String, '/llava_drive/sim/status',
                                 lambda m: statuses.append(json.loads(m.data)), 100)
-    alone(SimBridge(context=alone.context, parameter_overrides=[
+    alone.start(SimBridge(context=alone.context, parameter_overrides=[
         Parameter('image_width', value=SIZE[1]), Parameter('image_height', value=SIZE[0]),
         Parameter('route_seeds', value=[101]), Parameter('start_delay', value=0.5),
         Parameter('control_timeout', value=60.0)]))

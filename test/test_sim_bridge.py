@@ -2,6 +2,7 @@
 import json
 import math
 
+from llava_drive.nodes.bridge_common import RouteCycle
 from llava_drive.nodes.interfaces import SIM_STATUS_TOPIC as STATUS_TOPIC
 from llava_drive.nodes.sim_bridge import SimBridge, transform
 import numpy as np
@@ -35,6 +36,20 @@ def test_optical_axis_points_along_yaw_and_down_by_pitch(yaw, pitch):
     t = tf.transform.translation
     assert (t.x, t.y, t.z) == (3.0, -4.0, 0.5)
     assert (tf.header.stamp.sec, tf.header.stamp.nanosec) == (0, 1)
+
+
+def test_route_cycle_drives_the_seeds_in_order_then_stops_or_loops():
+    once = RouteCycle([7, 3], loop=False)
+    assert [(once.next_route(), once.seed, once.episode) for _ in range(2)] == [
+        (True, 7, 0), (True, 3, 1)]
+    assert not once.next_route() and (once.seed, once.episode) == (3, 1)
+    looping = RouteCycle([7, 3], loop=True)
+    seen = [(looping.next_route(), looping.seed, looping.episode, looping.lap)
+            for _ in range(5)]
+    assert seen == [(True, 7, 0, 0), (True, 3, 1, 0), (True, 7, 2, 1), (True, 3, 3, 1),
+                    (True, 7, 4, 2)]
+    with pytest.raises(ValueError, match='at least one route'):
+        RouteCycle([], loop=True)
 
 
 def test_the_last_status_of_an_episode_says_done(ros_graph):

@@ -2,11 +2,14 @@
 ``llava-drive bag info | review | trim | recover``: look at, clean and repair recordings.
 
 Registration only; the work happens in the modules imported inside each command, so
-``llava-drive --help`` stays fast.
+``llava-drive --help`` stays fast (the review options only read their defaults).
 """
 import argparse
 import json
 import sys
+
+from llava_drive.bag.review import ReviewConfig
+from llava_drive.config_checks import default_of
 
 BAG_HELP = 'Inspect, review, trim and recover recorded bags (rosbag2 MCAP, format v1).'
 
@@ -48,17 +51,24 @@ def run_review(args) -> int:
     :param args: parsed arguments.
     """
     from llava_drive.bag.reader import BagReadError
-    from llava_drive.bag.review import review_bag, ReviewConfig
+    from llava_drive.bag.review import review_bag
     try:
-        config = ReviewConfig(out_dir=args.out, sheet_frames=args.frames,
-                              video=not args.no_video, max_frames=args.max_frames,
-                              fps=args.fps, progress=not args.quiet)
-        outputs = review_bag(args.path, config)
+        outputs = review_bag(args.path, review_config(args))
     except (BagReadError, ValueError, RuntimeError, OSError) as error:  # OSError: --out a file
         return _fail(error)
     for kind, path in outputs.items():
         print(f'{kind:<14} {path}')
     return 0
+
+
+def review_config(args):
+    """
+    Return the validated :class:`~llava_drive.bag.review.ReviewConfig` of ``bag review``.
+
+    :param args: parsed arguments.
+    """
+    return ReviewConfig(out_dir=args.out, sheet_frames=args.frames, video=not args.no_video,
+                        max_frames=args.max_frames, fps=args.fps, progress=not args.quiet)
 
 
 def run_trim(args) -> int:
@@ -153,15 +163,17 @@ def register(subparsers) -> None:
                '--max-frames 600')
     review.add_argument('path', metavar='PATH', help='bag directory')
     review.add_argument('--out', required=True, metavar='DIR', help='output directory')
-    review.add_argument('--frames', type=int, default=16, metavar='N',
+    review.add_argument('--frames', type=int, metavar='N',
+                        default=default_of(ReviewConfig, 'sheet_frames'),
                         help='frames on the contact sheet (default: %(default)s)')
-    review.add_argument('--max-frames', type=int, default=None, metavar='N',
+    review.add_argument('--max-frames', type=int, metavar='N',
+                        default=default_of(ReviewConfig, 'max_frames'),
                         help='at most N frames in the MP4, evenly spaced (default: all)')
-    review.add_argument('--fps', type=float, default=None,
+    review.add_argument('--fps', type=float, default=default_of(ReviewConfig, 'fps'),
                         help='MP4 frame rate (default: the recorded pair rate)')
     review.add_argument('--no-video', action='store_true', help='skip the MP4')
     review.add_argument('--quiet', action='store_true', help='no progress bar')
-    review.set_defaults(func=run_review)
+    review.set_defaults(func=run_review, make_options=review_config)
 
     trim = commands.add_parser(
         'trim', help='exclude time ranges or episodes without rewriting the bag',

@@ -22,6 +22,7 @@ from launch_ros.substitutions import FindPackageShare
 from llava_drive.bringup import checks
 from llava_drive.bringup.checks import parse_numbers, ros_bridge_timeout
 from llava_drive.bringup.node_specs import CARLA_MAX_STEER_DEG
+from llava_drive.carla.session import BridgeConfig
 from llava_drive.nodes.interfaces import CARLA_BACKENDS, DEFAULT_ROLE_NAME, vehicle_topics
 
 PACKAGE = 'llava_drive'
@@ -45,13 +46,16 @@ COMMON_ARGUMENTS = [
                                '(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, and '
                                'ROS_LOCALHOST_ONLY=1 on Humble) unless already set; '
                                'auto = true for sim, false for carla', checks.auto_or_boolean),
-    ('host', 'localhost', 'carla: CARLA server host', checks.non_empty),
-    ('port', '2000', 'carla: CARLA server TCP port', checks.number(1, True, 65535)),
-    ('town', 'Town01', 'carla: town to load (or an OpenDRIVE .xodr file)', checks.non_empty),
+    ('host', BridgeConfig.host, 'carla: CARLA server host', checks.non_empty),
+    ('port', str(BridgeConfig.port), 'carla: CARLA server TCP port',
+     checks.number(1, True, 65535)),
+    ('town', BridgeConfig.town, 'carla: town to load (or an OpenDRIVE .xodr file)',
+     checks.non_empty),
     ('objects_file', '', 'carla: carla_spawn_objects definition file; "" = the installed '
                          'config/carla_objects.json', checks.optional_file),
-    ('carla_timeout', '20.0', 'carla, carla_ros_bridge: seconds to wait for the server '
-                              '(ros-bridge needs >= 20: it loads the town on start)',
+    ('carla_timeout', str(BridgeConfig.timeout),
+     'carla, carla_ros_bridge: seconds to wait for the server (ros-bridge needs >= 20: it '
+     'loads the town on start)',
      checks.number(low=0.0)),
     ('spawn_point', '', 'carla_ros_bridge: ego pose "x,y,z,roll,pitch,yaw" (ROS map frame, '
                         'degrees); "" = a random spawn point', checks.optional_numbers(6)),

@@ -28,6 +28,7 @@ from llava_drive.carla.route import ros_pose, RoutePlanner
 from llava_drive.carla.world import CarlaUnavailable, import_carla, map_name, MAX_FIXED_DELTA
 from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control
+from llava_drive.nodes.interfaces import CAMERA_HEIGHT, CAMERA_WIDTH
 from llava_drive.planning import GlobalPlan
 from llava_drive.sim.scoring import EpisodeSummary, RouteScorer, ScoringConfig
 import numpy as np
@@ -73,8 +74,8 @@ class CameraSpec:
     roll: float = 0.0
     pitch: float = 0.0
     yaw: float = 0.0
-    width: int = 800
-    height: int = 600
+    width: int = CAMERA_WIDTH
+    height: int = CAMERA_HEIGHT
     fov: float = 90.0
 
 

@@ -144,10 +144,11 @@ def spawn_traffic(client, world, settings: WorldSettings) -> List[object]:
     return vehicles
 
 
-def setup_world(host: str = 'localhost', port: int = 2000, town: str = 'Town01',
-                synchronous: bool = True, fixed_delta: float = 0.05,
-                weather: str = 'ClearNoon', traffic: int = 0, seed: int = 0,
-                timeout: float = 10.0) -> CarlaWorld:
+def setup_world(host: str = 'localhost', port: int = 2000, town: str = WorldSettings.town,
+                synchronous: bool = WorldSettings.synchronous,
+                fixed_delta: float = WorldSettings.fixed_delta,
+                weather: str = WorldSettings.weather, traffic: int = WorldSettings.traffic,
+                seed: int = WorldSettings.seed, timeout: float = 10.0) -> CarlaWorld:
     """
     Load ``town`` if another is loaded, apply the time step and weather, spawn traffic.
 

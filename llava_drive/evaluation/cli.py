@@ -6,12 +6,16 @@ import sys
 import time
 
 from llava_drive.carla.cli import add_bridge_arguments, bridge_parameters
-from llava_drive.nodes.interfaces import BACKENDS, DEFAULT_ROLE_NAME, EVALUATION_BACKENDS
+from llava_drive.config_checks import default_of
+from llava_drive.evaluation.drive import DriveOptions, DRIVERS
+from llava_drive.evaluation.evaluate import EvaluationOptions
+from llava_drive.nodes.interfaces import BACKENDS, EVALUATION_BACKENDS, FIRST_EVALUATION_SEED
 from llava_drive.recording.cli import add_log_dir_argument, add_policy_model_arguments, seed_list
+from llava_drive.sim.scoring import ScoringConfig
 from llava_drive.sim.town.benchmark import benchmark_seeds, TOWN_BENCHMARKS
-from llava_drive.sim.world import MAP_KINDS
+from llava_drive.sim.world import MAP_KINDS, SimConfig
 
-EVALUATE_EPILOG = """\
+EVALUATE_EPILOG = f"""\
 examples:
   llava-drive evaluate --checkpoint trained_models/run --routes 101,102,103 \\
       --repetitions 3 --out reports/run
@@ -27,8 +31,8 @@ seed draws a start and a goal spawn point on the town's map; no carla_ros_bridge
 route: driving score DS = RC x P (route completion x infraction penalty); the global driving
 score is the mean of the per-route DS (CARLA Leaderboard 2.0), from the bridge's status. The
 report directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png
-and an MP4 of the first episode. Routes 1-100 are recording routes and are refused unless
---allow-training-routes.
+and an MP4 of the first episode. Routes below {FIRST_EVALUATION_SEED} are recording routes and are refused
+unless --allow-training-routes.
 """
 
 DRIVE_EPILOG = """\
@@ -51,6 +55,14 @@ def baseline_arg(text: str):
     return name, Path(path)
 
 
+def _leaderboard_time_limit() -> str:
+    """Describe the simulator's route time limit (``sim.scoring.time_limit_for``)."""
+    scoring = ScoringConfig()
+    per_metre = 1.0 / (scoring.timeout_speed_fraction * SimConfig.speed_limit_mps)
+    return (f'{scoring.min_timeout_s:g} s + {per_metre:.1f} s per metre completed at '
+            f'{SimConfig.speed_limit_mps * 3.6:.0f} km/h, the leaderboard limit')
+
+
 def register(subparsers):
     """
     Add the ``evaluate`` and ``drive`` subcommands.
@@ -66,12 +78,16 @@ def register(subparsers):
     evaluate.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
                           help='trained checkpoint (llava-drive train --out); omit to score '
                                'only the expert and baselines')
-    evaluate.add_argument('--backend', choices=EVALUATION_BACKENDS, default='sim',
+    evaluate.add_argument('--backend', choices=EVALUATION_BACKENDS,
+                          default=default_of(EvaluationOptions, 'backend'),
                           help='sim: embedded simulator; carla: a CARLA server through our '
                                'carla_bridge node (default: %(default)s)')
-    evaluate.add_argument('--routes', type=seed_list, default=[101, 102, 103],
-                          metavar='SEEDS', help='route seeds, e.g. 101,102,103 (default)')
-    evaluate.add_argument('--map', choices=MAP_KINDS, default='road',
+    routes = default_of(EvaluationOptions, 'routes')
+    evaluate.add_argument('--routes', type=seed_list, default=routes, metavar='SEEDS',
+                          help='route seeds, e.g. 101,102,103 (default: %s)'
+                               % ','.join(map(str, routes)))
+    evaluate.add_argument('--map', choices=MAP_KINDS,
+                          default=default_of(EvaluationOptions, 'map_kind'),
                           help='road: single-road routes; town: town routes by seed '
                                '(default: %(default)s)')
     evaluate.add_argument('--benchmark', choices=sorted(TOWN_BENCHMARKS), default=None,
@@ -79,38 +95,48 @@ def register(subparsers):
     evaluate.add_argument('--driver', choices=('all', 'expert'), default='all',
                           help='expert: evaluate the expert alone, no checkpoint needed '
                                '(default: every driver given)')
-    evaluate.add_argument('--repetitions', type=int, default=3,
+    evaluate.add_argument('--repetitions', type=int,
+                          default=default_of(EvaluationOptions, 'repetitions'),
                           help='episodes per route and driver (default: %(default)s)')
     evaluate.add_argument('--out', type=Path, default=None, metavar='DIR',
                           help='report directory (default: reports/eval_<time>)')
-    add_policy_model_arguments(evaluate, 'LLaVA directory for every checkpoint (default: the '
-                                         'one each checkpoint names)')
+    add_policy_model_arguments(evaluate, EvaluationOptions,
+                               'LLaVA directory for every checkpoint (default: the one each '
+                               'checkpoint names)')
     evaluate.add_argument('--baseline', type=baseline_arg, action='append', default=[],
                           metavar='NAME=DIR', help='also evaluate this checkpoint as NAME '
                                                    '(repeatable), e.g. token0=trained_models/t0')
     evaluate.add_argument('--no-expert', dest='expert', action='store_false',
                           help="skip the expert (its score is reported beside the policy's "
                                'by default)')
-    evaluate.add_argument('--width', type=int, default=800, help='camera width (default 800)')
-    evaluate.add_argument('--height', type=int, default=600,
-                          help='camera height (default 600)')
-    evaluate.add_argument('--route-length', type=float, default=500.0, metavar='M',
-                          help='route length in metres (CARLA: the wanted length when the '
-                               'goal is drawn) (default: %(default)s)')
-    evaluate.add_argument('--max-route-time', type=float, default=None, metavar='S',
-                          help='simulated seconds per route before it ends as a timeout '
-                               "(default: the bridge's leaderboard limit)")
+    evaluate.add_argument('--width', type=int, default=default_of(EvaluationOptions, 'width'),
+                          help='camera width (default: %(default)s)')
+    evaluate.add_argument('--height', type=int, default=default_of(EvaluationOptions, 'height'),
+                          help='camera height (default: %(default)s)')
+    evaluate.add_argument('--route-length', type=float, metavar='M',
+                          default=default_of(EvaluationOptions, 'route_length'),
+                          help='route length in metres, map road (a town route comes with '
+                               'its seed; CARLA: the wanted length when the goal is drawn) '
+                               '(default: %(default)s)')
+    evaluate.add_argument('--max-route-time', type=float, metavar='S',
+                          default=default_of(EvaluationOptions, 'max_route_time'),
+                          help='simulated seconds per route before the evaluator ends it as a '
+                               "route timeout, no penalty (default: the simulator's, "
+                               f'{_leaderboard_time_limit()})')
     evaluate.add_argument('--allow-training-routes', action='store_true',
-                          help='accept route seeds 1-100 (recording routes)')
+                          help=f'accept route seeds below {FIRST_EVALUATION_SEED} '
+                               '(recording routes)')
     evaluate.add_argument('--no-video', dest='video', action='store_false',
                           help='skip the episode video')
-    evaluate.add_argument('--control-timeout', type=float, default=10.0, metavar='S',
-                          help='wall seconds the simulator waits for each control')
+    evaluate.add_argument('--control-timeout', type=float, metavar='S',
+                          default=default_of(EvaluationOptions, 'control_timeout'),
+                          help='wall seconds the simulator waits for each control '
+                               '(default: %(default)s)')
     add_log_dir_argument(evaluate)
     evaluate.add_argument('--json', action='store_true', help='print summary.json too')
     evaluate.add_argument('--no-progress', action='store_true', help='no progress bar')
     add_bridge_arguments(evaluate)
-    evaluate.set_defaults(func=run_evaluate)
+    evaluate.set_defaults(func=run_evaluate, make_options=evaluation_options)
 
     drive = subparsers.add_parser(
         'drive', help='drive with a checkpoint live (embedded simulator or CARLA)',
@@ -120,31 +146,75 @@ def register(subparsers):
         epilog=DRIVE_EPILOG, formatter_class=formatter)
     drive.add_argument('--checkpoint', type=Path, default=None, metavar='DIR',
                        help='trained checkpoint (required unless --driver expert)')
-    drive.add_argument('--backend', choices=BACKENDS, default='sim',
+    drive.add_argument('--backend', choices=BACKENDS, default=default_of(DriveOptions, 'backend'),
                        help='sim: embedded simulator; carla: a CARLA server through our '
                             'carla_bridge node; carla_ros_bridge: only the policy node, for a '
                             'running carla_ros_bridge (default: %(default)s)')
-    drive.add_argument('--role-name', default=DEFAULT_ROLE_NAME, metavar='NAME',
+    drive.add_argument('--role-name', default=default_of(DriveOptions, 'role_name'),
+                       metavar='NAME',
                        help='CARLA role name of the ego vehicle, whose /carla/NAME/... topics '
                             'are driven (default: %(default)s)')
-    drive.add_argument('--driver', choices=('policy', 'expert'), default='policy',
+    drive.add_argument('--driver', choices=DRIVERS, default=default_of(DriveOptions, 'driver'),
                        help='who drives (sim, carla) (default: %(default)s)')
-    drive.add_argument('--seed', type=int, default=101, help='route seed (default: 101)')
-    drive.add_argument('--duration', type=float, default=None, metavar='S',
+    drive.add_argument('--seed', type=int, default=default_of(DriveOptions, 'seed'),
+                       help='route seed (default: %(default)s)')
+    drive.add_argument('--duration', type=float, default=default_of(DriveOptions, 'duration'),
+                       metavar='S',
                        help='stop after S wall seconds (default: route end or Ctrl-C)')
     drive.add_argument('--realtime', action='store_true',
                        help='sim: step in real time (default: synchronous, waits for the '
                             'policy each frame)')
     drive.add_argument('--loop', action='store_true',
                        help='sim: start the route again at its end')
-    drive.add_argument('--width', type=int, default=800, help='camera width (sim, carla)')
-    drive.add_argument('--height', type=int, default=600, help='camera height (sim, carla)')
-    drive.add_argument('--route-length', type=float, default=500.0, metavar='M',
-                       help='route length in metres (sim)')
-    add_policy_model_arguments(drive)
+    drive.add_argument('--width', type=int, default=default_of(DriveOptions, 'width'),
+                       help='camera width (sim, carla) (default: %(default)s)')
+    drive.add_argument('--height', type=int, default=default_of(DriveOptions, 'height'),
+                       help='camera height (sim, carla) (default: %(default)s)')
+    drive.add_argument('--route-length', type=float, metavar='M',
+                       default=default_of(DriveOptions, 'route_length'),
+                       help='route length in metres (sim) (default: %(default)s)')
+    add_policy_model_arguments(drive, DriveOptions)
     add_log_dir_argument(drive)
     add_bridge_arguments(drive)
-    drive.set_defaults(func=run_drive)
+    drive.set_defaults(func=run_drive, make_options=drive_options)
+
+
+def evaluation_options(args) -> EvaluationOptions:
+    """
+    Return the validated options of ``llava-drive evaluate``.
+
+    :param args: parsed arguments
+    """
+    map_kind, routes = args.map, args.routes
+    if args.benchmark:
+        map_kind, routes = 'town', list(benchmark_seeds(args.benchmark))
+    if args.driver == 'expert' and (args.checkpoint or args.baseline):
+        raise ValueError('--driver expert evaluates the expert alone: drop --checkpoint '
+                         'and --baseline')
+    return EvaluationOptions(
+        checkpoint=args.checkpoint, routes=routes, repetitions=args.repetitions,
+        out=args.out or Path('reports') / time.strftime('eval_%Y%m%d_%H%M%S'),
+        width=args.width, height=args.height, route_length=args.route_length,
+        max_route_time=args.max_route_time, model=args.model, device=args.device,
+        dtype=args.dtype, baselines=dict(args.baseline), expert=args.expert,
+        allow_training_routes=args.allow_training_routes, video=args.video,
+        control_timeout=args.control_timeout, log_dir=args.log_dir, map_kind=map_kind,
+        backend=args.backend, carla=bridge_parameters(args))
+
+
+def drive_options(args) -> DriveOptions:
+    """
+    Return the validated options of ``llava-drive drive``.
+
+    :param args: parsed arguments
+    """
+    return DriveOptions(
+        checkpoint=args.checkpoint, backend=args.backend, driver=args.driver,
+        seed=args.seed, duration=args.duration, synchronous=not args.realtime,
+        loop=args.loop, width=args.width, height=args.height,
+        route_length=args.route_length, model=args.model, device=args.device,
+        dtype=args.dtype, log_dir=args.log_dir, carla=bridge_parameters(args),
+        role_name=args.role_name)
 
 
 def run_evaluate(args) -> int:
@@ -154,25 +224,10 @@ def run_evaluate(args) -> int:
     :param args: parsed arguments
     """
     from llava_drive.bringup.supervisor import DomainBusy
-    from llava_drive.evaluation.evaluate import evaluate, EvaluationOptions
+    from llava_drive.evaluation.evaluate import evaluate
 
-    out = args.out or Path('reports') / time.strftime('eval_%Y%m%d_%H%M%S')
     try:
-        map_kind, routes = args.map, args.routes
-        if args.benchmark:
-            map_kind, routes = 'town', list(benchmark_seeds(args.benchmark))
-        if args.driver == 'expert' and (args.checkpoint or args.baseline):
-            raise ValueError('--driver expert evaluates the expert alone: drop --checkpoint '
-                             'and --baseline')
-        options = EvaluationOptions(
-            checkpoint=args.checkpoint, routes=routes, repetitions=args.repetitions,
-            out=out, width=args.width, height=args.height, route_length=args.route_length,
-            max_route_time=args.max_route_time, model=args.model, device=args.device,
-            dtype=args.dtype, baselines=dict(args.baseline), expert=args.expert,
-            allow_training_routes=args.allow_training_routes, video=args.video,
-            control_timeout=args.control_timeout, log_dir=args.log_dir, map_kind=map_kind,
-            backend=args.backend, carla=bridge_parameters(args))
-        document = evaluate(options, progress=not args.no_progress)
+        document = evaluate(evaluation_options(args), progress=not args.no_progress)
     except DomainBusy as error:
         print(f'llava-drive evaluate: {error}', file=sys.stderr)
         return 2
@@ -193,17 +248,10 @@ def run_drive(args) -> int:
     :param args: parsed arguments
     """
     from llava_drive.bringup.supervisor import DomainBusy
-    from llava_drive.evaluation.drive import drive, DriveOptions
+    from llava_drive.evaluation.drive import drive
 
     try:
-        options = DriveOptions(
-            checkpoint=args.checkpoint, backend=args.backend, driver=args.driver,
-            seed=args.seed, duration=args.duration, synchronous=not args.realtime,
-            loop=args.loop, width=args.width, height=args.height,
-            route_length=args.route_length, model=args.model, device=args.device,
-            dtype=args.dtype, log_dir=args.log_dir, carla=bridge_parameters(args),
-            role_name=args.role_name)
-        drive(options)
+        drive(drive_options(args))
     except DomainBusy as error:
         print(f'llava-drive drive: {error}', file=sys.stderr)
         return 2

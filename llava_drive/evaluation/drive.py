@@ -16,9 +16,12 @@ from typing import Dict, Optional
 
 from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.supervisor import Supervisor
-from llava_drive.nodes.interfaces import (BACKENDS, DEFAULT_ROLE_NAME, DIAGNOSTICS_TOPIC,
-                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, vehicle_topics)
+from llava_drive.nodes.interfaces import (BACKENDS, CAMERA_HEIGHT, CAMERA_WIDTH,
+                                          DEFAULT_ROLE_NAME, DIAGNOSTICS_TOPIC,
+                                          FIRST_EVALUATION_SEED, SIM_EPISODE_TOPIC,
+                                          SIM_STATUS_TOPIC, vehicle_topics)
 from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
+from llava_drive.sim.road import RouteConfig
 
 DRIVERS = ('policy', 'expert')
 # The policy node's DiagnosticStatus name (llava_drive/nodes/policy.py).
@@ -53,13 +56,13 @@ class DriveOptions:
     checkpoint: Optional[Path] = None
     backend: str = 'sim'
     driver: str = 'policy'
-    seed: int = 101
+    seed: int = FIRST_EVALUATION_SEED
     duration: Optional[float] = None
     synchronous: bool = True
     loop: bool = False
-    width: int = 800
-    height: int = 600
-    route_length: float = 500.0
+    width: int = CAMERA_WIDTH
+    height: int = CAMERA_HEIGHT
+    route_length: float = RouteConfig.length_m
     model: Optional[Path] = None
     device: str = 'cpu'
     dtype: Optional[str] = None

@@ -26,7 +26,8 @@ from llava_drive.evaluation.metrics import (EpisodeResult, summary_from_dict, Tr
 from llava_drive.evaluation.report import (EXPERT, plot_routes, POLICY,
                                            score_sets, score_table, summary_document,
                                            write_json, write_markdown)
-from llava_drive.nodes.interfaces import (EVALUATION_BACKENDS, FIRST_EVALUATION_SEED,
+from llava_drive.nodes.interfaces import (CAMERA_HEIGHT, CAMERA_WIDTH, EVALUATION_BACKENDS,
+                                          FIRST_EVALUATION_SEED,
                                           POLICY_ANNOTATED_TOPIC, SIM_EPISODE_TOPIC,
                                           SIM_STATUS_TOPIC, vehicle_topics)
 from llava_drive.nodes.status import PayloadReader, SimEpisode, SimStatus
@@ -75,12 +76,13 @@ class EvaluationOptions:
     """
 
     checkpoint: Optional[Path] = None
-    routes: List[int] = field(default_factory=lambda: [101, 102, 103])
+    routes: List[int] = field(default_factory=lambda: list(range(FIRST_EVALUATION_SEED,
+                                                                 FIRST_EVALUATION_SEED + 3)))
     repetitions: int = 3
     out: Path = Path('reports/evaluation')
-    width: int = 800
-    height: int = 600
-    route_length: float = 500.0
+    width: int = CAMERA_WIDTH
+    height: int = CAMERA_HEIGHT
+    route_length: float = RouteConfig.length_m
     max_route_time: Optional[float] = None
     model: Optional[Path] = None
     device: str = 'cpu'

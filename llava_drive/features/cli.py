@@ -10,9 +10,13 @@ import logging
 from pathlib import Path
 import sys
 
+from llava_drive.config_checks import default_of
+from llava_drive.features.extractor import (CPU_TOKENS_PER_BATCH, ExtractorError,
+                                            GPU_BATCH_SIZE, LlavaFeatureExtractor)
 from llava_drive.features.route_prompt import ROUTE_PROMPT
 from llava_drive.features.spec import DEFAULT_GRID, DEFAULT_MODE, DEFAULT_PROMPT, DTYPES
 from llava_drive.features.spec import FeatureMode, PREPROCESSING_POLICIES
+from llava_drive.features.tiny_model import create_tiny_llava
 
 DEFAULT_TINY_DIR = 'models/llava-tiny'
 
@@ -54,14 +58,18 @@ def register(subparsers) -> None:
                               "bags' route; route commands and target points come from it and "
                               'the odometry (default: none, every frame LANEFOLLOW)')
     extract.add_argument('--batch-size', type=int, default=None,
-                         help='frames per forward pass (default: 8 on a GPU; on CPU as many '
-                              'frames as fit 1024 tokens, e.g. 1 for llava-1.5-7b, where '
-                              'bigger batches run slower)')
-    extract.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
-    extract.add_argument('--dtype', default='float32', choices=DTYPES,
+                         help=f'frames per forward pass (default: {GPU_BATCH_SIZE} on a GPU; '
+                              f'on CPU as many frames as fit {CPU_TOKENS_PER_BATCH} tokens, '
+                              'e.g. 1 for llava-1.5-7b, where bigger batches run slower)')
+    extract.add_argument('--device', default=default_of(LlavaFeatureExtractor, 'device'),
+                         help="'cpu', 'cuda' or 'cuda:N' (default: %(default)s)")
+    extract.add_argument('--dtype', default=default_of(LlavaFeatureExtractor, 'dtype'),
+                         choices=DTYPES,
                          help='model dtype (default: %(default)s; bfloat16 on GPUs)')
-    extract.add_argument('--preprocessing', default='pad', choices=PREPROCESSING_POLICIES,
-                         help='keep the whole frame: pad (letterbox) or resize (squash)')
+    extract.add_argument('--preprocessing', choices=PREPROCESSING_POLICIES,
+                         default=default_of(LlavaFeatureExtractor, 'preprocessing'),
+                         help='keep the whole frame: pad (letterbox) or resize (squash) '
+                              '(default: %(default)s)')
     extract.add_argument('--shard', default='0/1', metavar='I/N',
                          help='take bags whose sorted index is I modulo N (one per GPU)')
     extract.add_argument('--overwrite', action='store_true',
@@ -78,7 +86,8 @@ def register(subparsers) -> None:
                     'real tokenizer and processor) in Hugging Face format; deterministic.')
     tiny.add_argument('--out', default=DEFAULT_TINY_DIR, metavar='DIR',
                       help='destination directory (default: %(default)s)')
-    tiny.add_argument('--seed', type=int, default=0, help='weight seed (default: 0)')
+    tiny.add_argument('--seed', type=int, default=default_of(create_tiny_llava, 'seed'),
+                      help='weight seed (default: %(default)s)')
     tiny.set_defaults(func=run_init_tiny)
 
 
@@ -89,7 +98,6 @@ def run_extract(args) -> int:
     :param args: parsed arguments.
     """
     from llava_drive.features.extract_bags import extract_bags, parse_shard
-    from llava_drive.features.extractor import ExtractorError, LlavaFeatureExtractor
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     try:
@@ -166,7 +174,6 @@ def run_init_tiny(args) -> int:
     :param args: parsed arguments.
     """
     from llava_drive.features.spec import model_content_hash
-    from llava_drive.features.tiny_model import create_tiny_llava
 
     out = Path(args.out)
     # Refuse instead of writing model files into someone's folder (or failing on a file).

@@ -3,6 +3,10 @@ import argparse
 import json
 import sys
 
+from llava_drive.config_checks import default_of
+from llava_drive.learning.config import TrainConfig
+from llava_drive.learning.dataset import SPLIT_KEYS
+
 TRAIN_EPILOG = """\
 examples:
   llava-drive train features/ --out trained_models/mlp_grid
@@ -59,17 +63,19 @@ def register(subparsers):
     parser.add_argument('--out', required=True, metavar='DIR',
                         help='checkpoint directory to create, e.g. trained_models/NAME')
     model = parser.add_argument_group('head architecture')
-    model.add_argument('--head', default='mlp', choices=('mlp', 'gru', 'transformer'),
+    model.add_argument('--head', default=default_of(TrainConfig, 'head'),
+                       choices=('mlp', 'gru', 'transformer'),
                        help='head type (default: %(default)s, the original 2-layer MLP)')
-    model.add_argument('--window', type=int, default=1, metavar='K',
+    model.add_argument('--window', type=int, default=default_of(TrainConfig, 'window'),
+                       metavar='K',
                        help='consecutive frames per sample, newest last (default: %(default)s)')
-    model.add_argument('--hidden-size', type=int, default=512,
+    model.add_argument('--hidden-size', type=int, default=default_of(TrainConfig, 'hidden_size'),
                        help='hidden width (default: %(default)s)')
-    model.add_argument('--num-layers', type=int, default=1,
+    model.add_argument('--num-layers', type=int, default=default_of(TrainConfig, 'num_layers'),
                        help='gru/transformer layers (default: %(default)s)')
-    model.add_argument('--num-heads', type=int, default=4,
+    model.add_argument('--num-heads', type=int, default=default_of(TrainConfig, 'num_heads'),
                        help='transformer attention heads (default: %(default)s)')
-    model.add_argument('--dropout', type=float, default=0.2,
+    model.add_argument('--dropout', type=float, default=default_of(TrainConfig, 'dropout'),
                        help='dropout probability (default: %(default)s)')
     model.add_argument('--use-speed', action='store_true',
                        help='give the head the vehicle speed as an extra input')
@@ -79,57 +85,66 @@ def register(subparsers):
     model.add_argument('--use-target', action='store_true',
                        help='give the head the next route target point (vehicle frame) as an '
                             'extra input')
-    model.add_argument('--output', default='control', choices=('control', 'waypoints'),
+    model.add_argument('--output', default=default_of(TrainConfig, 'output'),
+                       choices=('control', 'waypoints'),
                        help='control: steer, throttle, brake; waypoints: future positions from '
                             'the recorded odometry and a target speed, followed by the '
                             "policy's controller (default: %(default)s)")
-    model.add_argument('--num-waypoints', type=int, default=4, metavar='K',
+    model.add_argument('--num-waypoints', type=int, metavar='K',
+                       default=default_of(TrainConfig, 'num_waypoints'),
                        help='waypoints per prediction (default: %(default)s)')
-    model.add_argument('--waypoint-spacing', type=float, default=0.5, metavar='S',
+    model.add_argument('--waypoint-spacing', type=float, metavar='S',
+                       default=default_of(TrainConfig, 'waypoint_spacing_s'),
                        help='seconds between waypoints (default: %(default)s)')
-    model.add_argument('--speed-horizon', type=float, default=1.0, metavar='S',
+    model.add_argument('--speed-horizon', type=float, metavar='S',
+                       default=default_of(TrainConfig, 'speed_horizon_s'),
                        help='the target speed label is the recorded speed this many seconds '
                             'ahead (default: %(default)s)')
     opt = parser.add_argument_group('optimization')
-    opt.add_argument('--epochs', type=int, default=100,
+    opt.add_argument('--epochs', type=int, default=default_of(TrainConfig, 'epochs'),
                      help='maximum epochs (default: %(default)s)')
-    opt.add_argument('--batch-size', type=int, default=256, help='default: %(default)s')
-    opt.add_argument('--lr', type=float, default=1e-3,
+    opt.add_argument('--batch-size', type=int, default=default_of(TrainConfig, 'batch_size'),
+                     help='windows per optimizer step (default: %(default)s)')
+    opt.add_argument('--lr', type=float, default=default_of(TrainConfig, 'lr'),
                      help='AdamW learning rate (default: %(default)s)')
-    opt.add_argument('--weight-decay', type=float, default=0.01,
+    opt.add_argument('--weight-decay', type=float, default=default_of(TrainConfig, 'weight_decay'),
                      help='AdamW weight decay (default: %(default)s)')
-    opt.add_argument('--warmup-steps', type=int, default=100,
+    opt.add_argument('--warmup-steps', type=int, default=default_of(TrainConfig, 'warmup_steps'),
                      help='optimizer steps over which the learning rate rises linearly to --lr '
                           '(keeps wide, correlated features from saturating the outputs early; '
                           '0 = off) (default: %(default)s)')
-    opt.add_argument('--patience', type=int, default=10,
+    opt.add_argument('--patience', type=int, default=default_of(TrainConfig, 'patience'),
                      help='stop after this many epochs without a better validation loss; '
                           '0 = run all epochs (default: %(default)s)')
-    opt.add_argument('--min-epochs', type=int, default=20,
+    opt.add_argument('--min-epochs', type=int, default=default_of(TrainConfig, 'min_epochs'),
                      help='never stop early before this epoch (default: %(default)s)')
-    opt.add_argument('--val-smoothing', type=float, default=0.5,
+    opt.add_argument('--val-smoothing', type=float,
+                     default=default_of(TrainConfig, 'val_smoothing'),
                      help='weight of the past in the moving average of the validation loss '
                           'that early stopping and the best epoch follow; 0 = raw loss '
                           '(default: %(default)s)')
-    opt.add_argument('--loss-weights', type=_loss_weights, default=(1.0, 1.0, 1.0),
-                     metavar='S,T,B',
-                     help='weights of the steer, throttle, brake errors (default: 1,1,1)')
+    opt.add_argument('--loss-weights', type=_loss_weights, metavar='S,T,B',
+                     default=default_of(TrainConfig, 'loss_weights'),
+                     help='weights of the steer, throttle, brake errors (default: %s)'
+                          % ','.join(f'{w:g}' for w in default_of(TrainConfig, 'loss_weights')))
     opt.add_argument('--no-scale-loss', action='store_true',
                      help='do not divide the error of each action by its label variance (by '
                           'default steering, with its small spread, counts as much as the '
                           'pedals)')
-    opt.add_argument('--seed', type=int, default=0,
+    opt.add_argument('--seed', type=int, default=default_of(TrainConfig, 'seed'),
                      help='seed of split, initialization and batch order (default: %(default)s)')
-    opt.add_argument('--device', default='cpu',
+    opt.add_argument('--device', default=default_of(TrainConfig, 'device'),
                      help='torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)')
     split = parser.add_argument_group('validation split')
-    split.add_argument('--split-by', default='auto', choices=('auto', 'bag', 'episode'),
+    split.add_argument('--split-by', default=default_of(TrainConfig, 'split_by'),
+                       choices=SPLIT_KEYS,
                        help='hold out whole bags or whole episodes; auto = bag when there '
                             'are at least 2 bags (default: %(default)s)')
-    split.add_argument('--val-fraction', type=float, default=0.2,
+    split.add_argument('--val-fraction', type=float,
+                       default=default_of(TrainConfig, 'val_fraction'),
                        help='share of bags/episodes held out (default: %(default)s)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    parser.set_defaults(func=run_train)
+    parser.set_defaults(func=run_train, make_options=train_config)
 
     parser = subparsers.add_parser(
         'evaluate-offline', help='per-action error of a checkpoint on held-out features',
@@ -146,6 +161,25 @@ def register(subparsers):
     parser.set_defaults(func=run_evaluate_offline)
 
 
+def train_config(args) -> TrainConfig:
+    """
+    Return the validated :class:`~llava_drive.learning.config.TrainConfig` of ``train``.
+
+    :param args: parsed arguments.
+    """
+    return TrainConfig(
+        head=args.head, window=args.window, hidden_size=args.hidden_size,
+        num_layers=args.num_layers, num_heads=args.num_heads, dropout=args.dropout,
+        use_speed=args.use_speed, use_command=args.use_command,
+        use_target=args.use_target, output=args.output,
+        num_waypoints=args.num_waypoints, waypoint_spacing_s=args.waypoint_spacing,
+        speed_horizon_s=args.speed_horizon, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+        seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by,
+        patience=args.patience, min_epochs=args.min_epochs, val_smoothing=args.val_smoothing,
+        loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss, device=args.device)
+
+
 def run_train(args) -> int:
     """
     Run ``llava-drive train``; return the exit code.
@@ -155,22 +189,9 @@ def run_train(args) -> int:
     from llava_drive.features.store import FeatureStoreError
     from llava_drive.learning.checkpoint import CheckpointError
     from llava_drive.learning.dataset import DatasetError
-    from llava_drive.learning.train import train, TrainConfig
+    from llava_drive.learning.train import train
     try:
-        config = TrainConfig(
-            head=args.head, window=args.window, hidden_size=args.hidden_size,
-            num_layers=args.num_layers, num_heads=args.num_heads, dropout=args.dropout,
-            use_speed=args.use_speed, use_command=args.use_command,
-            use_target=args.use_target, output=args.output,
-            num_waypoints=args.num_waypoints, waypoint_spacing_s=args.waypoint_spacing,
-            speed_horizon_s=args.speed_horizon, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-            seed=args.seed, val_fraction=args.val_fraction, split_by=args.split_by,
-            patience=args.patience, min_epochs=args.min_epochs,
-            val_smoothing=args.val_smoothing,
-            loss_weights=args.loss_weights, scale_loss=not args.no_scale_loss,
-            device=args.device)
-        train(args.features, args.out, config, progress=not args.no_progress)
+        train(args.features, args.out, train_config(args), progress=not args.no_progress)
     except (ValueError, DatasetError, FeatureStoreError, CheckpointError, OSError) as error:
         print(f'llava-drive train: error: {error}', file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """
-What both bridges (sim_bridge, carla_bridge) publish alike, and their start-up wait.
+What both bridges (sim_bridge, carla_bridge) publish alike, their start-up wait and route order.
 
 Messages follow carla_ros_bridge (architecture: Topics): poses in the ``map`` frame (REP-103),
 the camera as bgra8, camera_info as an ideal pinhole, the route as a ``nav_msgs/Path``.
@@ -113,3 +113,38 @@ class StartGate:
         if self._ready_since is not None and time.monotonic() - self._ready_since >= self.delay:
             self.started = True
         return self.started
+
+
+class RouteCycle:
+    """
+    The routes a bridge drives one after another (its ``route_seeds`` and ``loop_routes``).
+
+    :param seeds: route seeds, at least one
+    :param loop: after the last route start again from the first (else stop)
+    """
+
+    def __init__(self, seeds, loop: bool):
+        self.seeds = [int(seed) for seed in seeds]
+        if not self.seeds:
+            raise ValueError('route_seeds must name at least one route')
+        self.loop = bool(loop)
+        self.index = -1  # into seeds; -1 before the first episode
+        self.episode = -1  # number of the current episode, from 0
+
+    def next_route(self) -> bool:
+        """Move on to the next route; return False when the last one is done (no loop)."""
+        if self.index + 1 >= len(self.seeds) and not self.loop:
+            return False
+        self.index = (self.index + 1) % len(self.seeds)
+        self.episode += 1
+        return True
+
+    @property
+    def seed(self) -> int:
+        """Return the seed of the current route."""
+        return self.seeds[self.index]
+
+    @property
+    def lap(self) -> int:
+        """Return how many times the whole route list was driven before this episode."""
+        return self.episode // len(self.seeds)

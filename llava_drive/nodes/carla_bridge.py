@@ -17,7 +17,7 @@ from llava_drive.carla.session import BridgeConfig, CarlaSession
 from llava_drive.carla.world import CarlaUnavailable
 from llava_drive.control import FULL_BRAKE
 from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
-                                             StartGate, TFMessage, transform)
+                                             RouteCycle, StartGate, TFMessage, transform)
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, LATCHED_QOS, reliable_qos,
@@ -97,10 +97,7 @@ class CarlaBridge(Node):
         self.role = p['role_name']
         config = BridgeConfig(role_name=self.role, fixed_delta=p['fixed_delta_seconds'],
                               **{name: p[name] for name in CONFIG_FIELDS})
-        self.route_seeds = list(p['route_seeds'])
-        if not self.route_seeds:
-            raise ValueError('route_seeds must name at least one route')
-        self.loop_routes = p['loop_routes']
+        self.routes = RouteCycle(p['route_seeds'], p['loop_routes'])
         self.ack_topic = p['synchronous_mode_wait_for_ack_topic']
         self.control_timeout = p['control_timeout']
         self.min_subscribers = p['wait_for_image_subscribers']
@@ -135,8 +132,6 @@ class CarlaBridge(Node):
 
         self.control = FULL_BRAKE
         self.frame = None
-        self.episode = -1
-        self.route_index = -1
         self.awaiting_stamp = None
         self.awaiting_since = 0.0
         self.have_control = self.have_ack = False
@@ -148,44 +143,35 @@ class CarlaBridge(Node):
         self.create_timer(0.01, self.on_timer)
         self.get_logger().info(
             f'CARLA {self.session.server_version} at {config.host}:{config.port}, '
-            f'{config.town}, dt {config.fixed_delta} s, routes {self.route_seeds}, '
+            f'{config.town}, dt {config.fixed_delta} s, routes {self.routes.seeds}, '
             f'control {self.codec.name}')
 
     # -- episodes ----------------------------------------------------------------------------
     def next_episode(self) -> bool:
         """Start the next route; return False when there is none left."""
-        if self.episode >= 0:
+        if self.routes.episode >= 0:
             self.publish_episode('end')
             summary = self.frame.summary
             self.get_logger().info(
-                f'episode {self.episode} ended after {summary.time:.1f} s: '
+                f'episode {self.routes.episode} ended after {summary.time:.1f} s: '
                 f'{summary.done_reason}, route completion {summary.route_completion:.1f} %, '
                 f'driving score {summary.driving_score:.1f}, events {summary.counts}')
-        self.route_index += 1
-        if self.route_index >= len(self.route_seeds):
-            if not self.loop_routes:
-                self.finished = True
-                self.get_logger().info('last route done; ticking stopped')
-                return False
-            self.route_index = 0
-        self.episode += 1
+        if not self.routes.next_route():
+            self.finished = True
+            self.get_logger().info('last route done; ticking stopped')
+            return False
         self.control = FULL_BRAKE
-        self.frame = self.session.start_episode(int(self.route_seeds[self.route_index]))
+        self.frame = self.session.start_episode(self.routes.seed)
         self.publish_route()
         self.publish_episode('start')
-        self.get_logger().info(f'episode {self.episode}: route {self.route_seed}, '
+        self.get_logger().info(f'episode {self.routes.episode}: route {self.routes.seed}, '
                                f'{self.session.plan.length:.0f} m')
         return True
 
-    @property
-    def route_seed(self) -> int:
-        """Return the seed of the current route."""
-        return int(self.route_seeds[self.route_index])
-
     def publish_episode(self, event: str):
         """Publish an episode marker (JSON), as sim_bridge does."""
-        marker = SimEpisode(event=event, episode=self.episode, route_seed=self.route_seed,
-                            stamp_ns=int(self.frame.stamp_ns),
+        marker = SimEpisode(event=event, episode=self.routes.episode,
+                            route_seed=self.routes.seed, stamp_ns=int(self.frame.stamp_ns),
                             summary=self.frame.summary.to_dict() if event == 'end' else None,
                             # Bags keep the plan through this marker, as sim_bridge's do.
                             global_plan=self.session.plan.to_dict() if event == 'start'
@@ -287,7 +273,7 @@ class CarlaBridge(Node):
         """Publish the route progress, infractions and vehicle state as JSON."""
         frame = self.frame
         status = SimStatus(**frame.summary.to_dict(), stamp_ns=int(frame.stamp_ns),
-                           episode=self.episode, x=float(frame.x), y=float(frame.y),
+                           episode=self.routes.episode, x=float(frame.x), y=float(frame.y),
                            yaw=float(frame.yaw), speed=float(frame.speed),
                            control=[float(value) for value in self.control.as_array()],
                            control_timeouts=self.control_timeouts,

@@ -27,6 +27,9 @@ CARLA_BACKENDS = ('carla', 'carla_ros_bridge')
 # Backends whose bridge llava-drive evaluate starts per episode (and reads the score from).
 EVALUATION_BACKENDS = ('sim', 'carla')
 DEFAULT_CAMERA = 'rgb_front'
+# Default image size of that camera (config/carla_objects.json), in every backend.
+CAMERA_WIDTH = 800
+CAMERA_HEIGHT = 600
 
 # Route seeds below this are recording (training) routes; this one and above are held out
 # for closed-loop evaluation.

@@ -70,16 +70,20 @@ PARAMETERS = [
     Param('device', 'cpu', 'torch device: cpu, cuda, cuda:1, ...'),
     Param('dtype', '', 'compute dtype (float32, float16, bfloat16); "" = the one in the '
           'checkpoint'),
-    Param('max_age', 0.5, 'brake when the newest image or inference is older (wall s)',
+    Param('max_age', GateConfig.max_age_s,
+          'brake when the newest image or inference is older (wall s)',
           0.01, 60.0, runtime=True),
     Param('gate_rate', 20.0, 'rate of the full brakes the safety gate repeats while images '
           'or inferences are older than max_age (Hz); results go out one per frame', 1.0,
           1000.0),
-    Param('steer_rate_limit', 4.0, 'largest steering change per second of stamp time (steer '
+    Param('steer_rate_limit', GateConfig.steer_rate_limit,
+          'largest steering change per second of stamp time (steer '
           'units; 0 = off)', 0.0, 100.0, runtime=True),
-    Param('steer_smoothing', 0.6, 'weight of the newest steering prediction in its moving '
+    Param('steer_smoothing', GateConfig.steer_smoothing,
+          'weight of the newest steering prediction in its moving '
           'average (1 = no smoothing)', 0.01, 1.0, runtime=True),
-    Param('brake_threshold', 0.1, 'a predicted brake at or above this zeroes the throttle; '
+    Param('brake_threshold', GateConfig.brake_threshold,
+          'a predicted brake at or above this zeroes the throttle; '
           'below it the brake is released', 0.01, 1.0, runtime=True),
     Param('control_wire', 'auto', f'message type of the output, one of {DRIVE_WIRES}; '
           'ackermann publishes AckermannDriveStamped on ackermann_cmd_stamped'),

@@ -18,7 +18,8 @@ from pathlib import Path
 import time
 
 from llava_drive.bag.format import OdometrySample
-from llava_drive.bag.writer import BagWriteError, BagWriter, BagWriterConfig, SampleRejected
+from llava_drive.bag.writer import (BagWriteError, BagWriter, BagWriterConfig, IMAGE_FORMATS,
+                                    SampleRejected)
 from llava_drive.image_codec import decode_raw, ImageError
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.common import topic_or_default
@@ -47,10 +48,11 @@ PARAMETERS = [
     Param('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}'),
     Param('bag_path', 'bags/run', 'output bag directory (must not exist or be empty); '
           '~/split and ~/start after ~/stop continue in <bag_path>_001, _002, ...'),
-    Param('image_format', 'jpeg', 'jpeg or raw'),
-    Param('jpeg_quality', 90, 'JPEG quality', 1, 100),
-    Param('max_control_age', 0.1, 'seconds (stamp time): a frame whose newest earlier control '
-          'is older is not written', 0.0, 10.0),
+    Param('image_format', BagWriterConfig.image_format, f'one of {IMAGE_FORMATS}'),
+    Param('jpeg_quality', BagWriterConfig.jpeg_quality, 'JPEG quality', 1, 100),
+    Param('max_control_age', PairingConfig.max_control_age_ns / 1e9,
+          'seconds (stamp time): a frame whose newest earlier control is older is not written',
+          0.0, 10.0),
     Param('max_stamp_gap', 300.0, 'seconds (stamp time): a frame, control or episode marker '
           'further than this from the newest frame is refused (one bad clock must not poison '
           'the recording)', 1.0, 1e9, runtime=True),
@@ -58,9 +60,10 @@ PARAMETERS = [
           0.0, 1e6, runtime=True),
     Param('exit_when_done', False, 'exit once max_duration is recorded (ends a launch)',
           runtime=True),
-    Param('flush_interval', 0.5, 'seconds between flushes to disk (SIGKILL loses at most this '
+    Param('flush_interval', BagWriterConfig.flush_interval_s,
+          'seconds between flushes to disk (SIGKILL loses at most this '
           'much)', 0.05, 60.0),
-    Param('fsync', False, 'fsync on every flush (power-loss safety)'),
+    Param('fsync', BagWriterConfig.fsync, 'fsync on every flush (power-loss safety)'),
     Param('image_queue_depth', 30, 'reliable image subscription depth (frames buffered while '
           'writing)', 1, 1000),
     Param('autostart', True, 'start recording at once'),
@@ -80,8 +83,9 @@ class Recorder(Node):
         label_topic, wire = p['label_topic'], p['control_wire']
         self.bag_path = Path(p['bag_path'])
         self.image_format = p['image_format']
-        if self.image_format not in ('jpeg', 'raw'):
-            raise ValueError(f'image_format must be "jpeg" or "raw", got {self.image_format!r}')
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f'image_format must be one of {IMAGE_FORMATS}, got '
+                             f'{self.image_format!r}')
         self.jpeg_quality = p['jpeg_quality']
         self.max_control_age, self.max_stamp_gap = p['max_control_age'], p['max_stamp_gap']
         self.max_duration, self.exit_when_done = p['max_duration'], p['exit_when_done']

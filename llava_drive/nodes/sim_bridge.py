@@ -27,7 +27,7 @@ import time
 from llava_drive.control import FULL_BRAKE
 from llava_drive.expert.town import TownExpert
 from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry, route_path,
-                                             StartGate, TFMessage, transform)
+                                             RouteCycle, StartGate, TFMessage, transform)
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, DEFAULT_ROLE_NAME,
@@ -50,10 +50,10 @@ from visualization_msgs.msg import MarkerArray
 # Every parameter of the node; all read-only (the world and its topics are built at start).
 PARAMETERS = [
     Param('role_name', DEFAULT_ROLE_NAME, 'CARLA role name of the ego vehicle'),
-    Param('image_width', 800, 'camera width (px)', 16, 4096),
-    Param('image_height', 600, 'camera height (px)', 16, 4096),
-    Param('fov', 90.0, 'camera horizontal field of view (deg)', 10.0, 170.0),
-    Param('fixed_delta_seconds', 0.05, 'simulation step (s)', 0.001, 1.0),
+    Param('image_width', SimConfig.width, 'camera width (px)', 16, 4096),
+    Param('image_height', SimConfig.height, 'camera height (px)', 16, 4096),
+    Param('fov', SimConfig.fov_deg, 'camera horizontal field of view (deg)', 10.0, 170.0),
+    Param('fixed_delta_seconds', SimConfig.dt, 'simulation step (s)', 0.001, 1.0),
     Param('synchronous_mode', True, 'step as fast as the nodes allow instead of real time'),
     Param('synchronous_mode_wait_for_vehicle_control_command', True,
           'in synchronous mode, wait for a control stamped with the current frame'),
@@ -65,20 +65,21 @@ PARAMETERS = [
     Param('route_seeds', [1], f'route seeds driven one after another (below '
           f'{FIRST_EVALUATION_SEED} for recording; the others are held out for evaluation)'),
     Param('loop_routes', True, 'after the last route start again from the first'),
-    Param('route_length', 500.0, 'route length (m)', 50.0, 20000.0),
+    Param('route_length', SimConfig.route_length_m, 'route length (m)', 50.0, 20000.0),
     Param('variation', 0, 'appearance draw on the same roads (lighting, colours, camera '
           'jitter); evaluation repetitions use 0, 1, 2 ...', 0, 1000000),
     Param('time_budget', 0.0, 'fixed simulated seconds per route before a route timeout (no '
           'penalty); 0 = the leaderboard limit, 300 s + 1.2 s per metre completed', 0.0, 1e6),
-    Param('obstacles', True, 'parked cars at the roadside'),
-    Param('randomize', True, 'randomize lighting, colours and camera jitter per episode'),
+    Param('obstacles', SimConfig.obstacles, 'parked cars at the roadside'),
+    Param('randomize', SimConfig.randomize,
+          'randomize lighting, colours and camera jitter per episode'),
     Param('wait_for_image_subscribers', 0, 'do not start before this many camera subscribers',
           0, 100),
     Param('start_delay', 1.0, 'wall seconds between the other nodes appearing and the first '
           'frame, so their connections to each other are up too', 0.0, 60.0),
     Param('control_wire', 'auto', f'control message type, one of {WIRE_TYPES}'),
-    Param('map', 'road', f'world: one of {MAP_KINDS} (road: lane keeping; town: junctions, '
-          'traffic, lights, scenarios)'),
+    Param('map', SimConfig.map_kind, f'world: one of {MAP_KINDS} (road: lane keeping; town: '
+          'junctions, traffic, lights, scenarios)'),
     Param('traffic_vehicles', SimConfig.traffic_vehicles,
           'vehicles driving a town, scenario vehicles not counted', 0, 200),
 ]
@@ -95,10 +96,8 @@ class SimBridge(Node):
         self.wait_for_control = p['synchronous_mode_wait_for_vehicle_control_command']
         self.ack_topic = p['synchronous_mode_wait_for_ack_topic']
         self.control_timeout = p['control_timeout']
-        self.route_seeds = list(p['route_seeds'])
-        if not self.route_seeds:
-            raise ValueError('route_seeds must name at least one route')
-        self.loop_routes, self.variation = p['loop_routes'], p['variation']
+        self.routes = RouteCycle(p['route_seeds'], p['loop_routes'])
+        self.variation = p['variation']
         self.min_subscribers = p['wait_for_image_subscribers']
         self.start = StartGate(p['start_delay'])
         width, height, wire, map_kind = (p['image_width'], p['image_height'], p['control_wire'],
@@ -110,7 +109,7 @@ class SimBridge(Node):
         self.codec = ControlCodec(wire)
         self.sim = Simulator(SimConfig(
             width=width, height=height, fov_deg=p['fov'], dt=self.dt,
-            route_seed=int(self.route_seeds[0]), route_length_m=p['route_length'],
+            route_seed=self.routes.seeds[0], route_length_m=p['route_length'],
             obstacles=p['obstacles'], randomize=p['randomize'],
             time_budget_s=time_budget if time_budget > 0 else None, map_kind=map_kind,
             traffic_vehicles=p['traffic_vehicles']))
@@ -150,8 +149,6 @@ class SimBridge(Node):
 
         self.control = FULL_BRAKE
         self.sim_time_ns = int(round(self.dt * 1e9))  # a zero stamp reads as "unset" in ROS
-        self.episode = -1
-        self.route_index = -1
         self.awaiting_stamp = None
         self.awaiting_since = 0.0
         self.have_control = self.have_ack = False
@@ -163,30 +160,24 @@ class SimBridge(Node):
         self.get_logger().info(
             f'{width}x{height} camera, dt {self.dt} s, '
             f'{"synchronous" if self.synchronous else "real-time"} mode, '
-            f'routes {self.route_seeds}, '
+            f'routes {self.routes.seeds}, '
             f'control {self.codec.name}')
 
     # -- episodes ------------------------------------------------------------------------
     def next_episode(self) -> bool:
         """Start the next route; return False when there is none left."""
-        if self.episode >= 0:
+        if self.routes.episode >= 0:
             self.publish_episode('end')
             summary = self.sim.summary()
             self.get_logger().info(
-                f'episode {self.episode} ended: {summary.done_reason}, route completion '
+                f'episode {self.routes.episode} ended: {summary.done_reason}, route completion '
                 f'{summary.route_completion:.1f} %, driving score {summary.driving_score:.1f}')
-        self.route_index += 1
-        if self.route_index >= len(self.route_seeds):
-            if not self.loop_routes:
-                self.finished = True
-                self.get_logger().info('last route done; stepping stopped')
-                return False
-            self.route_index = 0
-        self.episode += 1
-        seed = int(self.route_seeds[self.route_index])
+        if not self.routes.next_route():
+            self.finished = True
+            self.get_logger().info('last route done; stepping stopped')
+            return False
         # Each pass over the route list draws a new appearance.
-        laps = self.episode // len(self.route_seeds)
-        self.sim.reset(seed, variation=self.variation + laps)
+        self.sim.reset(self.routes.seed, variation=self.variation + self.routes.lap)
         if self.hazard_source is not None:
             self.hazard_source.reset()
         self.control = FULL_BRAKE
@@ -197,7 +188,7 @@ class SimBridge(Node):
             self.plan_pub.publish(encode_plan(self.sim.global_plan(), stamp))
         self.publish_camera_mount()
         self.publish_episode('start')
-        self.get_logger().info(f'episode {self.episode}: route {seed}')
+        self.get_logger().info(f'episode {self.routes.episode}: route {self.routes.seed}')
         return True
 
     def publish_episode(self, event: str):
@@ -206,8 +197,8 @@ class SimBridge(Node):
         # assign frames to episodes by these stamps.
         stamp_ns = self.last_frame_stamp if event == 'end' else self.sim_time_ns
         marker = SimEpisode(
-            event=event, episode=self.episode,
-            route_seed=int(self.route_seeds[self.route_index]), stamp_ns=int(stamp_ns),
+            event=event, episode=self.routes.episode, route_seed=self.routes.seed,
+            stamp_ns=int(stamp_ns),
             summary=self.sim.summary().to_dict() if event == 'end' else None,
             # Bags keep the plan through this marker: commands derive from it and odometry.
             global_plan=self.sim.global_plan().to_dict()
@@ -298,7 +289,7 @@ class SimBridge(Node):
         """Publish the episode's progress and the vehicle state as JSON."""
         state = self.sim.state
         status = SimStatus(**self.sim.summary().to_dict(), stamp_ns=int(stamp_ns),
-                           episode=self.episode, x=float(state.x), y=float(state.y),
+                           episode=self.routes.episode, x=float(state.x), y=float(state.y),
                            yaw=float(state.yaw), speed=float(state.speed),
                            control=[float(value) for value in self.control.as_array()],
                            control_timeouts=self.control_timeouts)

@@ -3,11 +3,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from llava_drive.bag.writer import BagWriterConfig, IMAGE_FORMATS
 from llava_drive.bringup.environment import config_path
 from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
 from llava_drive.bringup.stack import NodeSpec
 from llava_drive.bringup.supervisor import Supervisor
-from llava_drive.nodes.interfaces import RECORDER_FRAME_DONE_TOPIC, RECORDER_STATUS_TOPIC
+from llava_drive.nodes.interfaces import (CAMERA_HEIGHT, CAMERA_WIDTH, RECORDER_FRAME_DONE_TOPIC,
+                                          RECORDER_STATUS_TOPIC)
 from llava_drive.nodes.status import PayloadReader, RecorderStatus
 from llava_drive.sim.town.benchmark import TOWN_BENCHMARKS
 from llava_drive.sim.world import MAP_KINDS
@@ -32,9 +34,9 @@ class RecordingOptions:
     duration: float = 60.0
     route_seeds: List[int] = field(default_factory=lambda: [1])
     out: Path = Path('bags/run')
-    image_format: str = 'jpeg'
-    width: int = 800
-    height: int = 600
+    image_format: str = BagWriterConfig.image_format
+    width: int = CAMERA_WIDTH
+    height: int = CAMERA_HEIGHT
     noise: bool = False
     synchronous: bool = True
     randomize: bool = True
@@ -66,8 +68,9 @@ class RecordingOptions:
             raise ValueError(f'duration must be > 0 s, got {self.duration}')
         if not self.route_seeds:
             raise ValueError('route_seeds must name at least one route')
-        if self.image_format not in ('jpeg', 'raw'):
-            raise ValueError(f'image_format must be jpeg or raw, got {self.image_format!r}')
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f'image_format must be one of {IMAGE_FORMATS}, got '
+                             f'{self.image_format!r}')
         if self.out.exists() and any(self.out.iterdir()):
             raise FileExistsError(f'{self.out} exists and is not empty; choose another --out')
         if self.driver not in DRIVERS:

@@ -18,6 +18,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 from llava_drive.config_checks import number_in_range
+from llava_drive.nodes.interfaces import CAMERA_HEIGHT, CAMERA_WIDTH
 import numpy as np
 
 # Distance over which the haze reaches 63% of its strength (m).
@@ -43,8 +44,8 @@ class CameraConfig:
     :param pitch_deg: downward pitch (deg)
     """
 
-    width: int = 800
-    height: int = 600
+    width: int = CAMERA_WIDTH
+    height: int = CAMERA_HEIGHT
     fov_deg: float = 90.0
     mount_height_m: float = 1.6
     mount_forward_m: float = 1.5

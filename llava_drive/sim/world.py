@@ -37,6 +37,7 @@ from typing import List, Optional, Tuple
 
 from llava_drive.config_checks import number_in_range
 from llava_drive.control import Control
+from llava_drive.nodes.interfaces import CAMERA_HEIGHT, CAMERA_WIDTH
 from llava_drive.sim.appearance import Appearance
 from llava_drive.sim.obstacles import box_corners, boxes_overlap, Tree
 from llava_drive.sim.road import Projection, Route, RouteConfig
@@ -86,12 +87,12 @@ class SimConfig:
     :param traffic_vehicles: vehicles driving a town besides the scenario's
     """
 
-    width: int = 800
-    height: int = 600
+    width: int = CAMERA_WIDTH
+    height: int = CAMERA_HEIGHT
     fov_deg: float = 90.0
     dt: float = 0.05
     route_seed: int = 1
-    route_length_m: float = 500.0
+    route_length_m: float = RouteConfig.length_m
     obstacles: bool = True
     randomize: bool = True
     lane_offset_m: float = -1.75
