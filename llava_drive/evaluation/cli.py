@@ -31,8 +31,8 @@ seed draws a start and a goal spawn point on the town's map; no carla_ros_bridge
 route: driving score DS = RC x P (route completion x infraction penalty); the global driving
 score is the mean of the per-route DS (CARLA Leaderboard 2.0), from the bridge's status. The
 report directory gets report.md, summary.json, episodes.json, trajectories_route<N>.png
-and an MP4 of the first episode. Routes below {FIRST_EVALUATION_SEED} are recording routes and are refused
-unless --allow-training-routes.
+and an MP4 of the first episode. Routes below {FIRST_EVALUATION_SEED} are recording routes and
+are refused unless --allow-training-routes.
 """
 
 DRIVE_EPILOG = """\

@@ -123,7 +123,7 @@ class DriveMonitor:
     def __init__(self, context, role_name: str = DEFAULT_ROLE_NAME):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from llava_drive.nodes.interfaces import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS
+        from llava_drive.nodes.interfaces import CAMERA_QOS, CONTROL_QOS, LATCHED_QOS, STATUS_QOS
         from llava_drive.nodes.control_codec import ControlCodec
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float32, String
@@ -140,7 +140,8 @@ class DriveMonitor:
         self.gate = ''
         self.rejected: Dict[str, int] = {}
         topics = vehicle_topics(role_name)
-        self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status, 10)
+        self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status,
+                                      STATUS_QOS)
         self.node.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self.on_diagnostics,
                                       10)

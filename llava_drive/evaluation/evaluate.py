@@ -245,7 +245,7 @@ class EpisodeWatcher:
 
     def __init__(self, context, route_seed: int, video: Optional[Mp4Writer] = None):
         import rclpy
-        from llava_drive.nodes.interfaces import CAMERA_QOS, LATCHED_QOS
+        from llava_drive.nodes.interfaces import CAMERA_QOS, LATCHED_QOS, STATUS_QOS
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
@@ -259,7 +259,8 @@ class EpisodeWatcher:
         self.node = rclpy.create_node('llava_drive_evaluation_monitor', context=context)
         self.statuses = PayloadReader(SimStatus, self.node.get_logger().warning)
         self.markers = PayloadReader(SimEpisode, self.node.get_logger().warning)
-        self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status, 100)
+        self.node.create_subscription(String, SIM_STATUS_TOPIC, self.on_status,
+                                      STATUS_QOS)
         self.node.create_subscription(String, SIM_EPISODE_TOPIC, self.on_episode, LATCHED_QOS)
         # Always on: the simulator waits for this camera subscriber, which guarantees the
         # watcher is discovered before the first frame (else the first statuses are lost).

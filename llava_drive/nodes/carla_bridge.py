@@ -21,8 +21,8 @@ from llava_drive.nodes.bridge_common import (camera_image, camera_info, odometry
 from llava_drive.nodes.common import declare_parameters, ParameterSpec as Param, run_node
 from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_ns, WIRE_TYPES
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, LATCHED_QOS, reliable_qos,
-                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, TF_STATIC_TOPIC,
-                                          TF_TOPIC, vehicle_topics)
+                                          SIM_EPISODE_TOPIC, SIM_STATUS_TOPIC, STATUS_QOS,
+                                          TF_STATIC_TOPIC, TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import encode_plan, plan_type
 from llava_drive.nodes.status import SimEpisode, SimStatus
 from nav_msgs.msg import Odometry, Path
@@ -118,7 +118,7 @@ class CarlaBridge(Node):
         self.path_pub = self.create_publisher(Path, topics.waypoints, LATCHED_QOS)
         self.plan_pub = self.create_publisher(plan_type(), topics.global_plan, LATCHED_QOS)
         self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, 10)
-        self.status_pub = self.create_publisher(String, SIM_STATUS_TOPIC, 10)
+        self.status_pub = self.create_publisher(String, SIM_STATUS_TOPIC, STATUS_QOS)
         self.episode_pub = self.create_publisher(String, SIM_EPISODE_TOPIC, LATCHED_QOS)
         self.tf_pub = self.tf_static_pub = None
         if TFMessage is not None:

@@ -207,6 +207,9 @@ if QoSProfile is not None:
                             reliability=ReliabilityPolicy.BEST_EFFORT)
     # Control: reliable, like carla_ros_bridge's subscription.
     CONTROL_QOS = reliable_qos(10)
+    # Simulator status, one per frame: the evaluator's trajectory needs every one, and a
+    # reliable keep-last writer overwrites what a slow (loaded) reader has not yet taken.
+    STATUS_QOS = reliable_qos(200)
     # Latched info (waypoints, camera_info, episode markers): late joiners get the last one.
     LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,

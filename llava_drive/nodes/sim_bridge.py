@@ -33,8 +33,8 @@ from llava_drive.nodes.control_codec import ControlCodec, ns_to_stamp, stamp_to_
 from llava_drive.nodes.interfaces import (CLOCK_TOPIC, CONTROL_QOS, DEFAULT_ROLE_NAME,
                                           FIRST_EVALUATION_SEED, LATCHED_QOS, reliable_qos,
                                           SIM_BRIDGE_NODE, SIM_EPISODE_TOPIC, SIM_HAZARDS_TOPIC,
-                                          SIM_STATUS_TOPIC, TF_STATIC_TOPIC, TF_TOPIC,
-                                          vehicle_topics)
+                                          SIM_STATUS_TOPIC, STATUS_QOS, TF_STATIC_TOPIC,
+                                          TF_TOPIC, vehicle_topics)
 from llava_drive.nodes.route_codec import (encode_lights, encode_plan, encode_vehicles,
                                            plan_type)
 from llava_drive.nodes.status import SimEpisode, SimStatus
@@ -123,7 +123,7 @@ class SimBridge(Node):
         self.speed_pub = self.create_publisher(Float32, topics.speedometer, image_qos)
         self.path_pub = self.create_publisher(Path, topics.waypoints, LATCHED_QOS)
         self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, 10)
-        self.status_pub = self.create_publisher(String, SIM_STATUS_TOPIC, 10)
+        self.status_pub = self.create_publisher(String, SIM_STATUS_TOPIC, STATUS_QOS)
         self.episode_pub = self.create_publisher(String, SIM_EPISODE_TOPIC, LATCHED_QOS)
         self.hazards_pub = self.create_publisher(String, SIM_HAZARDS_TOPIC, image_qos) \
             if self.hazard_source is not None else None
