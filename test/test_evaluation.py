@@ -442,6 +442,17 @@ def test_town_evaluation_options_and_command_line(tmp_path, capsys):
     line, road, plan, scenarios = options.route_of(9002)
     assert road is None and plan.junctions() and scenarios == ('red_light',)
     assert line.length == pytest.approx(plan.length, rel=0.05)
+    # Its own length sets the time limit and the report, not the single-road default 500 m.
+    assert options.route_lengths[9002] == pytest.approx(plan.length, rel=0.05)
+    assert options.route_time_limit() == pytest.approx(
+        300.0 + 1.2 * options.route_lengths[9002], rel=0.01)
+    config = options.config()
+    assert config['route_lengths'] == {'9002': options.route_lengths[9002]}
+    text = write_markdown(tmp_path / 'report.md', {}, config, [], None).read_text()
+    assert f'Routes: 9002 ({options.route_lengths[9002]:.0f} m each)' in text
+    config['route_lengths']['9003'] = 306.4
+    text = write_markdown(tmp_path / 'report.md', {}, config, [], None).read_text()
+    assert f'Routes: 9002 ({options.route_lengths[9002]:.0f}-306 m)' in text
     with pytest.raises(ValueError, match='map_kind must be one of'):
         EvaluationOptions(map_kind='city', out=tmp_path / 'b')
     from llava_drive.cli import main

@@ -12,6 +12,7 @@ episode (the policy's annotated camera view when it publishes one).
 """
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 import math
 from pathlib import Path
 import re
@@ -158,9 +159,17 @@ class EvaluationOptions:
         if self.episode_timeout is None:
             self.episode_timeout = 120.0 + 10.0 * self.route_time_limit()
 
+    @cached_property
+    def route_lengths(self) -> Dict[int, float]:
+        """Return each route's length (m): a town route has its own, not ``route_length``."""
+        if self.map_kind != 'town':
+            return {seed: float(self.route_length) for seed in self.routes}
+        from llava_drive.sim.town.world import town_and_route
+        return {seed: float(town_and_route(seed)[1].length) for seed in self.routes}
+
     def route_time_limit(self) -> float:
-        """Return the simulated seconds a route may take (evaluator's or simulator's limit)."""
-        budget = time_limit_for(self.route_length, SimConfig.speed_limit_mps)
+        """Return the simulated seconds the longest route may take (evaluator's or simulator's)."""
+        budget = time_limit_for(max(self.route_lengths.values()), SimConfig.speed_limit_mps)
         return min(budget, self.max_route_time) if self.max_route_time else budget
 
     def drivers(self) -> Dict[str, Optional[Path]]:
@@ -229,6 +238,7 @@ class EvaluationOptions:
                 data[key] = str(value)
         data['baselines'] = {k: str(v) for k, v in self.baselines.items()}
         data['route_time_limit'] = self.route_time_limit()
+        data['route_lengths'] = {str(k): v for k, v in self.route_lengths.items()}
         return data
 
 

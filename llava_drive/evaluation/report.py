@@ -376,10 +376,13 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
     if config.get('backend') == 'carla':
         town = (config.get('carla') or {}).get('town')  # unset: carla_bridge.yaml's
         world = f'CARLA{" " + town if town else ""} through carla_bridge (synchronous)'
+    lengths = sorted(config.get('route_lengths', {}).values()) or [config.get('route_length')]
+    length = f'{_number(lengths[0], 0)} m each' if lengths[0] == lengths[-1] else \
+        f'{_number(lengths[0], 0)}-{_number(lengths[-1], 0)} m'
     lines = [
         '# Closed-loop evaluation', '',
         f'Checkpoint: `{config.get("checkpoint")}`  ',
-        f'Routes: {routes} ({config.get("route_length")} m each), '
+        f'Routes: {routes} ({length}), '
         f'{config.get("repetitions")} repetition(s), camera '
         f'{config.get("width")}x{config.get("height")}, {world}, at most '
         f'{_number(config.get("route_time_limit"), 0)} s simulated per route (then a route '
