@@ -55,6 +55,8 @@ def policy_node() -> Node:
         'checkpoint': typed('checkpoint', str),
         'model': typed('model', str),
         'device': typed('device', str),
+        # Every backend here steps once per control (the ros-bridge too, as started here).
+        'synchronous': True,
     }, ends_the_launch=True)
 
 

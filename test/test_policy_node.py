@@ -302,6 +302,24 @@ def test_inference_slower_than_max_age_never_drives(alone, checkpoints):
     assert policy.worker.dropped_stale > 0  # frames that arrived while it was busy
 
 
+def test_synchronous_policy_drives_however_slow_inference_is(alone, checkpoints):
+    # A synchronous simulator waits for the control: slow is not late, and no timer brake
+    # may answer a frame in the model's place.
+    policy = start_policy(alone, checkpoints['constant'], max_age=0.3, synchronous=True,
+                          debug_inference_delay=1.0)
+    helper = alone.node('camera')
+    controls, camera = Controls(helper), Camera(helper)
+    assert wait_for(lambda: policy.worker.processed >= 3 and len(controls.items) >= 3,
+                    timeout=60)
+    camera.running = False
+    sent = {stamp for _, stamp in camera.sent}
+    items = list(controls.items)
+    assert all(c.throttle > 0.5 and c.brake == 0.0 for _, _, c in items), items[:3]
+    assert all(stamp in sent for _, stamp, _ in items)  # each one answers its frame
+    assert not policy.gate.interventions['stale_inference']
+    assert not policy.gate.interventions['stale_image']
+
+
 def test_nan_outputs_brake(alone, checkpoints):
     policy = start_policy(alone, checkpoints['nan'])
     helper = alone.node('camera')

@@ -56,6 +56,22 @@ def test_an_output_computed_from_an_old_image_is_not_used():
     assert fresh.reason is None and fresh.control.throttle == 1.0
 
 
+def test_synchronous_outputs_answer_their_frame_however_long_inference_takes():
+    # The world waits for the control: a slow (loaded) inference is not late, so the model's
+    # command goes out, and the timer sends nothing the simulator would take for the frame.
+    gate = SafetyGate(GateConfig(max_age_s=0.5, synchronous=True))
+    gate.on_image(20.0, 5 * MS)
+    assert gate.command(25.0) is None
+    slow = gate.on_inference(5 * MS, Control(throttle=1.0), now=27.0, source_received=20.0)
+    assert slow.reason is None and slow.control.throttle == 1.0 and slow.stamp_ns == 5 * MS
+    assert gate.command(40.0) is None
+    assert sum(gate.interventions.values()) == 0
+    # What does not depend on time still brakes.
+    bad = gate.on_inference(5 * MS, Control(steer=math.nan), now=41.0)
+    assert bad == (FULL_BRAKE, 5 * MS, 'nan_output')
+    assert gate.set_emergency_stop(True) == (FULL_BRAKE, 5 * MS, 'emergency_stop')
+
+
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize('field', ['steer', 'throttle', 'brake'])
 def test_non_finite_outputs_brake_until_a_finite_one_arrives(field, bad):
@@ -182,6 +198,7 @@ def test_timer_brakes_never_move_the_steering_state_of_fresh_outputs():
     ({'steer_smoothing': 1.5}, r'steer_smoothing must be in \(0, 1\], got 1.5'),
     ({'brake_threshold': 0.0}, r'brake_threshold must be in \(0, 1\], got 0.0'),
     ({'max_age_s': True}, 'max_age_s must be a finite number, got True'),
+    ({'synchronous': 'yes'}, "synchronous must be true or false, got 'yes'"),
 ])
 def test_config_names_the_bad_value(changes, message):
     with pytest.raises(ValueError, match=message):

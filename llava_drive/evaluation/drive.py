@@ -104,8 +104,10 @@ class DriveOptions:
             wait_for_image_subscribers=int(self.driver == 'policy') + 1,
             role_name=self.role_name)
         if self.driver == 'policy':
+            # carla_bridge always steps once per control; a running ros-bridge may not.
+            synchronous = self.backend == 'carla' or (self.backend == 'sim' and self.synchronous)
             specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype,
-                                     role_name=self.role_name))
+                                     role_name=self.role_name, synchronous=synchronous))
         else:
             specs.append(expert_spec(drive=True, noise=False, backend=self.backend,
                                      role_name=self.role_name))

@@ -212,8 +212,10 @@ class EvaluationOptions:
             town = {'privileged_hazards': True} if self.map_kind == 'town' else {}
             specs.append(expert_spec(drive=True, noise=False, backend=self.backend, **town))
         else:
+            # Both bridges step once per control here: a slow inference is never late.
             specs.append(policy_spec(checkpoint, self.model, self.device, self.dtype,
-                                     name=driver, publish_annotated=bool(annotate)))
+                                     name=driver, publish_annotated=bool(annotate),
+                                     synchronous=True))
         return specs
 
     def route_of(self, seed: int):

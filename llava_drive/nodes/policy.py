@@ -73,6 +73,10 @@ PARAMETERS = [
     Param('max_age', GateConfig.max_age_s,
           'brake when the newest image or inference is older (wall s)',
           0.01, 60.0, runtime=True),
+    Param('synchronous', GateConfig.synchronous,
+          'the simulator waits for each control (sim_bridge or carla_bridge in synchronous '
+          'mode): max_age is not applied, a slow inference still answers its frame, and the '
+          "simulator's control timeout brakes a silent policy"),
     Param('gate_rate', 20.0, 'rate of the full brakes the safety gate repeats while images '
           'or inferences are older than max_age (Hz); results go out one per frame', 1.0,
           1000.0),
@@ -156,7 +160,8 @@ class Policy(Node):
         self.label_codec = ControlCodec('auto' if wire == 'ackermann' else wire)
         self.gate = SafetyGate(GateConfig(
             max_age_s=p['max_age'], steer_rate_limit=p['steer_rate_limit'],
-            steer_smoothing=p['steer_smoothing'], brake_threshold=p['brake_threshold']))
+            steer_smoothing=p['steer_smoothing'], brake_threshold=p['brake_threshold'],
+            synchronous=p['synchronous']))
         self.lock = threading.Lock()  # the gate and the control publisher, two threads
         self.rejected = Counter()  # inputs refused, by reason
         self.speed = math.nan

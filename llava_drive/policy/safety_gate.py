@@ -17,6 +17,12 @@ or an image older than ``max_age_s``, or the newest output computed from an imag
 that), because then no output will come to answer for it. Engaging the emergency stop or
 disabling returns one brake to send at once; every later output is a brake until released.
 
+Synchronous simulation (``GateConfig.synchronous``): the world waits for each control, so a
+slow inference is not late and ages are not judged on the wall clock (no ``stale_image`` or
+``stale_inference`` brakes, no timer brakes); every output answers its own frame, and the
+simulator's control timeout brakes a policy that falls silent. On the wall clock a loaded
+machine turned model outputs into brakes at random and made evaluations unrepeatable.
+
 Time: ``now`` arguments are ``time.monotonic()`` seconds; stamps are the source images'
 ``header.stamp`` in nanoseconds. The steering rate limit runs on stamp time, the time the
 vehicle experiences between two frames, so a synchronous simulation that steps faster or
@@ -59,12 +65,14 @@ class GateConfig:
         (1.0 = no smoothing, 0.3 = heavy smoothing).
     :param brake_threshold: a predicted brake at or above this brakes and zeroes the throttle;
         below it the brake is released (a sigmoid output is never exactly 0).
+    :param synchronous: the simulator waits for each control: ``max_age_s`` is not applied
     """
 
     max_age_s: float = 0.5
     steer_rate_limit: float = 4.0
     steer_smoothing: float = 0.6
     brake_threshold: float = 0.1
+    synchronous: bool = False
 
     def __post_init__(self):
         """Check every field; errors name the bad value."""
@@ -72,6 +80,8 @@ class GateConfig:
         number_in_range('steer_rate_limit', self.steer_rate_limit, 0)
         for name in ('steer_smoothing', 'brake_threshold'):
             number_in_range(name, getattr(self, name), 0, 1, low_open=True)
+        if not isinstance(self.synchronous, bool):
+            raise ValueError(f'synchronous must be true or false, got {self.synchronous!r}')
 
 
 class GateCommand(NamedTuple):
@@ -179,6 +189,8 @@ class SafetyGate:
 
         :param now: wall time (monotonic seconds).
         """
+        if self.config.synchronous:
+            return None  # every frame is answered by its own output
         max_age = self.config.max_age_s
         stale = self.image_received is None or now - self.image_received > max_age or (
             self.inference_source is not None and now - self.inference_source > max_age)
@@ -201,13 +213,14 @@ class SafetyGate:
             return DISABLED
         if self.emergency_stopped:
             return EMERGENCY_STOP
+        wall_clock = not self.config.synchronous
         if self.image_received is None:
             return NO_IMAGE
-        if now - self.image_received > max_age:
+        if wall_clock and now - self.image_received > max_age:
             return STALE_IMAGE
         if self.inference_source is None:
             return NO_INFERENCE
-        if now - self.inference_source > max_age:
+        if wall_clock and now - self.inference_source > max_age:
             return STALE_INFERENCE
         if not self.inference_finite:
             return NAN_OUTPUT

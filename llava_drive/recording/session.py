@@ -104,7 +104,9 @@ class RecordingOptions:
         specs.append(expert_spec(drive=not policy_drives, noise=self.noise,
                                  backend=self.backend, **town))
         if policy_drives:
-            specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype))
+            synchronous = self.backend == 'carla' or (self.backend == 'sim' and self.synchronous)
+            specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype,
+                                     synchronous=synchronous))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
                               config_path('recorder.yaml'), {
                                   'bag_path': str(self.out), 'image_format': self.image_format,
