@@ -94,6 +94,29 @@ class Spinners:
             self.stop(node)
 
 
+def wait_while_progressing(predicate, progress, stall_timeout=120.0, limit=1800.0,
+                           interval=0.05):
+    """
+    Poll ``predicate`` until true, giving up only when ``progress()`` stops changing.
+
+    It gives up after ``progress()`` stayed the same for ``stall_timeout`` seconds, or after
+    ``limit``, and returns the predicate's last value. For long simulations on a loaded
+    machine: a fixed deadline fails a run that is slow but moving, while a stalled one still
+    fails after ``stall_timeout``.
+    """
+    start = last_change = time.monotonic()
+    seen = progress()
+    while True:
+        value = predicate()
+        now = time.monotonic()
+        if value or now - last_change > stall_timeout or now - start > limit:
+            return value
+        current = progress()
+        if current != seen:
+            seen, last_change = current, now
+        time.sleep(interval)
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02):
     """Poll ``predicate`` until true or ``timeout`` seconds pass; return its last value."""
     deadline = time.monotonic() + timeout

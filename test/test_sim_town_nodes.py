@@ -6,7 +6,7 @@ from llava_drive.nodes.interfaces import SIM_HAZARDS_TOPIC as HAZARDS_TOPIC
 from llava_drive.nodes.interfaces import SIM_STATUS_TOPIC as STATUS_TOPIC
 from llava_drive.nodes.sim_bridge import SimBridge
 from rclpy.parameter import Parameter
-from ros_helpers import wait_for
+from ros_helpers import wait_for, wait_while_progressing
 from std_msgs.msg import String
 
 
@@ -36,7 +36,9 @@ def test_expert_node_drives_a_town_route_by_the_bridge_hazards(ros_graph):
     for text in ('not json', json.dumps({'stamp_ns': -1}), json.dumps({'stamp_ns': 5})):
         bad.publish(String(data=text))
     assert wait_for(lambda: sum(expert.rejected.values()) >= 3, timeout=30), expert.rejected
-    assert wait_for(lambda: statuses and statuses[-1]['done'], timeout=300), statuses[-1:]
+    # A loaded machine may step slowly (0.15x real time seen): wait while the stamps move.
+    assert wait_while_progressing(lambda: statuses and statuses[-1]['done'],
+                                  lambda: len(statuses)), statuses[-1:]
     final = statuses[-1]
     assert final['done_reason'] == 'route_finished', final['counts']
     assert final['driving_score'] == 100.0 and set(final['counts']) == {'route_finished'}
