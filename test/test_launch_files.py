@@ -606,8 +606,8 @@ def failure_cases(tmp_path, checkpoint):
                                r'rviz:=true but rviz2 is not on PATH'),
         'no_checkpoint': (policy, {}, r'launch argument checkpoint is required'),
         'missing_checkpoint': (policy, {'checkpoint': str(tmp_path / 'gone')},
-                               r'checkpoint: .*gone is not a checkpoint directory \(no '
-                               r'config.json or model.safetensors\)'),
+                               r'checkpoint: not a checkpoint directory \(no config.json\): '
+                               r'.*gone'),
         'not_llava': (policy, {'checkpoint': checkpoint, 'model': str(not_llava)},
                       r"model: .*bert is not a LLaVA model: model_type 'bert'"),
         'cuda_on_cpu_torch': (policy, {'checkpoint': checkpoint, 'device': 'cuda:99'},

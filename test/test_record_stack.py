@@ -233,3 +233,18 @@ def test_town_recording_options(tmp_path):
         RecordingOptions(map_kind='city', out=tmp_path / 'd')
     with pytest.raises(ValueError, match='embedded simulator'):
         RecordingOptions(map_kind='town', backend='carla', out=tmp_path / 'e')
+
+
+@pytest.mark.parametrize('backend, sim_synchronous, expected', [
+    ('sim', True, True), ('sim', False, False), ('carla', False, True),
+    ('carla_ros_bridge', True, False)])
+def test_a_driving_policy_is_synchronous_only_where_the_bridge_steps_per_control(
+        backend, sim_synchronous, expected, tmp_path):
+    """The policy judges no age on the wall clock only behind a bridge that waits for it."""
+    checkpoint = tmp_path / 'ckpt'
+    checkpoint.mkdir()
+    (checkpoint / 'config.json').write_text('{}')  # what the options look for
+    options = RecordingOptions(backend=backend, synchronous=sim_synchronous, driver='policy',
+                               checkpoint=checkpoint, out=tmp_path / 'bag')
+    policy = next(spec for spec in options.node_specs() if spec.name == 'policy')
+    assert policy.overrides['synchronous'] is expected

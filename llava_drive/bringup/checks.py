@@ -5,6 +5,7 @@ ROS-free (the launch files pass their argument values as a dict), so they are un
 without launch. Each check takes ``(text, name)`` and raises :class:`LaunchArgumentError` with
 one line naming the argument; ``ros2 launch`` prints it and ends with status 1.
 """
+from contextlib import contextmanager
 import difflib
 from pathlib import Path
 import shutil
@@ -202,21 +203,23 @@ def rviz(text: str, name: str) -> bool:
     return wanted
 
 
+@contextmanager
+def naming(name: str, *errors):
+    """Turn a library check's one-line error into the refusal of launch argument ``name``."""
+    try:
+        yield
+    except errors as error:
+        raise LaunchArgumentError(f'launch argument {name}: {error}') from None
+
+
 def checkpoint_dir(text: str, name: str) -> str:
     """Accept a directory written by ``llava-drive train`` whose files are intact (no torch)."""
-    from llava_drive.learning.checkpoint_files import (check_checkpoint_files, CheckpointError,
-                                                       CONFIG_FILE, WEIGHTS_FILE)
+    from llava_drive.learning.checkpoint_files import check_checkpoint_files, CheckpointError
     if not text:
         raise LaunchArgumentError(f'launch argument {name} is required (a llava-drive train '
                                   f'output directory)')
-    missing = [file for file in (CONFIG_FILE, WEIGHTS_FILE) if not (Path(text) / file).is_file()]
-    if missing:
-        raise LaunchArgumentError(f'launch argument {name}: {text} is not a checkpoint '
-                                  f'directory (no {" or ".join(missing)})')
-    try:
+    with naming(name, CheckpointError):
         check_checkpoint_files(text)
-    except CheckpointError as error:
-        raise LaunchArgumentError(f'launch argument {name}: {error}') from None
     return text
 
 
@@ -224,10 +227,8 @@ def model_dir(text: str, name: str) -> str:
     """Accept empty (the checkpoint's model) or a LLaVA model directory."""
     from llava_drive.features.choices import ChoiceError, check_model_dir
     if text:
-        try:
+        with naming(name, ChoiceError):
             check_model_dir(text)
-        except ChoiceError as error:
-            raise LaunchArgumentError(f'launch argument {name}: {error}') from None
     return text
 
 
@@ -235,10 +236,8 @@ def torch_device(text: str, name: str) -> str:
     """Accept a device this torch has (``cpu`` without importing torch)."""
     from llava_drive.features.choices import ChoiceError, resolve_device
     if text != 'cpu':
-        try:
+        with naming(name, ChoiceError):
             resolve_device(text)
-        except ChoiceError as error:
-            raise LaunchArgumentError(f'launch argument {name}: {error}') from None
     return text
 
 

@@ -73,6 +73,16 @@ def bridge_specs(backend: str, route_seeds, width: int, height: int, sim=None, c
     return []  # carla_ros_bridge runs on its own (ros2 launch ... backend:=carla_ros_bridge)
 
 
+def steps_per_control(backend: str, sim_synchronous: bool) -> bool:
+    """
+    Return True when the bridge steps once per control (the policy's ``synchronous``).
+
+    carla_bridge always does, sim_bridge in synchronous mode; a running carla_ros_bridge is not
+    ours to promise, so there the policy's gate judges ages on the wall clock.
+    """
+    return backend == 'carla' or (backend == 'sim' and bool(sim_synchronous))
+
+
 def expert_spec(drive: bool = True, noise: bool = False, backend: str = 'sim',
                 **overrides) -> NodeSpec:
     """

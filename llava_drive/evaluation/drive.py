@@ -14,7 +14,8 @@ import sys
 import tempfile
 from typing import Dict, Optional
 
-from llava_drive.bringup.node_specs import bridge_specs, expert_spec, policy_spec
+from llava_drive.bringup.node_specs import (bridge_specs, expert_spec, policy_spec,
+                                            steps_per_control)
 from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.nodes.interfaces import (BACKENDS, CAMERA_HEIGHT, CAMERA_WIDTH,
                                           DEFAULT_ROLE_NAME, DIAGNOSTICS_TOPIC,
@@ -104,8 +105,7 @@ class DriveOptions:
             wait_for_image_subscribers=int(self.driver == 'policy') + 1,
             role_name=self.role_name)
         if self.driver == 'policy':
-            # carla_bridge always steps once per control; a running ros-bridge may not.
-            synchronous = self.backend == 'carla' or (self.backend == 'sim' and self.synchronous)
+            synchronous = steps_per_control(self.backend, self.synchronous)
             specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype,
                                      role_name=self.role_name, synchronous=synchronous))
         else:

@@ -5,7 +5,8 @@ from typing import List, Optional
 
 from llava_drive.bag.writer import BagWriterConfig, IMAGE_FORMATS
 from llava_drive.bringup.environment import config_path
-from llava_drive.bringup.node_specs import BACKENDS, bridge_specs, expert_spec, policy_spec
+from llava_drive.bringup.node_specs import (BACKENDS, bridge_specs, expert_spec, policy_spec,
+                                            steps_per_control)
 from llava_drive.bringup.stack import NodeSpec
 from llava_drive.bringup.supervisor import Supervisor
 from llava_drive.nodes.interfaces import (CAMERA_HEIGHT, CAMERA_WIDTH, RECORDER_FRAME_DONE_TOPIC,
@@ -104,7 +105,7 @@ class RecordingOptions:
         specs.append(expert_spec(drive=not policy_drives, noise=self.noise,
                                  backend=self.backend, **town))
         if policy_drives:
-            synchronous = self.backend == 'carla' or (self.backend == 'sim' and self.synchronous)
+            synchronous = steps_per_control(self.backend, self.synchronous)
             specs.append(policy_spec(self.checkpoint, self.model, self.device, self.dtype,
                                      synchronous=synchronous))
         specs.append(NodeSpec('recorder', 'llava_drive.nodes.recorder',
