@@ -188,3 +188,16 @@ def test_review_into_a_file_is_one_line_error(recorded, tmp_path, capsys):
                  '--no-video', '--quiet']) == 1
     error = capsys.readouterr().err.strip()
     assert 'afile' in error and '\n' not in error and 'Traceback' not in error
+
+
+def test_info_text_names_a_town_plan_by_its_commands(recorded):
+    """A start marker's global plan (thousands of numbers) reads as its junction commands."""
+    bag, _ = recorded
+    info = bag_info(bag)
+    info['episodes'][0]['global_plan'] = {'options': [4, 3, 4, 1, 4, 2], 'poses': [[0, 0, 0]] * 6,
+                                          'dense_poses': [[0.0, 0.0, 0.0]] * 5000}
+    info['episodes'][0]['summary'] = None
+    text = format_info(info)
+    assert 'plan: 6 targets, STRAIGHT LEFT RIGHT' in text
+    assert 'dense_poses' not in text and 'summary' not in text
+    assert max(len(line) for line in text.splitlines()) < 200

@@ -11,6 +11,7 @@ from typing import Dict, List
 from llava_drive.bag import format as bagfmt
 from llava_drive.bag.reader import OpenBag, read_json_topic, read_pairs, ReadStats
 from llava_drive.bag.trim import describe, Exclusions, ExclusionsError, load_exclusions
+from llava_drive.planning import RoadOption
 import numpy as np
 
 ACTION_NAMES = ('steer', 'throttle', 'brake', 'speed')
@@ -159,6 +160,19 @@ def _number(value) -> str:
     return '-' if value is None else f'{value:.3f}'
 
 
+def _brief(key: str, value) -> str:
+    """Return one short text of an episode marker field (a global plan by its commands)."""
+    if key == 'global_plan' and isinstance(value, dict) and isinstance(value.get('options'),
+                                                                       list):
+        names = {int(option): option.name for option in RoadOption}
+        commands = ' '.join(names.get(option, str(option)) for option in value['options']
+                            if option != RoadOption.LANEFOLLOW)
+        return f'plan: {len(value["options"])} targets, {commands or "no junction"}'
+    if isinstance(value, (dict, list)):
+        return f'{key}: {len(value)} items'
+    return f'{key}: {value}'
+
+
 def format_info(info: dict) -> str:
     """
     Return the human-readable report of :func:`bag_info`.
@@ -196,8 +210,9 @@ def format_info(info: dict) -> str:
               for g in gaps['largest'][:3]]
     lines.append(f'Episodes:         {len([e for e in info["episodes"] if e["episode"] >= 0])}')
     for episode in info['episodes']:
-        extra = {k: v for k, v in episode.items()
-                 if k not in ('episode', 'pairs', 'start_s', 'end_s')}
+        # The start marker's fields, a town route's whole plan among them, in a few words.
+        extra = ', '.join(_brief(k, v) for k, v in episode.items()
+                          if k not in ('episode', 'pairs', 'start_s', 'end_s') and v is not None)
         lines.append(f'  {episode["episode"]:>4}: {episode["pairs"]:>6} pairs  '
                      f'{_number(episode.get("start_s"))} .. {_number(episode.get("end_s"))} s'
                      + (f'  {extra}' if extra else ''))
