@@ -34,19 +34,16 @@ class RosGraph:
         """Create a plain helper node in this graph."""
         return self.add(rclpy.create_node(name, context=self.context))
 
-    def remove(self, node):
-        """Stop spinning ``node`` and destroy it (runs its clean-up)."""
-        self.executor.remove_node(node)
-        self.nodes.remove(node)
-        node.destroy_node()
-
     def close(self):
-        """Destroy every node and shut the context down."""
-        for node in list(self.nodes):
-            self.remove(node)
-        self.executor.shutdown()
+        """Stop the executor, then destroy every node and shut the context down."""
+        # Executor first: destroying a node while another executor thread runs its timer makes
+        # that callback use a destroyed handle (InvalidHandle); shutdown waits for callbacks.
+        self.executor.shutdown(timeout_sec=30)
+        self._thread.join(timeout=30)
+        for node in self.nodes:
+            node.destroy_node()
+        self.nodes.clear()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
 
 
 class Spinners:
