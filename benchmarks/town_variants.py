@@ -76,7 +76,7 @@ def driven_rates(report: Path) -> dict:
         for kind, count in episode['summary']['counts'].items():
             counts[kind] = counts.get(kind, 0) + count
     collisions = sum(count for kind, count in counts.items() if kind.startswith('collision'))
-    per_km = (lambda n: n / km) if km > 0 else (lambda n: float('nan'))
+    per_km = (lambda n: n / km) if km > 0 else (lambda n: None)  # nothing driven: no rate
     return {'km': km, 'red_light_per_km': per_km(counts.get('red_light', 0)),
             'collisions_per_km': per_km(collisions)}
 
@@ -87,11 +87,12 @@ def table(rows) -> str:
              'collisions / km | episodes |', '|---|---|---|---|---|---|---|---|']
     for name, summary, rates in rows:
         junction = summary.get('junction_success')
-        lines.append('| %s | %.1f ± %.1f | %.1f | %.0f | %s | %.2f | %.2f | %d |' % (
+        rate = lambda value: '-' if value is None else '%.2f' % value  # noqa: E731
+        lines.append('| %s | %.1f ± %.1f | %.1f | %.0f | %s | %s | %s | %d |' % (
             name, summary['driving_score'], summary.get('driving_score_std', 0.0),
             summary['route_completion'], summary['success_rate'],
-            '-' if junction is None else '%.0f' % junction, rates['red_light_per_km'],
-            rates['collisions_per_km'], summary['episodes']))
+            '-' if junction is None else '%.0f' % junction, rate(rates['red_light_per_km']),
+            rate(rates['collisions_per_km']), summary['episodes']))
     return '\n'.join(lines)
 
 
@@ -163,6 +164,8 @@ def main(argv=None) -> int:
                         '--no-progress', '--out', report,
                         log=workdir / 'logs' / f'evaluate_{report.name}.log')
         summary = json.loads((report / 'summary.json').read_text())
+        if name == EXPERT:  # an expert-only report keeps its figures under 'expert'
+            summary = summary[EXPERT]
         rows.append((name, summary, driven_rates(report)))
         progress(f'{name}: DS {summary["driving_score"]:.1f}')
     text = table(rows)
