@@ -83,16 +83,16 @@ def driven_rates(report: Path) -> dict:
 
 def table(rows) -> str:
     """Return the Markdown table of ``(driver, summary, rates)`` rows."""
+    from llava_drive.evaluation.report import number_cell
     lines = ['| driver | DS | RC % | success % | junction success % | red lights / km | '
              'collisions / km | episodes |', '|---|---|---|---|---|---|---|---|']
     for name, summary, rates in rows:
-        junction = summary.get('junction_success')
-        rate = lambda value: '-' if value is None else '%.2f' % value  # noqa: E731
         lines.append('| %s | %.1f ± %.1f | %.1f | %.0f | %s | %s | %s | %d |' % (
             name, summary['driving_score'], summary.get('driving_score_std', 0.0),
             summary['route_completion'], summary['success_rate'],
-            '-' if junction is None else '%.0f' % junction, rate(rates['red_light_per_km']),
-            rate(rates['collisions_per_km']), summary['episodes']))
+            number_cell(summary.get('junction_success'), 0),
+            number_cell(rates['red_light_per_km'], 2), number_cell(rates['collisions_per_km'], 2),
+            summary['episodes']))
     return '\n'.join(lines)
 
 

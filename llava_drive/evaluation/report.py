@@ -68,7 +68,8 @@ def summary_document(scores: dict, baselines: Sequence[str], config: dict) -> di
     return document
 
 
-def _number(value: float, digits: int = 1) -> str:
+def number_cell(value: float, digits: int = 1) -> str:
+    """Format a table cell: ``-`` for a figure that does not exist (None or NaN)."""
     return '-' if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f'{value:.{digits}f}'
 
@@ -90,11 +91,13 @@ def score_table(scores: dict) -> str:
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for driver, s in scores.items():
         lines.append(
-            f'| {driver} | {_number(s["driving_score"])} ± {_number(s["driving_score_std"])} '
-            f'| {_number(s["route_completion"])} | {_number(s["infraction_penalty"], 3)} '
-            f'| {_number(s["success_rate"])} | {_number(s["junction_success"])} '
-            f'| {_number(s["outside_lane_percentage"])} '
-            f'| {_number(s["lateral_error_rmse"], 2)} | {_number(s["steering_smoothness"], 2)} '
+            f'| {driver} | {number_cell(s["driving_score"])} '
+            f'± {number_cell(s["driving_score_std"])} '
+            f'| {number_cell(s["route_completion"])} | {number_cell(s["infraction_penalty"], 3)} '
+            f'| {number_cell(s["success_rate"])} | {number_cell(s["junction_success"])} '
+            f'| {number_cell(s["outside_lane_percentage"])} '
+            f'| {number_cell(s["lateral_error_rmse"], 2)} '
+            f'| {number_cell(s["steering_smoothness"], 2)} '
             f'| {_events(s["events"])} | {s["control_timeouts"]} |')
     return '\n'.join(lines)
 
@@ -115,7 +118,7 @@ def scenario_table(scores: dict) -> str:
         for s in scores.values():
             entry = s['success_per_scenario'].get(name)
             cells.append('-' if entry is None else
-                         f'{_number(entry["success_rate"])} ({entry["episodes"]})')
+                         f'{number_cell(entry["success_rate"])} ({entry["episodes"]})')
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -136,10 +139,10 @@ def route_table(scores: dict) -> str:
             if r is None:
                 continue
             lines.append(
-                f'| {seed} | {driver} | {_number(r["driving_score"])} ± '
-                f'{_number(r["driving_score_std"])} | {_number(r["route_completion"])} '
-                f'| {_number(r["infraction_penalty"], 3)} | {_number(r["success_rate"])} '
-                f'| {_number(r["lateral_error_rmse"], 2)} | {_events(r["events"])} '
+                f'| {seed} | {driver} | {number_cell(r["driving_score"])} ± '
+                f'{number_cell(r["driving_score_std"])} | {number_cell(r["route_completion"])} '
+                f'| {number_cell(r["infraction_penalty"], 3)} | {number_cell(r["success_rate"])} '
+                f'| {number_cell(r["lateral_error_rmse"], 2)} | {_events(r["events"])} '
                 f'| {", ".join(r["done_reasons"])} |')
     return '\n'.join(lines)
 
@@ -377,15 +380,15 @@ def write_markdown(path: Path, scores: dict, config: dict, plots: Sequence[Path]
         town = (config.get('carla') or {}).get('town')  # unset: carla_bridge.yaml's
         world = f'CARLA{" " + town if town else ""} through carla_bridge (synchronous)'
     lengths = sorted(config.get('route_lengths', {}).values()) or [config.get('route_length')]
-    length = f'{_number(lengths[0], 0)} m each' if lengths[0] == lengths[-1] else \
-        f'{_number(lengths[0], 0)}-{_number(lengths[-1], 0)} m'
+    length = f'{number_cell(lengths[0], 0)} m each' if lengths[0] == lengths[-1] else \
+        f'{number_cell(lengths[0], 0)}-{number_cell(lengths[-1], 0)} m'
     lines = [
         '# Closed-loop evaluation', '',
         f'Checkpoint: `{config.get("checkpoint")}`  ',
         f'Routes: {routes} ({length}), '
         f'{config.get("repetitions")} repetition(s), camera '
         f'{config.get("width")}x{config.get("height")}, {world}, at most '
-        f'{_number(config.get("route_time_limit"), 0)} s simulated per route (then a route '
+        f'{number_cell(config.get("route_time_limit"), 0)} s simulated per route (then a route '
         'timeout).  ',
         scoring_rules(), '',
         '## Overall', '', score_table(scores), '',
